@@ -1,0 +1,210 @@
+"""The ``hopscope`` command line: thin commands that call the library and print its results.
+
+Results go to stdout, progress and diagnostics to stderr; a :class:`HopscopeError` is printed as
+``Type: message`` (no traceback) and exits 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hopscope import __version__
+from hopscope import stack as stack_api
+from hopscope.errors import HopscopeError
+from hopscope.settings import default_cache_dir, default_state_dir
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="hopscope",
+    help="Trace and log analytics for payment systems: OpenTelemetry → Kafka → Elasticsearch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(
+    help="Local Kafka + Elasticsearch from Maven Central (no Docker needed).",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Print hopscope's own errors as ``Type: message`` on stderr and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except HopscopeError as error:
+            err.print(f"[bold red]{type(error).__name__}[/]: {error}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"hopscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """hopscope: where does the time go between the card swipe and the bank's answer?"""
+
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Stack data, logs and state file [env HOPSCOPE_STATE_DIR; default "
+        "~/.local/state/hopscope/stack, /var/lib/hopscope/stack as root].",
+        show_default=False,
+    ),
+]
+
+
+def _state_dir(value: Path | None) -> Path:
+    return (value or default_state_dir()).expanduser().resolve()
+
+
+@stack_app.command("up")
+@reports_errors
+def stack_up(
+    state_dir: StateDir = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Maven artifact cache [env HOPSCOPE_CACHE_DIR; ~/.cache/hopscope].",
+                     show_default=False),
+    ] = None,
+    kafka_port: Annotated[
+        int | None, typer.Option(help="Kafka port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    es_port: Annotated[
+        int | None, typer.Option(help="Elasticsearch HTTP port on 127.0.0.1 (default: free).")
+    ] = None,
+    java_home: Annotated[
+        Path | None, typer.Option(help="JDK to run both services [env HOPSCOPE_JAVA_HOME].")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 180.0,
+) -> None:
+    """Fetch (once), start and health-check Kafka (KRaft) and Elasticsearch on loopback."""
+    options = stack_api.StackOptions(
+        cache_dir=(cache_dir or default_cache_dir()).expanduser().resolve(),
+        state_dir=_state_dir(state_dir),
+        kafka_port=kafka_port,
+        es_port=es_port,
+        java_home=java_home,
+        start_timeout=timeout,
+    )
+    with err.status("starting the local stack") as spinner:
+
+        def report(message: str) -> None:
+            spinner.update(message)
+            err.print(f"[dim]·[/] {message}", highlight=False)
+
+        state = stack_api.up(options, report=report)
+    for svc in state.services.values():
+        out.print(f"{svc.name:<14} {svc.version:<9} {svc.endpoint}  (pid {svc.pid})",
+                  highlight=False)  # fmt: skip
+    err.print(f'point commands and tests at it: eval "$(hopscope stack env '
+              f'--state-dir {state.state_dir})"', highlight=False)  # fmt: skip
+
+
+@stack_app.command("down")
+@reports_errors
+def stack_down(
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
+) -> None:
+    """Stop both services (SIGTERM, then SIGKILL after the timeout)."""
+    stopped = stack_api.down(_state_dir(state_dir), timeout=timeout)
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("status")
+@reports_errors
+def stack_status(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each service up or down, with pid, port and version. Exits 3 when not all are up."""
+    statuses = stack_api.status(_state_dir(state_dir))
+    if as_json:
+        sys.stdout.write(json.dumps({s.name: asdict(s) for s in statuses}, indent=2) + "\n")
+    else:
+        table = Table("service", "state", "pid", "port", "version", "endpoint")
+        for s in statuses:
+            table.add_row(
+                s.name, "[green]up[/]" if s.up else "[red]down[/]", str(s.pid or "-"),
+                str(s.port or "-"), s.version or "-", s.endpoint or "-",
+            )  # fmt: skip
+        out.print(table)
+    if not all(s.up for s in statuses):
+        raise typer.Exit(3)
+
+
+@stack_app.command("env")
+@reports_errors
+def stack_env(state_dir: StateDir = None) -> None:
+    """Print `export HOPSCOPE_…` lines for the running stack (use with eval)."""
+    sys.stdout.write(stack_api.env_lines(_state_dir(state_dir)))
+
+
+@stack_app.command("logs")
+@reports_errors
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="kafka, elasticsearch or all.")] = "all",
+    state_dir: StateDir = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="Lines per service.")] = 40,
+) -> None:
+    """Show the last lines of the services' logs."""
+    from hopscope.stack.processes import tail
+
+    names = ("kafka", "elasticsearch") if service == "all" else (service,)
+    for name in names:
+        if name not in ("kafka", "elasticsearch"):
+            raise typer.BadParameter(f"unknown service {name!r}", param_hint="SERVICE")
+        path = stack_api.log_path(_state_dir(state_dir), name)
+        err.print(f"[bold]== {name}: {path}[/]", highlight=False)
+        sys.stdout.write(tail(path, lines) + "\n")
+
+
+@app.command("demo")
+@reports_errors
+def demo_command() -> None:
+    """Send real OTLP spans through Kafka into Elasticsearch and search them back."""
+    from hopscope.demo import run_demo
+
+    run_demo(out, err)
+
+
+def main() -> None:
+    """Entry point of the ``hopscope`` script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""hopscope.ingest: instrumentation for payment services (OpenTelemetry SDK → Kafka, OTLP)."""
