@@ -90,6 +90,16 @@ def _state_dir(value: Path | None) -> Path:
     return (value or default_state_dir()).expanduser().resolve()
 
 
+def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
+    result = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        result[key.strip()] = value.strip()
+    return result
+
+
 @stack_app.command("up")
 @reports_errors
 def stack_up(
@@ -109,6 +119,14 @@ def stack_up(
         Path | None, typer.Option(help="JDK to run both services [env HOPSCOPE_JAVA_HOME].")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for health.")] = 180.0,
+    kafka_config: Annotated[
+        list[str] | None,
+        typer.Option("--kafka-config", help="Extra broker property KEY=VALUE (repeatable)."),
+    ] = None,
+    es_setting: Annotated[
+        list[str] | None,
+        typer.Option("--es-setting", help="Extra Elasticsearch setting KEY=VALUE (repeatable)."),
+    ] = None,
 ) -> None:
     """Fetch (once), start and health-check Kafka (KRaft) and Elasticsearch on loopback."""
     options = stack_api.StackOptions(
@@ -118,6 +136,8 @@ def stack_up(
         es_port=es_port,
         java_home=java_home,
         start_timeout=timeout,
+        kafka_config=_key_values(kafka_config, "--kafka-config"),
+        es_settings=_key_values(es_setting, "--es-setting"),
     )
     with err.status("starting the local stack") as spinner:
 

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,9 @@ class EsLayout:
         return str(self.config)
 
 
-def node_settings(layout: EsLayout, http_port: int, transport_port: int) -> str:
+def node_settings(
+    layout: EsLayout, http_port: int, transport_port: int, overrides: Mapping[str, str] | None = None
+) -> str:
     """Settings appended to the distribution's elasticsearch.yml."""
     settings = {
         "cluster.name": "hopscope-local",
@@ -86,6 +89,7 @@ def node_settings(layout: EsLayout, http_port: int, transport_port: int) -> str:
         # Tests delete their indices by pattern (hopscope-test-xyz-*).
         "action.destructive_requires_name": "false",
     }
+    settings.update(overrides or {})
     return "\n# hopscope local stack\n" + "".join(f"{k}: {v}\n" for k, v in settings.items())
 
 
@@ -140,7 +144,13 @@ def _mirror_tree(source: Path, target: Path) -> None:
         Path(directory).chmod(0o755)
 
 
-def prepare(es_home: Path, layout: EsLayout, http_port: int, transport_port: int) -> Path:
+def prepare(
+    es_home: Path,
+    layout: EsLayout,
+    http_port: int,
+    transport_port: int,
+    overrides: Mapping[str, str] | None = None,
+) -> Path:
     """Write the node's configuration; return the Elasticsearch home to run from.
 
     As root, also create the system user, hand it the node's directories, and mirror the
@@ -151,7 +161,7 @@ def prepare(es_home: Path, layout: EsLayout, http_port: int, transport_port: int
     layout.root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(es_home / "config", layout.config)
     with (layout.config / "elasticsearch.yml").open("a") as yml:
-        yml.write(node_settings(layout, http_port, transport_port))
+        yml.write(node_settings(layout, http_port, transport_port, overrides))
     (layout.config / "jvm.options.d").mkdir(exist_ok=True)
     (layout.config / "jvm.options.d" / "hopscope-heap.options").write_text(ES_HEAP)
     for directory in (layout.data, layout.logs, layout.tmp):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -62,7 +63,9 @@ def new_cluster_id() -> str:
             return cid
 
 
-def server_properties(layout: KafkaLayout, port: int, controller_port: int) -> str:
+def server_properties(
+    layout: KafkaLayout, port: int, controller_port: int, overrides: Mapping[str, str] | None = None
+) -> str:
     """The broker configuration: single node, static controller quorum, loopback only."""
     settings = {
         "process.roles": "broker,controller",
@@ -87,6 +90,7 @@ def server_properties(layout: KafkaLayout, port: int, controller_port: int) -> s
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
     }
+    settings.update(overrides or {})
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -103,10 +107,17 @@ def _java_command(java: JavaRuntime, libs: Path, layout: KafkaLayout, *args: str
     ]
 
 
-def prepare(java: JavaRuntime, libs: Path, layout: KafkaLayout, port: int, ctl_port: int) -> None:
-    """Write the configuration and format the storage directory (fresh cluster id)."""
+def prepare(
+    java: JavaRuntime,
+    libs: Path,
+    layout: KafkaLayout,
+    port: int,
+    ctl_port: int,
+    overrides: Mapping[str, str] | None = None,
+) -> None:
+    """Write the configuration and format the storage directory."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    layout.config.write_text(server_properties(layout, port, ctl_port))
+    layout.config.write_text(server_properties(layout, port, ctl_port, overrides))
     layout.log4j.write_text(
         resources.files("hopscope.stack").joinpath("resources/kafka-log4j2.properties").read_text()
     )

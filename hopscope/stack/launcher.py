@@ -116,6 +116,9 @@ class StackOptions:
     es_port: int | None = None
     java_home: Path | None = None
     start_timeout: float = 180.0
+    # Extra broker properties / node settings, applied last (tuning, or a listener of one's own).
+    kafka_config: dict[str, str] = field(default_factory=dict)
+    es_settings: dict[str, str] = field(default_factory=dict)
 
 
 def _healthy(name: str, endpoint: str) -> bool:
@@ -226,9 +229,10 @@ def up(options: StackOptions, report: Report = _quiet) -> StackState:
     k_layout = kafka.KafkaLayout(state_dir / "kafka")
     e_layout = es.EsLayout(state_dir / "elasticsearch")
     report("formatting Kafka storage")
-    kafka.prepare(java, arts.kafka_libs, k_layout, kafka_port, controller_port)
+    kafka.prepare(java, arts.kafka_libs, k_layout, kafka_port, controller_port,
+                  options.kafka_config)
     report("configuring Elasticsearch")
-    es_home = es.prepare(arts.es_home, e_layout, es_port, transport_port)
+    es_home = es.prepare(arts.es_home, e_layout, es_port, transport_port, options.es_settings)
 
     # Step 5: start and record.
     state = StackState(state_dir=str(state_dir), java=f"{java.version} ({java.home})",
