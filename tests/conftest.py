@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,6 +43,17 @@ class Services:
 
 
 def _docker_engine_answers() -> bool:
+    """True when a Docker engine answers ``GET /_ping`` (a docker client alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(3)
+                sock.connect(host.removeprefix("unix://"))
+                sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                return sock.recv(1024).endswith(b"OK")
+        except OSError:
+            return False
     try:
         import docker
 
@@ -50,7 +62,7 @@ def _docker_engine_answers() -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except Exception:  # noqa: BLE001 - no engine, no socket, no package: all mean "no"
+    except Exception:  # noqa: BLE001 - no engine, no package: both mean "no"
         return False
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from hopscope.stack import processes
 from hopscope.stack.errors import ServiceExitedError
 from hopscope.stack.java import JavaRuntime
-from hopscope.stack.ports import LOOPBACK
+from hopscope.stack.ports import LOOPBACK, port_accepts
 
 # The machine has 2 cores and shares them with Elasticsearch and the tests: a small fixed heap.
 KAFKA_HEAP = ["-Xms256m", "-Xmx512m"]
@@ -151,6 +151,10 @@ def is_healthy(bootstrap: str) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    # A plain TCP probe first: the Kafka client logs every refused connection as an error.
+    host, _, port = bootstrap.rpartition(":")
+    if host == LOOPBACK and not port_accepts(int(port)):
+        return False
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     except (KafkaError, OSError):  # not reachable yet
