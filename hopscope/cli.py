@@ -17,6 +17,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hopscope import __version__
 from hopscope import stack as stack_api
@@ -51,7 +52,10 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except HopscopeError as error:
-            err.print(f"[bold red]{type(error).__name__}[/]: {error}", markup=True, highlight=False)
+            # Messages quote logs and paths: never let rich read them as markup.
+            err.print(
+                Text.assemble((type(error).__name__, "bold red"), f": {error}"), soft_wrap=True
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -106,8 +110,10 @@ def stack_up(
     state_dir: StateDir = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Maven artifact cache [env HOPSCOPE_CACHE_DIR; ~/.cache/hopscope].",
-                     show_default=False),
+        typer.Option(
+            help="Maven artifact cache [env HOPSCOPE_CACHE_DIR; ~/.cache/hopscope].",
+            show_default=False,
+        ),
     ] = None,
     kafka_port: Annotated[
         int | None, typer.Option(help="Kafka port on 127.0.0.1 (default: a free one).")
@@ -143,14 +149,15 @@ def stack_up(
 
         def report(message: str) -> None:
             spinner.update(message)
-            err.print(f"[dim]·[/] {message}", highlight=False)
+            err.print(Text.assemble(("· ", "dim"), message), soft_wrap=True)
 
         state = stack_api.up(options, report=report)
     for svc in state.services.values():
         out.print(f"{svc.name:<14} {svc.version:<9} {svc.endpoint}  (pid {svc.pid})",
-                  highlight=False)  # fmt: skip
+                  markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     err.print(f'point commands and tests at it: eval "$(hopscope stack env '
-              f'--state-dir {state.state_dir})"', highlight=False)  # fmt: skip
+              f'--state-dir {state.state_dir})"', markup=False, highlight=False,
+              soft_wrap=True)  # fmt: skip
 
 
 @stack_app.command("down")
@@ -208,7 +215,7 @@ def stack_logs(
         if name not in ("kafka", "elasticsearch"):
             raise typer.BadParameter(f"unknown service {name!r}", param_hint="SERVICE")
         path = stack_api.log_path(_state_dir(state_dir), name)
-        err.print(f"[bold]== {name}: {path}[/]", highlight=False)
+        err.print(Text.assemble((f"== {name}: ", "bold"), str(path)), soft_wrap=True)
         sys.stdout.write(tail(path, lines) + "\n")
 
 

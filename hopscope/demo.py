@@ -64,8 +64,11 @@ def record_payment_traces(count: int) -> dict[str, list[Any]]:
 
     client, server = trace.SpanKind.CLIENT, trace.SpanKind.SERVER
     for n in range(count):
-        payment: dict[str, str | float] = {"payment.id": f"pay-{uuid.uuid4().hex[:12]}", "payment.currency": "EUR",
-                   "payment.amount": 10.0 + n}  # fmt: skip
+        payment: dict[str, str | float] = {
+            "payment.id": f"pay-{uuid.uuid4().hex[:12]}",
+            "payment.currency": "EUR",
+            "payment.amount": 10.0 + n,
+        }
         gateway = tracers["payment-gateway"]
         with gateway.start_as_current_span("POST /payments", kind=server, attributes=payment):
             for target, method in (("risk", "Score"), ("ledger", "Post")):

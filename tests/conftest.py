@@ -62,7 +62,7 @@ def _docker_engine_answers() -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except Exception:  # noqa: BLE001 - no engine, no package: both mean "no"
+    except Exception:
         return False
 
 
@@ -75,9 +75,10 @@ def _testcontainers() -> Iterator[Services]:
         from testcontainers.elasticsearch import ElasticSearchContainer
         from testcontainers.kafka import KafkaContainer
 
-    with KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka, ElasticSearchContainer(
-        ES_IMAGE, mem_limit="2g"
-    ) as es:
+    with (
+        KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka,
+        ElasticSearchContainer(ES_IMAGE, mem_limit="2g") as es,
+    ):
         yield Services(kafka.get_bootstrap_server(), es.get_url(), "testcontainers")
 
 

@@ -70,7 +70,10 @@ class EsLayout:
 
 
 def node_settings(
-    layout: EsLayout, http_port: int, transport_port: int, overrides: Mapping[str, str] | None = None
+    layout: EsLayout,
+    http_port: int,
+    transport_port: int,
+    overrides: Mapping[str, str] | None = None,
 ) -> str:
     """Settings appended to the distribution's elasticsearch.yml."""
     settings = {
@@ -204,7 +207,9 @@ def start(java: JavaRuntime, run_home: Path, layout: EsLayout) -> int:
 
 
 def _get(url: str, timeout: float) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an HTTP URL: {url!r}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, dict(response.headers.items()), response.read()

@@ -229,8 +229,9 @@ def up(options: StackOptions, report: Report = _quiet) -> StackState:
     k_layout = kafka.KafkaLayout(state_dir / "kafka")
     e_layout = es.EsLayout(state_dir / "elasticsearch")
     report("formatting Kafka storage")
-    kafka.prepare(java, arts.kafka_libs, k_layout, kafka_port, controller_port,
-                  options.kafka_config)
+    kafka.prepare(
+        java, arts.kafka_libs, k_layout, kafka_port, controller_port, options.kafka_config
+    )
     report("configuring Elasticsearch")
     es_home = es.prepare(arts.es_home, e_layout, es_port, transport_port, options.es_settings)
 
@@ -282,7 +283,7 @@ def _wait_healthy(state: StackState, timeout: float, report: Report) -> None:
             if code is not None:
                 raise ServiceExitedError(
                     f"{name} exited with code {code} during start; last lines of {svc.log}:\n"
-                    f"{processes.tail(Path(svc.log), 25)}"
+                    f"{processes.log_excerpt(Path(svc.log))}"
                 )
             if _healthy(name, svc.endpoint):
                 report(f"{name} healthy at {svc.endpoint}")
@@ -292,7 +293,7 @@ def _wait_healthy(state: StackState, timeout: float, report: Report) -> None:
             svc = state.services[name]
             raise ServiceExitedError(
                 f"{name} did not become healthy within {timeout:.0f} s; last lines of "
-                f"{svc.log}:\n{processes.tail(Path(svc.log), 25)}"
+                f"{svc.log}:\n{processes.log_excerpt(Path(svc.log))}"
             )
         if pending:
             time.sleep(0.5)

@@ -7,6 +7,7 @@ recycled pid is never mistaken for ours.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,17 +76,18 @@ def pids_with_marker(marker: str) -> list[int]:
     """Every live process whose command line contains ``marker`` (like ``pgrep -f``)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            if marker in _cmdline(int(entry.name)):
-                found.append(int(entry.name))
+        if (
+            entry.name.isdigit()
+            and int(entry.name) != os.getpid()
+            and marker in _cmdline(int(entry.name))
+        ):
+            found.append(int(entry.name))
     return found
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def stop(pgid: int, marker: str, *, timeout: float = 30.0) -> bool:
@@ -117,10 +119,8 @@ def stop(pgid: int, marker: str, *, timeout: float = 30.0) -> bool:
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -134,3 +134,16 @@ def tail(path: Path, lines: int = 30) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def log_excerpt(path: Path, lines: int = 25) -> str:
+    """The end of a log without Java stack frames, so the cause stays in view.
+
+    A JVM that dies prints dozens of ``at ...`` lines after the one line that matters.
+    """
+    kept = [
+        line[:400]
+        for line in tail(path, 2000).splitlines()
+        if not line.lstrip().startswith(("at ", "... "))
+    ]
+    return "\n".join(kept[-lines:])

@@ -38,7 +38,7 @@ def test_too_old_java_is_refused(tmp_path: Path) -> None:
     # A stand-in launcher that answers like Java 11: only the version gate is under test.
     java = tmp_path / "jdk11" / "bin" / "java"
     java.parent.mkdir(parents=True)
-    java.write_text('#!/bin/sh\necho \'openjdk version "11.0.22" 2024-01-16\' >&2\n')
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.22\" 2024-01-16' >&2\n")
     java.chmod(0o755)
     with pytest.raises(JavaError, match=r"Java 11\.0\.22 .* too old"):
         find_java(tmp_path / "jdk11")

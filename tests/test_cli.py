@@ -1,0 +1,52 @@
+"""The command line without services: help, version, status of a stack that is not there."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hopscope import __version__
+from hopscope.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "stack" in result.stdout and "demo" in result.stdout
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_status_of_no_stack_is_down_with_exit_3(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["stack", "status", "--json", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    assert report["kafka"]["up"] is False and report["elasticsearch"]["up"] is False
+
+
+def test_env_without_stack_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["stack", "env", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "StackNotRunningError" in result.output and "hopscope stack up" in result.output
+
+
+def test_bad_key_value_option_is_a_parameter_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["stack", "up", "--state-dir", str(tmp_path), "--kafka-config", "novalue"]
+    )
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_demo_without_endpoints_explains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOPSCOPE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("HOPSCOPE_ES_URL", raising=False)
+    monkeypatch.setenv("HOPSCOPE_STATE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 1
+    assert "SettingsError" in result.output and "hopscope stack up" in result.output
