@@ -151,6 +151,8 @@ def _fetch_into(target: Path, fetch: Callable[[Path], None]) -> None:
     """Run ``fetch(tmpdir)`` then move the result to ``target`` atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    # mkdtemp makes it 0700; the cache must stay readable by Elasticsearch's system user.
+    tmp.chmod(0o755)
     try:
         fetch(tmp)
         (tmp / ".complete").touch()

@@ -187,7 +187,20 @@ def prepare(
             if run_home == layout.home_mirror and layout.home_mirror in [path, *path.parents]:
                 continue  # the distribution stays root-owned and read-only
             os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        _check_readable_by_user(run_home / "lib")
     return run_home
+
+
+def _check_readable_by_user(path: Path) -> None:
+    """Fail early, naming the path, when the system user cannot list ``path``."""
+    proc = subprocess.run(
+        ["runuser", "-u", ES_USER, "--", "ls", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise StackError(
+            f"the Elasticsearch system user {ES_USER!r} cannot read {path}: {proc.stderr.strip()}"
+        )
 
 
 def start(java: JavaRuntime, run_home: Path, layout: EsLayout) -> int:
