@@ -61,6 +61,11 @@ def test_up_status_env_down(state_dir: Path) -> None:
     assert lines["HOPSCOPE_KAFKA_BOOTSTRAP"] == f"{LOOPBACK}:{report['kafka']['port']}"
     assert lines["HOPSCOPE_ES_URL"] == f"http://{LOOPBACK}:{report['elasticsearch']['port']}"
 
+    logs = runner.invoke(
+        app, ["stack", "logs", "kafka", "-n", "400", "--state-dir", str(state_dir)]
+    )
+    assert logs.exit_code == 0 and "Kafka Server started" in logs.stdout
+
     again = runner.invoke(app, ["stack", "up", "--state-dir", str(state_dir)])
     assert again.exit_code == 0 and "already running" in again.output
 
