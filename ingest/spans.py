@@ -74,7 +74,9 @@ def _span(
         start_time=clock() if clock else None,
     )
     try:
-        with trace.use_span(span, end_on_exit=False):
+        with trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
             yield span
     except BaseException as exc:
         span.record_exception(exc, timestamp=clock() if clock else None)
