@@ -139,15 +139,27 @@ class KafkaWriter:
                     self._retry_backoff_s,
                 )
                 return False
+            finally:
+                if self._closed and self._producer is not None:
+                    self._producer.close(timeout=1)
+                    self._producer = None
             return True
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Close the producer (idempotent)."""
-        with self._lock:
-            self._closed = True
+        """Close the producer (idempotent); returns within ``timeout_s``.
+
+        When an export is still blocked (bootstrapping a dead broker), the lock is not waited
+        for: the export thread sees the closed flag and closes the producer when it returns.
+        """
+        self._closed = True
+        if not self._lock.acquire(timeout=max(0.0, timeout_s)):
+            return
+        try:
             if self._producer is not None:
                 self._producer.close(timeout=timeout_s)
                 self._producer = None
+        finally:
+            self._lock.release()
 
 
 def _encode_groups(
