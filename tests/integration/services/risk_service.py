@@ -16,7 +16,7 @@ log = logging.getLogger("risk")
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
+    def do_POST(self) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
         with rpc_server("risk", "Score", headers=headers, rpc_system="http"):
             log.info("scored payment", extra={"payment.id": headers.get("x-payment-id")})
@@ -26,7 +26,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return None
 
 
