@@ -65,7 +65,7 @@ class BatchQueue(Generic[T]):
             raise ValueError(f"delay_s must be positive, got {delay_s}")
         self._export = export
         self._name = name
-        self._max_batch = max_batch
+        self.max_batch = max_batch
         self._delay_s = delay_s
         self._warn_interval_s = warn_interval_s
         self._queue: collections.deque[T] = collections.deque(maxlen=max_queue)
@@ -92,7 +92,7 @@ class BatchQueue(Generic[T]):
         if len(queue) >= self._max_queue:
             self._count_drop()
         queue.append(item)
-        if len(queue) >= self._max_batch:
+        if len(queue) >= self.max_batch:
             self._wake.set()
 
     def _count_drop(self) -> None:
@@ -114,7 +114,7 @@ class BatchQueue(Generic[T]):
     def _take_batch(self) -> list[T]:
         batch: list[T] = []
         queue = self._queue
-        while queue and len(batch) < self._max_batch:
+        while queue and len(batch) < self.max_batch:
             batch.append(queue.popleft())
         return batch
 

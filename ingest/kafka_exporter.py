@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.redaction import may_contain_pan, redact_export_request
 
 logger = logging.getLogger(__name__)
@@ -164,21 +166,27 @@ class KafkaWriter:
 
 def _encode_groups(
     groups: Mapping[bytes | None, list[Any]],
-    encode: Callable[[Sequence[Any]], Any],
+    encode: Callable[[Sequence[Any]], bytes],
+    parse: Callable[[bytes], Any],
     max_bytes: int,
     redact: bool,
     stats: ExporterStats,
 ) -> list[tuple[bytes | None, bytes]]:
-    """One message per group, split in halves while a message is over ``max_bytes``."""
+    """One message per group, split in halves while a message is over ``max_bytes``.
+
+    Redaction parses a message only when its bytes may hold a card number (the fast path).
+    """
     messages: list[tuple[bytes | None, bytes]] = []
     pending: list[tuple[bytes | None, list[Any]]] = list(groups.items())
     while pending:
         key, items = pending.pop()
-        request = encode(items)
-        payload = request.SerializeToString()
+        payload = encode(items)
         if redact and may_contain_pan(payload):
-            stats.redacted_strings += redact_export_request(request)
-            payload = request.SerializeToString()
+            request = parse(payload)
+            changed = redact_export_request(request)
+            if changed:
+                stats.redacted_strings += changed
+                payload = request.SerializeToString()
         if len(payload) <= max_bytes:
             messages.append((key, payload))
         elif len(items) > 1:
@@ -192,6 +200,10 @@ def _encode_groups(
                 max_bytes,
             )
     return messages
+
+
+def _encode_logs(records: Sequence[ReadableLogRecord]) -> bytes:
+    return bytes(encode_logs(records).SerializeToString())
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -208,7 +220,12 @@ class KafkaSpanExporter(SpanExporter):
             key = format(context.trace_id, "032x").encode() if context else None
             groups.setdefault(key, []).append(span)
         messages = _encode_groups(
-            groups, encode_spans, self.writer.max_message_bytes, self.redact, self.stats
+            groups,
+            encode_trace_request,
+            ExportTraceServiceRequest.FromString,
+            self.writer.max_message_bytes,
+            self.redact,
+            self.stats,
         )
         if not self.writer.send(self.topic, messages):
             self.stats.failed_batches += 1
@@ -239,7 +256,12 @@ class KafkaLogExporter(LogRecordExporter):
             key = format(trace_id, "032x").encode() if trace_id else None
             groups.setdefault(key, []).append(record)
         messages = _encode_groups(
-            groups, encode_logs, self.writer.max_message_bytes, self.redact, self.stats
+            groups,
+            _encode_logs,
+            ExportLogsServiceRequest.FromString,
+            self.writer.max_message_bytes,
+            self.redact,
+            self.stats,
         )
         if not self.writer.send(self.topic, messages):
             self.stats.failed_batches += 1
