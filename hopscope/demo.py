@@ -1,25 +1,22 @@
-"""The demo: real OpenTelemetry spans of a small payment flow, through Kafka, into Elasticsearch.
+"""The demo: simulated payment traffic through Kafka into Elasticsearch, searched back.
 
 Steps (matched by ``Step N`` comments below):
 
 1. Resolve the endpoints (environment, else the running local stack).
-2. Record payment traces with the OpenTelemetry SDK: gateway → risk → ledger, one
-   TracerProvider per service as in separate processes.
-3. Encode each trace as an OTLP ``ExportTraceServiceRequest`` (the official encoder, the bytes
-   the Collector's Kafka exporter writes) and produce it to ``otlp_spans``, keyed by trace id,
-   with an idempotent ``acks=all`` producer.
-4. Consume them back in a consumer group, decode, and bulk-index one document per span into
-   the daily spans index with deterministic ids.
-5. Commit the offsets only after Elasticsearch acknowledged the writes, then search the traces.
+2. Simulate payment traffic with the payment-network simulator. It drives the real SDK, so
+   the spans and logs reach ``otlp_spans``/``otlp_logs`` as OTLP protobuf, keyed by trace id,
+   card numbers masked, exactly as an instrumented service's would.
+3. Read this run's messages back in a consumer group, decode them, and bulk-index one document
+   per span into the daily spans index with deterministic ids.
+4. Commit the offsets only after Elasticsearch acknowledged the writes, then search.
 
-Later components replace steps 2-4 with the SDK's Kafka exporter and the stream processors;
-the flow and the contracts (topic, key, index name, ids) stay.
+The stream processors (hops, failovers, coordination, critical path) replace step 3 as they
+arrive; the flow and the contracts (topics, keys, index names, ids) stay.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -28,12 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hopscope.errors import HopscopeError
+from hopscope.ingest import conventions as c
 from hopscope.settings import Settings
 
-SPANS_TOPIC = "otlp_spans"
 DEMO_GROUP = "hopscope-demo"
-DEMO_PAYMENTS = 20
-SERVICES = ("payment-gateway", "risk", "ledger")
+DEMO_TRACES = 300
 
 _KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer",
                5: "consumer"}  # fmt: skip
@@ -41,56 +37,6 @@ _KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "pr
 
 class DemoError(HopscopeError):
     """The demo flow did not complete (a service refused or data did not come back)."""
-
-
-def record_payment_traces(count: int) -> dict[str, list[Any]]:
-    """Record ``count`` payment traces with the OpenTelemetry SDK; spans grouped by trace id."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    tracers = {}
-    for index, service in enumerate(SERVICES):
-        resource = Resource.create(
-            {"service.name": service, "service.instance.id": f"{service}-{index + 1}",
-             "deployment.environment.name": "demo"}
-        )  # fmt: skip
-        provider = TracerProvider(resource=resource)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracers[service] = provider.get_tracer("hopscope.demo")
-
-    client, server = trace.SpanKind.CLIENT, trace.SpanKind.SERVER
-    for n in range(count):
-        payment: dict[str, str | float] = {
-            "payment.id": f"pay-{uuid.uuid4().hex[:12]}",
-            "payment.currency": "EUR",
-            "payment.amount": 10.0 + n,
-        }
-        gateway = tracers["payment-gateway"]
-        with gateway.start_as_current_span("POST /payments", kind=server, attributes=payment):
-            for target, method in (("risk", "Score"), ("ledger", "Post")):
-                with gateway.start_as_current_span(
-                    f"{target}.{method}", kind=client,
-                    attributes={"peer.service": target, "rpc.system": "grpc",
-                                "rpc.service": target, "rpc.method": method},
-                ):  # fmt: skip
-                    callee = tracers[target]
-                    with callee.start_as_current_span(f"{target}.{method}", kind=server):
-                        time.sleep(0.001)
-    by_trace: dict[str, list[Any]] = {}
-    for span in exporter.get_finished_spans():
-        by_trace.setdefault(format(span.context.trace_id, "032x"), []).append(span)
-    return by_trace
-
-
-def encode_trace(spans: list[Any]) -> bytes:
-    """One trace as OTLP protobuf ``ExportTraceServiceRequest`` bytes."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    return bytes(encode_spans(spans).SerializeToString())
 
 
 def span_documents(payload: bytes) -> Iterator[dict[str, Any]]:
@@ -110,11 +56,12 @@ def span_documents(payload: bytes) -> Iterator[dict[str, Any]]:
                     "trace.id": trace_id,
                     "span.id": span_id,
                     "parent.id": span.parent_span_id.hex() or None,
-                    "service.name": resource.get("service.name"),
-                    "service.node.name": resource.get("service.instance.id"),
+                    "service.name": resource.get(c.SERVICE_NAME),
+                    "service.node.name": resource.get(c.SERVICE_INSTANCE_ID),
                     "span.name": span.name,
                     "span.kind": _KIND_NAMES.get(span.kind, "unspecified"),
                     "event.duration": span.end_time_unix_nano - span.start_time_unix_nano,
+                    "event.outcome": "failure" if span.status.code == 2 else "success",
                 }
 
 
@@ -129,6 +76,7 @@ SPAN_MAPPINGS = {
         "span.name": {"type": "keyword"},
         "span.kind": {"type": "keyword"},
         "event.duration": {"type": "long"},
+        "event.outcome": {"type": "keyword"},
     }
 }
 
@@ -138,96 +86,127 @@ def run_demo(
     err: Console,
     *,
     settings: Settings | None = None,
-    payments: int = DEMO_PAYMENTS,
-    topic: str = SPANS_TOPIC,
+    traces: int = DEMO_TRACES,
+    scenario: str = "baseline",
+    spans_topic: str = c.TOPIC_SPANS,
+    logs_topic: str = c.TOPIC_LOGS,
     index_prefix: str = "hopscope",
     group: str = DEMO_GROUP,
 ) -> dict[str, int]:
-    """Run the demo flow end to end and print what flowed; return the counts.
+    """Run the demo end to end, print what flowed, return the counts.
 
-    ``topic``, ``index_prefix`` and ``group`` default to the production names; tests pass
-    their own so that they never see each other's data.
+    Topics, index prefix and group default to the production names; tests pass their own so
+    that they never see each other's data.
     """
     from elasticsearch import Elasticsearch, helpers
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
+    from rich.progress import Progress
+
+    from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate_to_kafka
 
     # Step 1: endpoints.
     settings = (settings or Settings.from_env()).resolved()
     assert settings.kafka_bootstrap and settings.es_url
-    err.print(f"Kafka {settings.kafka_bootstrap} · Elasticsearch {settings.es_url}")
+    bootstrap = settings.kafka_bootstrap
+    err.print(f"Kafka {bootstrap} · Elasticsearch {settings.es_url}", highlight=False)
 
-    # Step 2: record traces.
-    traces = record_payment_traces(payments)
-    span_total = sum(len(spans) for spans in traces.values())
-
-    # Step 3: produce OTLP to Kafka.
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+        admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
+                             for t in (spans_topic, logs_topic)])  # fmt: skip
     except TopicAlreadyExistsError:
         pass
     finally:
         admin.close()
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-        compression_type="gzip",
-    )  # fmt: skip
-    futures = [
-        producer.send(topic, key=trace_id.encode(), value=encode_trace(spans))
-        for trace_id, spans in traces.items()
-    ]
-    producer.flush(timeout=30)
-    produced_bytes = sum(f.get(timeout=30).serialized_value_size for f in futures)
-    producer.close()
-
-    # Step 4: consume, decode, index.
-    es = Elasticsearch(settings.es_url, request_timeout=30)
-    index = f"{index_prefix}-spans-{datetime.now(UTC):%Y.%m.%d}"
-    if not es.indices.exists(index=index):
-        es.indices.create(index=index, mappings=SPAN_MAPPINGS)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-        enable_auto_commit=False, auto_offset_reset="earliest",
-    )  # fmt: skip
-    wanted, seen = set(traces), set[str]()
-    documents: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)  # fmt: skip
     try:
-        while wanted - seen and time.monotonic() < deadline:
+        numbers = sorted(consumer.partitions_for_topic(spans_topic) or {0})
+        partitions = [TopicPartition(spans_topic, p) for p in numbers]
+        before = consumer.end_offsets(partitions)
+
+        # Step 2: simulate into Kafka.
+        config = SimulationConfig(
+            start_ns=time.time_ns() // 10**9 * 10**9, scenario=Scenario(scenario), traces=traces
+        )
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task(f"simulating {scenario} payments", total=traces)
+            run = simulate_to_kafka(
+                config, bootstrap=bootstrap, spans_topic=spans_topic, logs_topic=logs_topic,
+                progress=lambda done: progress.update(task, completed=done),
+            )  # fmt: skip
+        after = consumer.end_offsets(partitions)
+
+        # Step 3: read exactly this run's messages, decode, index.
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, before[tp])
+        documents: list[dict[str, Any]] = []
+        trace_ids: set[str] = set()
+        deadline = time.monotonic() + 120
+        while any(consumer.position(tp) < after[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise DemoError(f"could not read this run's messages back from {spans_topic}")
             for records in consumer.poll(timeout_ms=1000).values():
                 for record in records:
-                    seen.add(record.key.decode())
-                    documents.extend(span_documents(record.value))
-        if wanted - seen:
-            raise DemoError(f"only {len(seen & wanted)} of {len(wanted)} traces came back "
-                            f"from {topic} within 60 s")  # fmt: skip
+                    if record.offset < after[TopicPartition(record.topic, record.partition)]:
+                        trace_ids.add(record.key.decode())
+                        documents.extend(span_documents(record.value))
+        es = Elasticsearch(settings.es_url, request_timeout=60)
+        index = f"{index_prefix}-spans-{datetime.now(UTC):%Y.%m.%d}"
+        if not es.indices.exists(index=index):
+            es.indices.create(index=index, mappings=SPAN_MAPPINGS)
         actions = ({"_index": index, **doc} for doc in documents)
         indexed, errors = helpers.bulk(es, actions, raise_on_error=False, refresh="wait_for")
         if isinstance(errors, list) and errors:
             raise DemoError(f"Elasticsearch rejected {len(errors)} documents: {errors[:1]}")
-        # Step 5: commit only now that Elasticsearch has the documents.
-        consumer.commit()
+        # Step 4: commit only now that Elasticsearch has the documents.
+        consumer.commit({tp: _offset(after[tp]) for tp in partitions})
     finally:
         consumer.close()
 
-    hits = es.count(index=index, query={"terms": {"trace.id": sorted(wanted)}})["count"]
-    per_service = es.search(
-        index=index, size=0, query={"terms": {"trace.id": sorted(wanted)}},
-        aggs={"services": {"terms": {"field": "service.name"}}},
-    )["aggregations"]["services"]["buckets"]  # fmt: skip
+    query = {"terms": {"trace.id": sorted(trace_ids)}}
+    found = es.count(index=index, query=query)["count"]
+    answer = es.search(
+        index=index, size=0, query=query,
+        aggs={
+            "services": {"terms": {"field": "service.name", "size": 20},
+                         "aggs": {"p99": {"percentiles": {"field": "event.duration",
+                                                          "percents": [99]}}}},
+            "errors": {"filter": {"term": {"event.outcome": "failure"}}},
+        },
+    )["aggregations"]  # fmt: skip
     es.close()
 
+    result, stats = run.result, run.stats
     table = Table("step", "what flowed", title="hopscope demo")
-    table.add_row("SDK", f"{payments} payments → {len(traces)} traces, {span_total} spans")
-    table.add_row("Kafka", f"{len(futures)} OTLP messages, {produced_bytes} bytes → {topic}")
-    table.add_row("consumer", f"group {group}: {len(seen)} traces decoded, offsets committed")
+    table.add_row("simulator", f"{scenario}: {result.traces} payments → {result.spans} spans, "
+                  f"{result.log_records} log records (real SDK, virtual time)")  # fmt: skip
+    spans_out, logs_out = stats["span_messages"], stats["log_messages"]
+    masked = spans_out["redacted_strings"] + logs_out["redacted_strings"]
+    table.add_row("Kafka", f"{spans_out['messages']} span + {logs_out['messages']} log OTLP "
+                  f"messages, {spans_out['bytes'] + logs_out['bytes']:,} bytes; {masked} "
+                  "card numbers masked at the source")  # fmt: skip
+    table.add_row("consumer", f"group {group}: {len(trace_ids)} traces decoded, offsets "
+                  "committed after Elasticsearch acknowledged")  # fmt: skip
     table.add_row("Elasticsearch", f"{indexed} span documents → {index}")
-    table.add_row("search", f"{hits} spans found for the demo traces; " + ", ".join(
-        f"{b['key']} {b['doc_count']}" for b in per_service))  # fmt: skip
+    per_service = ", ".join(
+        f"{b['key']} {b['doc_count']} (p99 {b['p99']['values']['99.0'] / 1e6:.1f} ms)"
+        for b in answer["services"]["buckets"]
+    )
+    table.add_row("search", f"{found} spans found for this run, "
+                  f"{answer['errors']['doc_count']} failed; {per_service}")  # fmt: skip
     out.print(table)
-    out.print(f"Kafka bootstrap: {settings.kafka_bootstrap}\nElasticsearch:   {settings.es_url}")
-    if hits != span_total:
-        raise DemoError(f"indexed {span_total} spans but the search found {hits}")
-    return {"traces": len(traces), "spans": span_total, "indexed": indexed, "found": hits}
+    out.print(f"Kafka bootstrap: {bootstrap}\nElasticsearch:   {settings.es_url}",
+              highlight=False)  # fmt: skip
+    if found != result.spans:
+        raise DemoError(f"the simulator emitted {result.spans} spans but the search found {found}")
+    return {"traces": result.traces, "spans": result.spans, "indexed": indexed, "found": found}
+
+
+def _offset(value: int) -> Any:
+    from kafka.structs import OffsetAndMetadata
+
+    return OffsetAndMetadata(value, "", -1)

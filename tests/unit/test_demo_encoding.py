@@ -1,34 +1,31 @@
-"""The demo's OTLP round trip: SDK spans -> ExportTraceServiceRequest bytes -> documents."""
+"""The demo's decoding: OTLP bytes of simulated traces -> span documents."""
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from collections import defaultdict
 
-from hopscope.demo import encode_trace, record_payment_traces, span_documents
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from hopscope.demo import span_documents
+from hopscope.ingest.otlp_wire import encode_trace_request
+from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate
 
 
-def test_each_trace_round_trips_through_otlp_protobuf() -> None:
-    traces = record_payment_traces(3)
-    assert len(traces) == 3
-    for trace_id, spans in traces.items():
-        payload = encode_trace(spans)
-        request = ExportTraceServiceRequest.FromString(payload)
-        services = {
-            attr.value.string_value
-            for rs in request.resource_spans
-            for attr in rs.resource.attributes
-            if attr.key == "service.name"
-        }
-        assert services == {"payment-gateway", "risk", "ledger"}
+def test_simulated_traces_become_span_documents() -> None:
+    memory = InMemorySpanExporter()
+    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-01-05T10:00:00Z"), traces=5)
+    result = simulate(config, span_processors=[SimpleSpanProcessor(memory)])
+    by_trace = defaultdict(list)
+    for span in memory.get_finished_spans():
+        by_trace[format(span.context.trace_id, "032x")].append(span)
+    assert len(by_trace) == 5
 
-        docs = list(span_documents(payload))
-        assert len(docs) == len(spans) == 5
-        assert {d["trace.id"] for d in docs} == {trace_id}
-        assert all(d["_id"] == f"{trace_id}-{d['span.id']}" for d in docs)
-        roots = [d for d in docs if d["parent.id"] is None]
-        assert [r["span.name"] for r in roots] == ["POST /payments"]
-        ids = {d["span.id"] for d in docs}
-        assert all(d["parent.id"] in ids for d in docs if d["parent.id"])
-        clients = [d for d in docs if d["span.kind"] == "client"]
-        servers = [d for d in docs if d["span.kind"] == "server" and d["parent.id"]]
-        # Every server span of a callee is the child of a gateway client span.
-        assert {s["parent.id"] for s in servers} == {c["span.id"] for c in clients}
-        assert all(d["event.duration"] > 0 for d in docs)
+    docs = [d for spans in by_trace.values() for d in span_documents(encode_trace_request(spans))]
+    assert len(docs) == result.spans
+    ids = {d["span.id"] for d in docs}
+    assert all(d["_id"] == f"{d['trace.id']}-{d['span.id']}" for d in docs)
+    assert all(d["parent.id"] in ids for d in docs if d["parent.id"])
+    roots = [d for d in docs if d["parent.id"] is None]
+    assert len(roots) == 5 and {r["service.name"] for r in roots} == {"gateway"}
+    assert {d["span.kind"] for d in docs} >= {"server", "client", "internal"}
+    assert all(d["event.duration"] >= 0 for d in docs)
+    assert all(d["@timestamp"].startswith("2026-01-05T10:00") for d in docs)
