@@ -355,6 +355,61 @@ def simulate_command(
     )  # fmt: skip
 
 
+@app.command("process")
+@reports_errors
+def process_command(
+    drain: Annotated[
+        bool, typer.Option(help="Stop once caught up with the topics (batch use, demo, tests).")
+    ] = False,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "hopscope-processors",
+    index_prefix: Annotated[
+        str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
+    ] = "hopscope",
+    spans_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_SPANS_TOPIC")] = "otlp_spans",
+    logs_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC")] = "otlp_logs",
+    dlq_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_DLQ_TOPIC")] = "hopscope.dlq",
+    trace_idle: Annotated[
+        float, typer.Option(help="Seconds without a new span after which a trace is complete.")
+    ] = 5.0,
+    max_open_spans: Annotated[
+        int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
+    ] = 200_000,
+) -> None:
+    """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
+    summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged."""
+    import signal
+
+    from hopscope.processors.runtime import Processor, ProcessorSettings
+    from hopscope.settings import Settings
+
+    settings = Settings.from_env().resolved()
+    assert settings.kafka_bootstrap and settings.es_url
+    processor_settings = ProcessorSettings(
+        kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
+        spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
+        index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
+    )  # fmt: skip
+    with Processor(processor_settings) as processor:
+        # Signals only request the stop; the loop finishes its iteration and commits.
+        signal.signal(signal.SIGTERM, lambda *_: processor.stop())
+        signal.signal(signal.SIGINT, lambda *_: processor.stop())
+        with err.status("processing") as status:
+            counts = processor.run(
+                drain=drain,
+                progress=lambda n: status.update(
+                    f"processing: {n.messages} messages, "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(n.indexed.items()))
+                ),
+            )
+    indexed = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.indexed.items()))
+    out.print(
+        f"processed {counts.messages} messages: {indexed or 'nothing indexed'}; "
+        f"dead letters {counts.dead_letters}, retries {counts.retries}, "
+        f"incomplete traces {counts.incomplete_traces}, late spans {counts.late_spans}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
 def main() -> None:
     """Entry point of the ``hopscope`` script."""
     app()

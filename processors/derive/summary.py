@@ -1,0 +1,158 @@
+"""Trace summary: one record per trace (DESIGN.md §3 "Trace summary").
+
+Fields and their sources:
+
+- root span, service and operation (the span name): the trace's main root (:mod:`._common`:
+  the earliest-starting root, else the earliest orphan); ``start_ns`` and ``duration_ns`` are the
+  root's, the request's latency, which the critical-path figures add up to; ``extent_ns`` runs
+  from the first span start to the last span end and includes asynchronous work after the
+  response;
+- ``span_count`` (distinct span ids), ``services`` (sorted), ``error`` (any span failed: error
+  status or ``error.type``, so a recovered failover counts), ``root_error`` (the root failed:
+  what the payer saw), ``complete`` (as the assembler decided: idle timeout reached, not flushed
+  early);
+- critical-path time per service and per kind (``self``/``network``/``coordination``), from
+  :mod:`.critical_path`;
+- ``failover_count`` (deduplicated, span events included; log records are counted when given),
+  ``retry_count``, ``hop_count``;
+- ``payment_id``: the root's ``payment.id``, else the first span's that has one (by start, then
+  span id), else the first log record's.
+
+With no spans the summary is empty: no root, zeros, ``trace_id`` from the logs or ``""``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from hopscope.ingest import conventions as c
+from hopscope.processors.derive._common import (
+    CoordinationRule,
+    TraceIndex,
+    attr_str,
+    duration,
+    end_of,
+    failed,
+)
+from hopscope.processors.derive.critical_path import CriticalPath, _critical_path
+from hopscope.processors.derive.failovers import _analyze_chains, _with_events
+from hopscope.processors.derive.hops import _derive_hops
+from hopscope.processors.records import LogRecord, SpanRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace at a glance (module docstring); figures in ns."""
+
+    trace_id: str
+    root_span_id: str | None
+    root_service: str | None
+    root_operation: str | None
+    start_ns: int
+    duration_ns: int
+    extent_ns: int
+    span_count: int
+    services: tuple[str, ...]
+    error: bool
+    root_error: bool
+    complete: bool
+    critical_by_service: Mapping[str, int]
+    critical_by_kind: Mapping[str, int]
+    failover_count: int
+    retry_count: int
+    hop_count: int
+    payment_id: str | None
+
+
+def summarize_trace(
+    spans: Iterable[SpanRecord],
+    logs: Iterable[LogRecord] = (),
+    *,
+    complete: bool = True,
+    rules: Sequence[CoordinationRule] = (),
+) -> TraceSummary:
+    """Summarize one trace.
+
+    Parameters:
+        spans: the spans of one trace, in any order.
+        logs: its log records (for cluster-event failovers and a ``payment.id`` fallback).
+        complete: whether the assembler saw the trace finish (passed through).
+        rules: extra coordination rules for the critical path's ``coordination`` time.
+
+    Examples:
+        >>> from hopscope.processors.records import SpanRecord
+        >>> spans = [
+        ...     SpanRecord("t", "r", None, "POST /v1/payments", "server", 0, 100, "gateway",
+        ...                attributes={"payment.id": "pay-1"}),
+        ...     SpanRecord("t", "c", "r", "payment/Authorize", "client", 10, 90, "gateway"),
+        ...     SpanRecord("t", "s", "c", "payment/Authorize", "server", 20, 80, "payment"),
+        ... ]
+        >>> summary = summarize_trace(spans)
+        >>> summary.payment_id, summary.hop_count, dict(summary.critical_by_service)
+        ('pay-1', 1, {'gateway': 40, 'payment': 60})
+        >>> dict(summary.critical_by_kind)
+        {'self': 80, 'network': 20, 'coordination': 0}
+    """
+    logs = list(logs)
+    index = TraceIndex(spans)
+    critical = _critical_path(index, rules)
+    chains = _analyze_chains(index)
+    failovers = _with_events(index, chains, logs)
+    return _summarize(
+        index,
+        logs,
+        critical=critical,
+        failover_count=len(failovers),
+        retry_count=len(chains.retries),
+        hop_count=len(_derive_hops(index)),
+        complete=complete,
+    )
+
+
+def _payment_id(index: TraceIndex, logs: Sequence[LogRecord]) -> str | None:
+    root = index.main_root
+    if root is not None and (found := attr_str(root.attributes, c.PAYMENT_ID)):
+        return found
+    for span in sorted(index.spans, key=lambda s: (s.start_ns, s.span_id)):
+        if found := attr_str(span.attributes, c.PAYMENT_ID):
+            return found
+    for log in logs:
+        if found := attr_str(log.attributes, c.PAYMENT_ID):
+            return found
+    return None
+
+
+def _summarize(
+    index: TraceIndex,
+    logs: Sequence[LogRecord],
+    *,
+    critical: CriticalPath,
+    failover_count: int,
+    retry_count: int,
+    hop_count: int,
+    complete: bool,
+) -> TraceSummary:
+    root = index.main_root
+    spans = index.spans
+    trace_id = index.trace_id or next((log.trace_id for log in logs if log.trace_id), "")
+    return TraceSummary(
+        trace_id=trace_id,
+        root_span_id=root.span_id if root else None,
+        root_service=root.service if root else None,
+        root_operation=root.name if root else None,
+        start_ns=root.start_ns if root else 0,
+        duration_ns=duration(root) if root else 0,
+        extent_ns=(max(map(end_of, spans)) - min(s.start_ns for s in spans)) if spans else 0,
+        span_count=len(spans),
+        services=tuple(sorted({s.service for s in spans if s.service})),
+        error=any(map(failed, spans)),
+        root_error=failed(root) if root else False,
+        complete=complete,
+        critical_by_service=critical.by_service,
+        critical_by_kind=critical.by_kind,
+        failover_count=failover_count,
+        retry_count=retry_count,
+        hop_count=hop_count,
+        payment_id=_payment_id(index, logs),
+    )

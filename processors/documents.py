@@ -1,0 +1,173 @@
+"""Records to Elasticsearch documents: flat ECS-style names, deterministic ids.
+
+Domain records (:mod:`hopscope.processors.records`, :mod:`hopscope.processors.derive`) are not
+documents; this module is the one converter between them. Ids are deterministic, so a replay
+after a crash or a rebalance overwrites instead of duplicating:
+
+- spans ``<trace id>-<span id>``; logs a content hash; hops the client span id; traces the
+  trace id; failovers their failover id; coordination delays the span id; 2PC transactions
+  ``2pc-<trace id>-<resource>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hopscope.processors.decode import flatten
+from hopscope.processors.derive import DerivedRecords
+from hopscope.processors.derive.failovers import Failover
+from hopscope.processors.records import ERROR, LogRecord, SpanRecord
+from hopscope.processors.templates import index_name
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document to index: its kind (spans, logs, hops...), index, id and body."""
+
+    kind: str
+    index: str
+    id: str
+    body: dict[str, Any]
+
+
+def timestamp(time_ns: int) -> str:
+    """Nanosecond ISO 8601 in UTC, for ``date_nanos`` fields.
+
+    >>> timestamp(1_764_150_000_123_456_789)
+    '2025-11-26T09:40:00.123456789Z'
+    """
+    import datetime as dt
+
+    seconds, nanos = divmod(max(0, time_ns), 1_000_000_000)
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+def _outcome(failed: bool | None) -> str:
+    if failed is None:
+        return "unknown"
+    return "failure" if failed else "success"
+
+
+def span_document(span: SpanRecord, prefix: str) -> Document:
+    body: dict[str, Any] = {
+        "@timestamp": timestamp(span.start_ns),
+        "trace.id": span.trace_id,
+        "span.id": span.span_id,
+        "parent.id": span.parent_id,
+        "service.name": span.service,
+        "service.node.name": span.node,
+        "span.name": span.name,
+        "span.kind": span.kind,
+        "event.duration": max(0, span.end_ns - span.start_ns),
+        "event.outcome": _outcome(span.status == ERROR),
+        "span.status.message": span.status_message,
+        "attributes": flatten(span.attributes),
+        "resource": flatten(span.resource),
+    }
+    if span.events:
+        body["span.events"] = [
+            {"name": e.name, "time": timestamp(e.time_ns), "attributes": flatten(e.attributes)}
+            for e in span.events
+        ]
+    if span.links:
+        body["span.links"] = [{"trace.id": k.trace_id, "span.id": k.span_id} for k in span.links]
+    return Document(
+        "spans", index_name(prefix, "spans", span.start_ns), f"{span.trace_id}-{span.span_id}", body
+    )
+
+
+def log_document(log: LogRecord, prefix: str) -> Document:
+    body: dict[str, Any] = {
+        "@timestamp": timestamp(log.time_ns),
+        "trace.id": log.trace_id,
+        "span.id": log.span_id,
+        "service.name": log.service,
+        "service.node.name": log.node,
+        "log.level": log.severity,
+        "message": log.body,
+        "event.name": log.event_name,
+        "attributes": flatten(log.attributes),
+        "resource": flatten(log.resource),
+    }
+    # Logs have no id of their own: the content is the identity (a replay is the same record).
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
+
+
+def _fields(record: Any, namespace: str) -> dict[str, Any]:
+    values = dataclasses.asdict(record)
+    return {f"{namespace}.{key}": _plain(value) for key, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def failover_document(failover: Failover, prefix: str) -> Document:
+    return Document(
+        "failovers", index_name(prefix, "failovers", failover.time_ns), failover.failover_id, {
+            "@timestamp": timestamp(failover.time_ns), "trace.id": failover.trace_id,
+            "span.id": failover.span_id, "service.name": failover.service,
+            "event.outcome": failover.outcome, **_fields(failover, "hopscope.failover"),
+        },
+    )  # fmt: skip
+
+
+def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
+    """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
+    summary = derived.summary
+    for hop in derived.hops:
+        yield Document("hops", index_name(prefix, "hops", hop.start_ns), hop.hop_id, {
+            "@timestamp": timestamp(hop.start_ns), "trace.id": hop.trace_id,
+            "span.id": hop.hop_id, "service.name": hop.source_service,
+            "service.node.name": hop.source_node, "event.duration": hop.client_ns,
+            "event.outcome": _outcome(hop.error), **_fields(hop, "hopscope.hop"),
+        })  # fmt: skip
+    for failover in derived.failovers:
+        yield failover_document(failover, prefix)
+    for delay in derived.coordination:
+        yield Document(
+            "coordination", index_name(prefix, "coordination", delay.start_ns), delay.span_id, {
+                "@timestamp": timestamp(delay.start_ns), "trace.id": delay.trace_id,
+                "span.id": delay.span_id, "service.name": delay.service,
+                "service.node.name": delay.node, "event.duration": delay.duration_ns,
+                "hopscope.record": "delay", **_fields(delay, "hopscope.coordination"),
+            },
+        )  # fmt: skip
+    for commit in derived.two_phase_commits:
+        yield Document(
+            "coordination", index_name(prefix, "coordination", commit.start_ns),
+            f"2pc-{commit.trace_id}-{commit.resource}"[:512], {
+                "@timestamp": timestamp(commit.start_ns), "trace.id": commit.trace_id,
+                "span.id": commit.coordinator_span_id,
+                "service.name": commit.coordinator_service,
+                "event.duration": commit.prepare_ns, "hopscope.record": "2pc",
+                **_fields(commit, "hopscope.two_phase_commit"),
+            },
+        )  # fmt: skip
+    path = derived.critical_path
+    body = {
+        "@timestamp": timestamp(summary.start_ns), "trace.id": summary.trace_id,
+        "span.id": summary.root_span_id, "service.name": summary.root_service,
+        "event.duration": summary.duration_ns, "event.outcome": _outcome(summary.error),
+        "payment.id": summary.payment_id, **_fields(summary, "hopscope.trace"),
+        # Operation names are not field names: a list of pairs, kept in _source for analysis.
+        "hopscope.trace.critical_by_operation": [
+            {"operation": op, "exclusive_ns": ns} for op, ns in path.by_operation.items()
+        ],
+    }  # fmt: skip
+    body.pop("hopscope.trace.critical_by_service", None)
+    body["hopscope.trace.critical_by_service"] = [
+        {"service": name, "exclusive_ns": ns} for name, ns in summary.critical_by_service.items()
+    ]
+    yield Document("traces", index_name(prefix, "traces", summary.start_ns), summary.trace_id, body)

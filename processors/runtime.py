@@ -1,0 +1,294 @@
+"""The processor: a consumer-group member turning OTLP from Kafka into Elasticsearch documents.
+
+One loop iteration:
+
+1. Poll a batch of messages from ``otlp_spans`` and ``otlp_logs``.
+2. Decode each message; an undecodable one goes to the dead-letter topic with the reason.
+3. Spans and logs become documents at once; spans also feed the trace assembler.
+4. Traces idle for ``trace_idle_s`` (or evicted by the memory bound) become derived records.
+5. Write all documents in one bulk request. When Elasticsearch is unreachable or overloaded,
+   pause every partition and retry the same documents with exponential backoff: nothing is
+   dropped, nothing committed past. Documents Elasticsearch rejects go to the dead-letter topic.
+6. Commit, per partition, up to the lowest message not fully acknowledged.
+
+SIGTERM (or :meth:`Processor.stop`) ends the loop after the current iteration; what was written
+is committed, open traces stay uncommitted for the next owner to rebuild, and the run exits 0.
+``drain=True`` processes until the group has caught up with the end of the topics, derives every
+open trace, commits and returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener
+
+from hopscope.ingest import conventions as c
+from hopscope.processors.assembly import OpenTrace, TopicPartitionOffset, TraceAssembler
+from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.processors.derive import derive_all
+from hopscope.processors.derive.failovers import derive_failovers
+from hopscope.processors.dlq import DeadLetters
+from hopscope.processors.documents import (
+    Document,
+    derived_documents,
+    failover_document,
+    log_document,
+    span_document,
+)
+from hopscope.processors.errors import DecodeError, SinkUnavailableError
+from hopscope.processors.offsets import OffsetTracker
+from hopscope.processors.sink import ElasticsearchSink
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Where to read, where to write, and the bounds."""
+
+    kafka_bootstrap: str
+    es_url: str
+    group: str = "hopscope-processors"
+    spans_topic: str = c.TOPIC_SPANS
+    logs_topic: str = c.TOPIC_LOGS
+    dlq_topic: str = c.TOPIC_DLQ
+    index_prefix: str = "hopscope"
+    trace_idle_s: float = 5.0
+    max_open_spans: int = 200_000
+    max_poll_records: int = 500
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    es_api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class ProcessorCounts:
+    """Records written per kind, dead letters, retries: what ``--drain`` prints."""
+
+    messages: int = 0
+    indexed: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    retries: int = 0
+    late_spans: int = 0
+    incomplete_traces: int = 0
+
+
+@dataclass
+class _Pending:
+    """Documents of this iteration and the holds their acknowledgement releases."""
+
+    documents: list[Document] = field(default_factory=list)
+    releases: list[TopicPartitionOffset] = field(default_factory=list)
+
+
+class Processor:
+    """One consumer-group member. Use as a context manager, then :meth:`run`."""
+
+    def __init__(self, settings: ProcessorSettings) -> None:
+        self.settings = settings
+        self.counts = ProcessorCounts()
+        self._stop = threading.Event()
+        self._assembler = TraceAssembler(
+            trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans
+        )
+        self._offsets = OffsetTracker()
+        self._consumer: Any = None
+        self._sink: ElasticsearchSink | None = None
+        self._dlq: DeadLetters | None = None
+        self._es: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> Processor:
+        from elasticsearch import Elasticsearch
+        from kafka import KafkaConsumer
+
+        settings = self.settings
+        self._es = Elasticsearch(settings.es_url, api_key=settings.es_api_key, request_timeout=60)
+        self._sink = ElasticsearchSink(self._es, settings.index_prefix)
+        self._with_backoff(self._sink.install_templates)
+        self._dlq = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.max_poll_records,
+        )
+        self._consumer.subscribe(
+            [settings.spans_topic, settings.logs_topic], listener=_Rebalance(self)
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        if self._dlq is not None:
+            self._dlq.close()
+        if self._es is not None:
+            self._es.close()
+
+    def stop(self) -> None:
+        """Request a stop (signal handlers call this); the loop ends after its iteration."""
+        self._stop.set()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, *, drain: bool = False, progress: Callable[[ProcessorCounts], None] | None = None
+            ) -> ProcessorCounts:  # fmt: skip
+        """Process until stopped (or, with ``drain``, until caught up)."""
+        while not self._stop.is_set():
+            polled = self._consumer.poll(timeout_ms=500)
+            pending = _Pending()
+            for tp, messages in polled.items():
+                for message in messages:
+                    self._take(tp.topic, tp.partition, message, pending)
+            caught_up = drain and not polled and self._caught_up()
+            traces = self._assembler.flush_all(complete=True) if caught_up else []
+            traces += self._assembler.due()
+            for trace in traces:
+                self._derive(trace, pending)
+            self._write(pending)
+            self._commit()
+            if progress is not None:
+                progress(self.counts)
+            if caught_up:
+                break
+        self._commit()
+        self.counts.late_spans = self._assembler.late_spans
+        return self.counts
+
+    def _caught_up(self) -> bool:
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        ends = self._consumer.end_offsets(list(assignment))
+        return all(self._consumer.position(tp) >= ends[tp] for tp in assignment)
+
+    def _take(self, topic: str, partition: int, message: Any, pending: _Pending) -> None:
+        self.counts.messages += 1
+        source = (topic, partition, message.offset)
+        self._offsets.seen(topic, partition, message.offset)
+        try:
+            if topic == self.settings.spans_topic:
+                spans = decode_spans(message.value or b"")
+                logs = []
+            else:
+                logs = decode_logs(message.value or b"")
+                spans = []
+        except DecodeError as error:
+            self._dead_letter(message.value or b"", str(error), message.key, source)
+            return
+        prefix = self.settings.index_prefix
+        docs = [span_document(s, prefix) for s in spans] + [log_document(g, prefix) for g in logs]
+        for trace_id in self._assembler.add_spans(spans, source):
+            del trace_id  # one hold per trace fed: released when its derived records land
+            self._offsets.hold(*source)
+        for log in logs:
+            if log.trace_id:
+                attached = self._assembler.add_log(log, source)
+                if attached == "new_source":
+                    self._offsets.hold(*source)
+                if attached != "not_open":
+                    continue
+            if log.event_name == c.LOG_FAILOVER and not log.trace_id:
+                # A cluster event outside any trace is a failover record of its own.
+                docs += [failover_document(f, prefix) for f in derive_failovers((), (log,))]
+        if docs:
+            self._offsets.hold(*source)
+            pending.documents += docs
+            pending.releases.append(source)
+
+    def _derive(self, trace: OpenTrace, pending: _Pending) -> None:
+        if not trace.complete:
+            self.counts.incomplete_traces += 1
+        derived = derive_all(trace.spans.values(), trace.logs, complete=trace.complete)
+        pending.documents += derived_documents(derived, self.settings.index_prefix)
+        pending.releases += list(trace.sources)
+
+    def _write(self, pending: _Pending) -> None:
+        assert self._sink is not None
+        if pending.documents:
+            outcome = self._with_backoff(lambda: self._sink.write(pending.documents))  # type: ignore[union-attr]
+            for doc, reason in outcome.rejected:
+                self._dead_letter(json.dumps(doc.body, default=str).encode(),
+                                  f"elasticsearch rejected {doc.kind} {doc.id}: {reason}",
+                                  doc.id.encode(), None)  # fmt: skip
+            self.counts.indexed.update(d.kind for d in pending.documents)
+            for doc, _ in outcome.rejected:
+                self.counts.indexed[doc.kind] -= 1
+        for source in pending.releases:
+            self._offsets.release(*source)
+
+    def _dead_letter(
+        self, value: bytes, reason: str, key: bytes | None, source: TopicPartitionOffset | None
+    ) -> None:
+        assert self._dlq is not None
+        topic, partition, offset = source if source else (None, None, None)
+        self._with_backoff(lambda: self._dlq.send(  # type: ignore[union-attr]
+            value, reason, key=key, topic=topic, partition=partition, offset=offset))  # fmt: skip
+        self.counts.dead_letters += 1
+
+    def _with_backoff(self, call: Callable[[], Any]) -> Any:
+        """Retry ``call`` while the sink is unavailable, partitions paused, waking on stop.
+
+        Even a stop request does not abandon the documents: they are retried until written, so
+        that what was read is never lost (the runtime would otherwise commit nothing for them,
+        which is also safe, but a clean SIGTERM should leave nothing half-done).
+        """
+        delay = self.settings.backoff_initial_s
+        paused = False
+        try:
+            while True:
+                try:
+                    return call()
+                except SinkUnavailableError as error:
+                    self.counts.retries += 1
+                    if self._consumer is not None and not paused:
+                        self._consumer.pause(*self._consumer.assignment())
+                        paused = True
+                    logger.warning("%s; retrying in %.1f s (partitions paused)", error, delay)
+                    if self._stop.wait(delay):
+                        # Stopping: give up on this batch; its offsets stay uncommitted.
+                        raise
+                    delay = min(delay * 2, self.settings.backoff_max_s)
+        finally:
+            if paused and self._consumer is not None:
+                self._consumer.resume(*self._consumer.paused())
+
+    def _commit(self) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        moved = self._offsets.committable()
+        if not moved:
+            return
+        self._consumer.commit(
+            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in moved.items()}
+        )
+        self._offsets.committed(moved)
+
+    def revoked(self, partitions: Iterable[Any]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        dropped = self._assembler.drop_partitions(keys)
+        self._offsets.forget(keys)
+        if dropped:
+            logger.info("rebalance: dropped %d open traces of %d revoked partitions",
+                        dropped, len(keys))  # fmt: skip
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drops the state of revoked partitions (their offsets were not committed)."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.processor.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""The processor against the real broker and node: everything indexed once, nothing lost."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from elasticsearch import helpers
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate_to_kafka
+from hopscope.processors.runtime import Processor, ProcessorSettings
+from tests.conftest import Services
+
+pytestmark = pytest.mark.integration
+
+
+def run_processor(services: Services, topics: dict[str, str], prefix: str, group: str) -> Any:
+    settings = ProcessorSettings(
+        kafka_bootstrap=services.kafka_bootstrap, es_url=services.es_url, group=group,
+        spans_topic=topics["spans"], logs_topic=topics["logs"], dlq_topic=topics["dlq"],
+        index_prefix=prefix, trace_idle_s=0.5,
+    )  # fmt: skip
+    with Processor(settings) as processor:
+        return processor.run(drain=True)
+
+
+def counts(es: Any, prefix: str) -> dict[str, int]:
+    es.indices.refresh(index=f"{prefix}-*")
+    rows = es.cat.indices(index=f"{prefix}-*", format="json", h="index,docs.count")
+    totals: dict[str, int] = {}
+    for row in rows:
+        kind = row["index"].removeprefix(f"{prefix}-").rsplit("-", 1)[0]
+        totals[kind] = totals.get(kind, 0) + int(row["docs.count"])
+    return totals
+
+
+@pytest.fixture
+def topics(unique_name: Callable[[str], str]) -> dict[str, str]:
+    return {kind: unique_name(kind) for kind in ("spans", "logs", "dlq")}
+
+
+def test_simulated_traffic_is_indexed_exactly_once(
+    services: Services, topics: dict[str, str], index_prefix: str, es_client: Any,
+    unique_name: Callable[[str], str],
+) -> None:  # fmt: skip
+    config = SimulationConfig(
+        start_ns=parse_iso8601_ns("2026-04-01T08:00:00Z"),
+        scenario="node-failure",
+        seed=4,
+        traces=150,
+    )  # type: ignore[arg-type]
+    run = simulate_to_kafka(config, bootstrap=services.kafka_bootstrap,
+                            spans_topic=topics["spans"], logs_topic=topics["logs"])  # fmt: skip
+    truth = run.result.ground_truth
+    expected = truth["counts"]
+
+    group = unique_name("g1")
+    first = run_processor(services, topics, index_prefix, group)
+    assert first.dead_letters == 0 and first.incomplete_traces == 0
+    stored = counts(es_client, index_prefix)
+    assert stored["spans"] == expected["spans"]
+    assert stored["logs"] == expected["log_records"]
+    assert stored["traces"] == expected["traces"]
+    assert stored["failovers"] == truth["effect"]["failovers"] > 0
+    assert stored["hops"] > expected["traces"] and stored["coordination"] > 0
+
+    # Offsets were committed to the end of both topics, and only after the writes.
+    checker = KafkaConsumer(bootstrap_servers=services.kafka_bootstrap, group_id=group)
+    try:
+        partitions = [TopicPartition(t, p) for t in (topics["spans"], topics["logs"])
+                      for p in checker.partitions_for_topic(t) or ()]  # fmt: skip
+        ends = checker.end_offsets(partitions)
+        assert {tp: checker.committed(tp) for tp in partitions} == ends
+    finally:
+        checker.close()
+
+    # Replaying everything with a new group overwrites: not one document more.
+    second = run_processor(services, topics, index_prefix, unique_name("g2"))
+    assert second.indexed["spans"] == expected["spans"]
+    assert counts(es_client, index_prefix) == stored
+
+    # The failed-over node and the failover targets match the ground truth.
+    failovers = [
+        h["_source"]
+        for h in helpers.scan(
+            es_client, index=f"{index_prefix}-failovers-*", query={"query": {"match_all": {}}}
+        )
+    ]
+    injected = truth["injected"][0]
+    assert {f["hopscope.failover.from_node"] for f in failovers} == {injected["node"]}
+    assert {f["hopscope.failover.to_node"] for f in failovers} <= set(injected["failover_to"])
+
+    # No seeded card number reached any index, in any field.
+    pans = truth["seeded_pans"] + truth["seeded_pan_texts"]
+    for hit in helpers.scan(es_client, index=f"{index_prefix}-*",
+                            query={"query": {"match_all": {}}}):  # fmt: skip
+        text = json.dumps(hit["_source"])
+        assert not any(pan in text for pan in pans), hit["_index"]
+
+
+def test_undecodable_messages_go_to_the_dead_letter_topic(
+    services: Services, topics: dict[str, str], index_prefix: str, es_client: Any,
+    unique_name: Callable[[str], str],
+) -> None:  # fmt: skip
+    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-04-01T08:00:00Z"), traces=5)
+    run = simulate_to_kafka(config, bootstrap=services.kafka_bootstrap,
+                            spans_topic=topics["spans"], logs_topic=topics["logs"])  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+    bad = [b"\x0a\xff\xffnot protobuf", b'{"resourceSpans": 7}', b""]
+    sent = [producer.send(topics["spans"], value=v, key=b"k").get(timeout=30) for v in bad]
+    producer.close()
+
+    result = run_processor(services, topics, index_prefix, unique_name("g"))
+    assert result.dead_letters == 3
+    assert counts(es_client, index_prefix)["spans"] == run.result.spans  # the rest went on
+
+    consumer = KafkaConsumer(topics["dlq"], bootstrap_servers=services.kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)  # fmt: skip
+    letters = list(consumer)
+    consumer.close()
+    assert sorted(m.value for m in letters) == sorted(bad)
+    for letter in letters:
+        headers = {k: v.decode() for k, v in letter.headers}
+        assert headers["hopscope.source.topic"] == topics["spans"]
+        source = next(s for s, v in zip(sent, bad, strict=True) if v == letter.value)
+        assert headers["hopscope.source.offset"] == str(source.offset)
+        assert headers["hopscope.source.partition"] == str(source.partition)
+        assert headers["hopscope.error"].startswith(("invalid OTLP", "empty traces"))
