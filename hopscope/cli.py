@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -45,7 +46,11 @@ app.add_typer(stack_app, name="stack")
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Print hopscope's own errors as ``Type: message`` on stderr and exit 1."""
+    """Print errors as ``Type: message`` on stderr and exit 1, without a traceback.
+
+    hopscope's own errors say what to do; a library's error (Kafka, Elasticsearch) is shown in
+    its own words, with its traceback only under ``HOPSCOPE_DEBUG=1``.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -60,6 +65,16 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as error:
+            if os.environ.get("HOPSCOPE_DEBUG"):
+                raise
+            err.print(
+                Text.assemble((type(error).__name__, "bold red"), f": {error}"), soft_wrap=True
+            )
+            err.print("(set HOPSCOPE_DEBUG=1 for the traceback)", style="dim")
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -203,6 +203,7 @@ class TraceIndex:
         self.detached = [
             s for s in (*self.roots, *self.orphans, *self.cycle_roots) if s is not self.main_root
         ]
+        self._kinds: tuple[tuple[CoordinationRule, ...], dict[str, str]] | None = None
 
     def _grow(self, top: SpanRecord) -> None:
         """Attach ``top``'s subtree to the forest (iterative: 100k-deep chains are fine)."""
@@ -247,6 +248,19 @@ class TraceIndex:
             before = len(self.top_down)
             self._grow(top)
             reached.update(s.span_id for s in self.top_down[before:])
+
+    def coordination_kinds(self, rules: Sequence[CoordinationRule] = ()) -> dict[str, str]:
+        """Span id → coordination kind, for the spans that have one; computed once per rule set
+        (the critical path, the delays and the transactions all ask)."""
+        key = tuple(rules)
+        if self._kinds is None or self._kinds[0] != key:
+            kinds: dict[str, str] = {}
+            for span in self.spans:
+                kind = coordination_kind(span, key)
+                if kind is not None:
+                    kinds[span.span_id] = kind
+            self._kinds = (key, kinds)
+        return self._kinds[1]
 
     def is_top(self, span: SpanRecord) -> bool:
         return span.span_id in self._tops

@@ -43,7 +43,6 @@ from hopscope.processors.derive._common import (
     CoordinationRule,
     TraceIndex,
     attr_str,
-    coordination_kind,
     duration,
     end_of,
     failed,
@@ -137,8 +136,9 @@ def _derive_coordination(
     index: TraceIndex, critical: CriticalPath, rules: Sequence[CoordinationRule]
 ) -> list[CoordinationDelay]:
     delays: list[CoordinationDelay] = []
+    kinds = index.coordination_kinds(rules)
     for span in index.spans:
-        kind = coordination_kind(span, rules)
+        kind = kinds.get(span.span_id)
         if kind is None:
             continue
         delays.append(
@@ -183,8 +183,9 @@ def _derive_two_phase_commits(
 ) -> list[TwoPhaseCommit]:
     groups: dict[tuple[str | None, str], list[tuple[str, SpanRecord]]] = {}
     coordinators: dict[str | None, SpanRecord | None] = {}
+    kinds = index.coordination_kinds(rules)
     for span in index.spans:
-        kind = coordination_kind(span, rules)
+        kind = kinds.get(span.span_id)
         if kind not in _TWO_PC_KINDS:
             continue
         resource = attr_str(span.attributes, c.COORDINATION_RESOURCE)

@@ -54,7 +54,6 @@ from typing import Final
 from hopscope.processors.derive._common import (
     CoordinationRule,
     TraceIndex,
-    coordination_kind,
     end_of,
     operation_key,
 )
@@ -294,8 +293,8 @@ def _walk(tree: _Tree, root_id: str) -> tuple[list[tuple[str, int, int]], dict[s
     return segments, exclusive
 
 
-def _segment_kind(index: TraceIndex, span: SpanRecord, rules: Sequence[CoordinationRule]) -> str:
-    if coordination_kind(span, rules) is not None:
+def _segment_kind(index: TraceIndex, span: SpanRecord, coordinating: Mapping[str, str]) -> str:
+    if span.span_id in coordinating:
         return COORDINATION
     if span.kind == CLIENT and any(k.kind == SERVER for k in index.children.get(span.span_id, ())):
         return NETWORK  # the SERVER child may be clipped or off the path: still a paired call
@@ -323,10 +322,11 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
     raw_segments, exclusive = _walk(tree, root.span_id)
 
     # Step 3: what each span on the path is, once: service, operation key, segment kind.
+    coordinating = index.coordination_kinds(rules)
     info: dict[str, tuple[str, str, str]] = {}
     for sid in exclusive:
         span = index.by_id[sid]
-        info[sid] = (span.service, operation_key(span), _segment_kind(index, span, rules))
+        info[sid] = (span.service, operation_key(span), _segment_kind(index, span, coordinating))
 
     # Step 4: segments in time order (the walk emits them latest first), adjacent pieces of the
     # same span merged (a zero-length child in between leaves two touching pieces).

@@ -174,10 +174,19 @@ def _continues(last: SpanRecord, nxt: SpanRecord) -> bool:
 
 def _chains(index: TraceIndex) -> list[list[_Attempt]]:
     """Attempt chains of two or more attempts, in a deterministic order."""
-    groups: dict[tuple[str | None, str | None, str], list[_Attempt]] = {}
+    by_parent: dict[str | None, list[SpanRecord]] = {}
     for span in index.spans:
-        if span.kind != CLIENT:
-            continue
+        if span.kind == CLIENT:
+            by_parent.setdefault(span.parent_id, []).append(span)
+    candidates = [
+        span
+        for siblings in by_parent.values()
+        # A chain needs two attempts and a failure: most parents have neither, skip them cheaply.
+        if len(siblings) > 1 and any(map(failed, siblings))
+        for span in siblings
+    ]
+    groups: dict[tuple[str | None, str | None, str], list[_Attempt]] = {}
+    for span in candidates:
         server = index.server_of.get(span.span_id)
         attrs = span.attributes
         target = (

@@ -401,7 +401,7 @@ def nested_trees(draw: st.DrawFn) -> list[SpanRecord]:
 
 
 @given(nested_trees())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_exclusive_times_of_well_formed_trees_sum_to_the_root_duration(
     spans: list[SpanRecord],
 ) -> None:
@@ -490,7 +490,7 @@ garbage_logs = st.lists(
 
 
 @given(garbage_spans(), garbage_logs)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_derivations_never_raise_on_garbage(
     spans: list[SpanRecord], logs: Sequence[LogRecord]
 ) -> None:
