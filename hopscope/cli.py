@@ -389,6 +389,9 @@ def process_command(
     max_open_spans: Annotated[
         int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
     ] = 200_000,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+    ] = None,
 ) -> None:
     """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
     summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged."""
@@ -403,6 +406,7 @@ def process_command(
         kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
         spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
         index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
+        metrics_port=metrics_port,
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.

@@ -43,6 +43,7 @@ from hopscope.processors.documents import (
     span_document,
 )
 from hopscope.processors.errors import DecodeError, SinkUnavailableError
+from hopscope.processors.metrics import ProcessorMetrics
 from hopscope.processors.offsets import OffsetTracker
 from hopscope.processors.sink import ElasticsearchSink
 
@@ -65,6 +66,7 @@ class ProcessorSettings:
     max_poll_records: int = 500
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    metrics_port: int | None = None
     es_api_key: str | None = field(default=None, repr=False)
 
 
@@ -103,6 +105,8 @@ class Processor:
         self._sink: ElasticsearchSink | None = None
         self._dlq: DeadLetters | None = None
         self._es: Any = None
+        self.metrics = ProcessorMetrics()
+        self._metrics_server: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Processor:
@@ -110,6 +114,8 @@ class Processor:
         from kafka import KafkaConsumer
 
         settings = self.settings
+        if settings.metrics_port is not None:
+            self._metrics_server = self.metrics.serve(settings.metrics_port)
         self._es = Elasticsearch(settings.es_url, api_key=settings.es_api_key, request_timeout=60)
         self._sink = ElasticsearchSink(self._es, settings.index_prefix)
         self._with_backoff(self._sink.install_templates)
@@ -133,6 +139,8 @@ class Processor:
             self._dlq.close()
         if self._es is not None:
             self._es.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
 
     def stop(self) -> None:
         """Request a stop (signal handlers call this); the loop ends after its iteration."""
@@ -155,6 +163,7 @@ class Processor:
                 self._derive(trace, pending)
             self._write(pending)
             self._commit()
+            self._observe(polled)
             if progress is not None:
                 progress(self.counts)
             if caught_up:
@@ -162,6 +171,18 @@ class Processor:
         self._commit()
         self.counts.late_spans = self._assembler.late_spans
         return self.counts
+
+    def _observe(self, polled: dict[Any, list[Any]]) -> None:
+        """Gauges that are cheap to read every iteration; lag from the last polled offsets."""
+        self.metrics.open_traces.set(self._assembler.open_traces)
+        self.metrics.open_spans.set(self._assembler.open_spans)
+        for tp, messages in polled.items():
+            self.metrics.messages.labels(tp.topic).inc(len(messages))
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None and messages:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - messages[-1].offset - 1)
+                )
 
     def _caught_up(self) -> bool:
         assignment = self._consumer.assignment()
@@ -208,6 +229,9 @@ class Processor:
         if not trace.complete:
             self.counts.incomplete_traces += 1
         derived = derive_all(trace.spans.values(), trace.logs, complete=trace.complete)
+        self.metrics.observe_hops(derived.hops)
+        if not trace.complete:
+            self.metrics.incomplete.inc()
         pending.documents += derived_documents(derived, self.settings.index_prefix)
         pending.releases += list(trace.sources)
 
@@ -215,13 +239,16 @@ class Processor:
         assert self._sink is not None
         if pending.documents:
             outcome = self._with_backoff(lambda: self._sink.write(pending.documents))  # type: ignore[union-attr]
+            self.metrics.bulk_seconds.observe(outcome.took_s)
             for doc, reason in outcome.rejected:
                 self._dead_letter(json.dumps(doc.body, default=str).encode(),
                                   f"elasticsearch rejected {doc.kind} {doc.id}: {reason}",
                                   doc.id.encode(), None)  # fmt: skip
-            self.counts.indexed.update(d.kind for d in pending.documents)
-            for doc, _ in outcome.rejected:
-                self.counts.indexed[doc.kind] -= 1
+            written = Counter(d.kind for d in pending.documents)
+            written.subtract(doc.kind for doc, _ in outcome.rejected)
+            self.counts.indexed.update(written)
+            for kind, count in written.items():
+                self.metrics.indexed.labels(kind).inc(count)
         for source in pending.releases:
             self._offsets.release(*source)
 
@@ -233,6 +260,7 @@ class Processor:
         self._with_backoff(lambda: self._dlq.send(  # type: ignore[union-attr]
             value, reason, key=key, topic=topic, partition=partition, offset=offset))  # fmt: skip
         self.counts.dead_letters += 1
+        self.metrics.dead_letters.labels("decode" if source else "rejected").inc()
 
     def _with_backoff(self, call: Callable[[], Any]) -> Any:
         """Retry ``call`` while the sink is unavailable, partitions paused, waking on stop.
@@ -249,6 +277,7 @@ class Processor:
                     return call()
                 except SinkUnavailableError as error:
                     self.counts.retries += 1
+                    self.metrics.retries.inc()
                     if self._consumer is not None and not paused:
                         self._consumer.pause(*self._consumer.assignment())
                         paused = True

@@ -127,3 +127,44 @@ def test_undecodable_messages_go_to_the_dead_letter_topic(
         assert headers["hopscope.source.offset"] == str(source.offset)
         assert headers["hopscope.source.partition"] == str(source.partition)
         assert headers["hopscope.error"].startswith(("invalid OTLP", "empty traces"))
+
+
+def test_metrics_endpoint_reports_throughput_lag_and_hop_latency(
+    services: Services, topics: dict[str, str], index_prefix: str,
+    unique_name: Callable[[str], str],
+) -> None:  # fmt: skip
+    import threading
+    import time
+    import urllib.request
+
+    from hopscope.stack.ports import free_port
+
+    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-04-01T08:00:00Z"), traces=40)
+    run = simulate_to_kafka(config, bootstrap=services.kafka_bootstrap,
+                            spans_topic=topics["spans"], logs_topic=topics["logs"])  # fmt: skip
+    port = free_port()
+    settings = ProcessorSettings(
+        kafka_bootstrap=services.kafka_bootstrap, es_url=services.es_url,
+        group=unique_name("g"), spans_topic=topics["spans"], logs_topic=topics["logs"],
+        dlq_topic=topics["dlq"], index_prefix=index_prefix, trace_idle_s=0.3, metrics_port=port,
+    )  # fmt: skip
+    with Processor(settings) as processor:
+        worker = threading.Thread(target=processor.run)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            text = ""
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                if f'hopscope_records_indexed_total{{kind="traces"}} {float(40)}' in text:
+                    break
+                time.sleep(0.5)
+        finally:
+            processor.stop()
+            worker.join(30)
+    assert f'hopscope_records_indexed_total{{kind="spans"}} {float(run.result.spans)}' in text
+    assert f'hopscope_records_indexed_total{{kind="traces"}} {float(40)}' in text
+    assert 'hopscope_hop_client_seconds_bucket{le="0.5",source="gateway",target="payment"}' in text
+    assert "hopscope_consumer_lag{" in text and "hopscope_bulk_seconds_count" in text
+    assert "hopscope_open_traces" in text
