@@ -195,11 +195,14 @@ def decode_logs(payload: bytes) -> list[LogRecord]:
     return records
 
 
+_SCALARS = frozenset({str, int, float, bool, list, type(None)})
+
+
 def flatten(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Nested attribute maps (kvlist values) as dotted keys, for documents."""
     flat: dict[str, Any] = {}
     for key, value in attributes.items():
-        if isinstance(value, Mapping):
+        if type(value) is dict or (type(value) not in _SCALARS and isinstance(value, Mapping)):
             for inner, inner_value in flatten(value).items():
                 flat[f"{key}.{inner}"] = inner_value
         else:

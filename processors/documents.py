@@ -12,6 +12,7 @@ after a crash or a rebalance overwrites instead of duplicating:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -41,11 +42,15 @@ def timestamp(time_ns: int) -> str:
     >>> timestamp(1_764_150_000_123_456_789)
     '2025-11-26T09:40:00.123456789Z'
     """
+    seconds, nanos = divmod(max(0, time_ns), 1_000_000_000)
+    return f"{_second(seconds)}.{nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
     import datetime as dt
 
-    seconds, nanos = divmod(max(0, time_ns), 1_000_000_000)
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+    return f"{dt.datetime.fromtimestamp(seconds, tz=dt.UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def _outcome(failed: bool | None) -> str:
@@ -100,12 +105,23 @@ def log_document(log: LogRecord, prefix: str) -> Document:
     return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
 
 
+@functools.cache
+def _field_keys(record_type: type, namespace: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, f"{namespace}.{f.name}") for f in dataclasses.fields(record_type))
+
+
 def _fields(record: Any, namespace: str) -> dict[str, Any]:
-    values = dataclasses.asdict(record)
-    return {f"{namespace}.{key}": _plain(value) for key, value in values.items()}
+    # Shallow on purpose: derived records hold scalars, tuples and flat maps, and
+    # dataclasses.asdict's deep copy was the processor's single largest cost.
+    return {
+        key: _plain(getattr(record, name)) for name, key in _field_keys(type(record), namespace)
+    }
 
 
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool or kind is float:
+        return value  # the common case, without the slower ABC checks below
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, Mapping):

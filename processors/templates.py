@@ -12,6 +12,7 @@ rejecting documents: fields beyond the limit are kept in ``_source`` but not ind
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 KINDS: Final = ("spans", "logs", "hops", "traces", "failovers", "coordination")
@@ -110,7 +111,11 @@ def index_name(prefix: str, kind: str, time_ns: int) -> str:
     >>> index_name("hopscope", "spans", 1_764_150_000_000_000_000)
     'hopscope-spans-2025.11.26'
     """
+    return f"{prefix}-{kind}-{_day(time_ns // 86_400_000_000_000)}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _day(days_since_epoch: int) -> str:
     import datetime as dt
 
-    day = dt.datetime.fromtimestamp(time_ns // 1_000_000_000, tz=dt.UTC)
-    return f"{prefix}-{kind}-{day:%Y.%m.%d}"
+    return f"{dt.datetime.fromtimestamp(days_since_epoch * 86_400, tz=dt.UTC):%Y.%m.%d}"
