@@ -105,9 +105,15 @@ def log_document(log: LogRecord, prefix: str) -> Document:
     return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
 
 
-@functools.cache
+_FIELD_KEYS: dict[tuple[type, str], tuple[tuple[str, str], ...]] = {}
+
+
 def _field_keys(record_type: type, namespace: str) -> tuple[tuple[str, str], ...]:
-    return tuple((f.name, f"{namespace}.{f.name}") for f in dataclasses.fields(record_type))
+    keys = _FIELD_KEYS.get((record_type, namespace))
+    if keys is None:
+        keys = tuple((f.name, f"{namespace}.{f.name}") for f in dataclasses.fields(record_type))
+        _FIELD_KEYS[(record_type, namespace)] = keys
+    return keys
 
 
 def _fields(record: Any, namespace: str) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
     for commit in derived.two_phase_commits:
         yield Document(
             "coordination", index_name(prefix, "coordination", commit.start_ns),
-            f"2pc-{commit.trace_id}-{commit.resource}"[:512], {
+            f"2pc-{commit.trace_id}-{commit.coordinator_span_id}-{commit.resource}"[:512], {
                 "@timestamp": timestamp(commit.start_ns), "trace.id": commit.trace_id,
                 "span.id": commit.coordinator_span_id,
                 "service.name": commit.coordinator_service,

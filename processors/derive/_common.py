@@ -15,8 +15,9 @@ applied here once so that every module agrees:
   Every span belongs to exactly one top's tree, so every walk over ``children`` terminates.
 - **Main root**: the earliest-starting root (ties: the longest, then the smallest span id); when
   the trace has no root (its root span has not arrived), the earliest orphan by the same rule;
-  when every span sits in a parent cycle, the earliest cycle root. The other tops are *detached*:
-  their subtrees count as spans of the trace but not towards its critical path.
+  when there is neither (every span sits in or below a parent cycle), the earliest cycle root.
+  The other tops are *detached*: their subtrees count as spans of the trace but not towards its
+  critical path.
 
 Everything here is linear in the number of spans, apart from one sort of the unreached spans
 when the trace has parent cycles.

@@ -13,8 +13,9 @@ coordinator is the nearest SERVER/CONSUMER span above the 2PC span (the coordina
 span; for spans sharing a parent, it is the same one). A 2PC span recorded by the participant
 itself — a SERVER/CONSUMER span, or a span without a participant attribute or naming its own
 node or service — hangs under the participant's entry span, so the coordinator is the entry
-span one hop further up. Without any entry span above, the tree top stands in. A span's
-participant is its participant attribute, else its node, else its service.
+span one hop further up. Without any entry span above, the tree top stands in (a 2PC span that
+is itself a tree top has no coordinator: None). A span's participant is its participant
+attribute, else its node, else its service.
 
 Per transaction:
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from hopscope.processors.derive._common import (
@@ -114,7 +114,7 @@ class CriticalPath:
     async_span_ids: tuple[str, ...] = ()
     dropped_span_ids: tuple[str, ...] = ()
     clipped_span_ids: tuple[str, ...] = ()
-    skew_adjusted_span_ids: tuple[str, ...] = field(default=())
+    skew_adjusted_span_ids: tuple[str, ...] = ()
 
     @property
     def duration_ns(self) -> int:
@@ -176,9 +176,11 @@ class _Tree:
             kept: list[str] = []
             for child in index.children.get(pid, ()):
                 cid = child.span_id
+                # Step 2: asynchronous children do not block (the producer does not wait).
                 if parent.kind == PRODUCER and child.kind == CONSUMER:
-                    self.async_ids.append(cid)  # asynchronous: the producer does not wait
+                    self.async_ids.append(cid)
                     continue
+                # Step 3: sanitize against the parent's sanitized interval.
                 c_start, c_end, c_shift = child.start_ns + p_shift, end_of(child) + p_shift, p_shift
                 if p_start <= c_start and c_end <= p_end:
                     pass
@@ -296,7 +298,7 @@ def _walk(tree: _Tree, root_id: str) -> tuple[list[tuple[str, int, int]], dict[s
 def _segment_kind(index: TraceIndex, span: SpanRecord, coordinating: Mapping[str, str]) -> str:
     if span.span_id in coordinating:
         return COORDINATION
-    if span.kind == CLIENT and any(k.kind == SERVER for k in index.children.get(span.span_id, ())):
+    if span.kind == CLIENT and span.span_id in index.server_of:
         return NETWORK  # the SERVER child may be clipped or off the path: still a paired call
     return SELF
 
@@ -315,21 +317,24 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
             by_operation={},
             by_service={},
             by_kind=dict.fromkeys(SEGMENT_KINDS, 0),
+            detached_span_ids=detached,
         )
 
-    # Step 1: sanitize; Step 2: walk.
+    # Steps 1-3: the main root's tree (index), async subtrees pruned, children sanitized.
     tree = _Tree(index, root)
+    # Step 4: the walk.
     raw_segments, exclusive = _walk(tree, root.span_id)
 
-    # Step 3: what each span on the path is, once: service, operation key, segment kind.
+    # Step 5: exclusive times and segments. What each span on the path is, once: service,
+    # operation key, segment kind.
     coordinating = index.coordination_kinds(rules)
     info: dict[str, tuple[str, str, str]] = {}
     for sid in exclusive:
         span = index.by_id[sid]
         info[sid] = (span.service, operation_key(span), _segment_kind(index, span, coordinating))
 
-    # Step 4: segments in time order (the walk emits them latest first), adjacent pieces of the
-    # same span merged (a zero-length child in between leaves two touching pieces).
+    # Segments in time order (the walk emits them latest first), adjacent pieces of the same
+    # span merged (a zero-length child in between leaves two touching pieces).
     merged: list[tuple[str, int, int]] = []
     for sid, seg_start, seg_end in reversed(raw_segments):
         if merged and merged[-1][0] == sid and merged[-1][2] == seg_start:
@@ -338,7 +343,7 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
             merged.append((sid, seg_start, seg_end))
     segments = tuple(PathSegment(sid, *info[sid], a, b) for sid, a, b in merged)
 
-    # Step 5: aggregates over every span on the path (zero-time ones included: on the path).
+    # Aggregates over every span on the path (zero-time ones included: they are on the path).
     by_operation: dict[str, int] = {}
     by_service: dict[str, int] = {}
     by_kind = dict.fromkeys(SEGMENT_KINDS, 0)

@@ -2,10 +2,10 @@
 
 **Attempt chains** (source ``"siblings"``). CLIENT spans under one parent are grouped by target
 and operation: the target is the client-side name of the callee (``peer.service``, else
-``db.system``, else ``rpc.service``, else the paired server's service), never ``server.address``,
-which names the node and changes on a failover; the operation is ``rpc.service/rpc.method``,
-else the span name. In start order (ties: span id), a span continues the chain of the attempt
-before it when
+``db.system``, else ``rpc.service``), never ``server.address``, which names the node and
+changes on a failover; the operation is ``rpc.service/rpc.method``, else the span name. (The
+records' ``target_service`` falls back to the paired SERVER span's service.) In start order
+(ties: span id), a span continues the chain of the attempt before it when
 
 - that attempt failed (error status or ``error.type``, e.g. ``"timeout"``), and
 - it started after that attempt started, and

@@ -114,9 +114,13 @@ def _payment_id(index: TraceIndex, logs: Sequence[LogRecord]) -> str | None:
     root = index.main_root
     if root is not None and (found := attr_str(root.attributes, c.PAYMENT_ID)):
         return found
-    for span in sorted(index.spans, key=lambda s: (s.start_ns, s.span_id)):
-        if found := attr_str(span.attributes, c.PAYMENT_ID):
-            return found
+    first = min(
+        (s for s in index.spans if attr_str(s.attributes, c.PAYMENT_ID)),
+        key=lambda s: (s.start_ns, s.span_id),
+        default=None,
+    )
+    if first is not None:
+        return attr_str(first.attributes, c.PAYMENT_ID)
     for log in logs:
         if found := attr_str(log.attributes, c.PAYMENT_ID):
             return found

@@ -375,12 +375,17 @@ def test_input_order_does_not_matter() -> None:
 # -- invariants ---------------------------------------------------------------------------------
 
 
+SERVICES = st.sampled_from(["gw", "pay", "risk"])
+NAMES = st.sampled_from(["a", "b", "c"])
+TREE_KINDS = st.sampled_from(KINDS)
+TREE_ATTRIBUTES = st.sampled_from([{}, {c.COORDINATION_KIND: c.LOCK_WAIT}])
+
+
 @st.composite
 def nested_trees(draw: st.DrawFn) -> list[SpanRecord]:
     """Well-formed trees: every child inside its parent (siblings may overlap anyhow)."""
     count = draw(st.integers(1, 30))
-    root = span("s0", 0, draw(st.integers(0, 10_000)), kind=draw(st.sampled_from(KINDS)))
-    spans = [root]
+    spans = [span("s0", 0, draw(st.integers(0, 10_000)), kind=draw(TREE_KINDS))]
     for i in range(1, count):
         parent = spans[draw(st.integers(0, i - 1))]
         start = draw(st.integers(parent.start_ns, parent.end_ns))
@@ -391,17 +396,17 @@ def nested_trees(draw: st.DrawFn) -> list[SpanRecord]:
                 start,
                 end,
                 parent.span_id,
-                kind=draw(st.sampled_from(KINDS)),
-                service=draw(st.sampled_from(["gw", "pay", "risk"])),
-                name=draw(st.sampled_from(["a", "b", "c"])),
-                attrs=draw(st.sampled_from([{}, {c.COORDINATION_KIND: c.LOCK_WAIT}])),
+                kind=draw(TREE_KINDS),
+                service=draw(SERVICES),
+                name=draw(NAMES),
+                attrs=draw(TREE_ATTRIBUTES),
             )
         )
     return draw(st.permutations(spans))
 
 
 @given(nested_trees())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_exclusive_times_of_well_formed_trees_sum_to_the_root_duration(
     spans: list[SpanRecord],
 ) -> None:
@@ -441,35 +446,39 @@ FAILOVER_ATTRIBUTES = st.fixed_dictionaries(
 )
 
 
-@st.composite
-def garbage_spans(draw: st.DrawFn) -> list[SpanRecord]:
-    spans = []
-    for _ in range(draw(st.integers(0, 14))):
-        events = draw(st.lists(st.builds(
-            SpanEvent, st.sampled_from([c.EVENT_FAILOVER, "exception"]), st.integers(-50, 50),
-            FAILOVER_ATTRIBUTES,
-        ), max_size=2))  # fmt: skip
-        links = draw(st.lists(st.builds(
-            SpanLink, st.sampled_from(["t1", "t2"]), st.sampled_from(IDS),
-        ), max_size=2))  # fmt: skip
-        spans.append(
-            SpanRecord(
-                trace_id=draw(st.sampled_from(["t1", "t1", "t2"])),
-                span_id=draw(st.sampled_from(IDS)),
-                parent_id=draw(st.sampled_from([*IDS, None, "", "missing"])),
-                name=draw(st.sampled_from(["op", "SELECT 1 FOR UPDATE", ""])),
-                kind=draw(st.sampled_from([*KINDS, "weird"])),
-                start_ns=draw(st.integers(-50, 50)),
-                end_ns=draw(st.integers(-50, 50)),
-                service=draw(st.sampled_from(["gw", "pay", ""])),
-                node=draw(st.sampled_from([None, "n1", "n2"])),
-                status=draw(st.sampled_from(["unset", "ok", ERROR, "bogus"])),
-                attributes=draw(GARBAGE_ATTRIBUTES),
-                events=tuple(events),
-                links=tuple(links),
-            )
-        )
-    return spans
+# Strategies are built once, here: building them inside a composite's loop costs more than
+# the derivations under test.
+GARBAGE_EVENTS = st.lists(
+    st.builds(
+        SpanEvent,
+        st.sampled_from([c.EVENT_FAILOVER, "exception"]),
+        st.integers(-50, 50),
+        FAILOVER_ATTRIBUTES,
+    ),
+    max_size=2,
+).map(tuple)
+GARBAGE_LINKS = st.lists(
+    st.builds(SpanLink, st.sampled_from(["t1", "t2"]), st.sampled_from(IDS)), max_size=2
+).map(tuple)
+garbage_spans = st.lists(
+    st.builds(
+        SpanRecord,
+        trace_id=st.sampled_from(["t1", "t1", "t2"]),
+        span_id=st.sampled_from(IDS),
+        parent_id=st.sampled_from([*IDS, None, "", "missing"]),
+        name=st.sampled_from(["op", "SELECT 1 FOR UPDATE", ""]),
+        kind=st.sampled_from([*KINDS, "weird"]),
+        start_ns=st.integers(-50, 50),
+        end_ns=st.integers(-50, 50),
+        service=st.sampled_from(["gw", "pay", ""]),
+        node=st.sampled_from([None, "n1", "n2"]),
+        status=st.sampled_from(["unset", "ok", ERROR, "bogus"]),
+        attributes=GARBAGE_ATTRIBUTES,
+        events=GARBAGE_EVENTS,
+        links=GARBAGE_LINKS,
+    ),
+    max_size=14,
+)
 
 
 garbage_logs = st.lists(
@@ -489,8 +498,8 @@ garbage_logs = st.lists(
 )
 
 
-@given(garbage_spans(), garbage_logs)
-@settings(max_examples=150, deadline=None)
+@given(garbage_spans, garbage_logs)
+@settings(max_examples=100, deadline=None)
 def test_derivations_never_raise_on_garbage(
     spans: list[SpanRecord], logs: Sequence[LogRecord]
 ) -> None:
