@@ -392,6 +392,13 @@ def process_command(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
     ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the records as hourly Parquet files here (after ES "
+            "acknowledged them), for the batch analysis."
+        ),
+    ] = None,
 ) -> None:
     """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
     summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged."""
@@ -406,7 +413,7 @@ def process_command(
         kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
         spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
         index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
-        metrics_port=metrics_port,
+        metrics_port=metrics_port, archive_dir=archive_dir,
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.

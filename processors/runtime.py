@@ -25,11 +25,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
 from hopscope.ingest import conventions as c
+from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.assembly import OpenTrace, TopicPartitionOffset, TraceAssembler
 from hopscope.processors.decode import decode_logs, decode_spans
 from hopscope.processors.derive import derive_all
@@ -67,6 +69,7 @@ class ProcessorSettings:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     metrics_port: int | None = None
+    archive_dir: Path | None = None
     es_api_key: str | None = field(default=None, repr=False)
 
 
@@ -106,6 +109,7 @@ class Processor:
         self._dlq: DeadLetters | None = None
         self._es: Any = None
         self.metrics = ProcessorMetrics()
+        self._archive = ParquetArchive(settings.archive_dir) if settings.archive_dir else None
         self._metrics_server: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -244,6 +248,10 @@ class Processor:
                 self._dead_letter(json.dumps(doc.body, default=str).encode(),
                                   f"elasticsearch rejected {doc.kind} {doc.id}: {reason}",
                                   doc.id.encode(), None)  # fmt: skip
+            if self._archive is not None:
+                # Durable in Elasticsearch now; archived before the offsets move.
+                rejected_ids = {id(doc) for doc, _ in outcome.rejected}
+                self._archive.write([d for d in pending.documents if id(d) not in rejected_ids])
             written = Counter(d.kind for d in pending.documents)
             written.subtract(doc.kind for doc, _ in outcome.rejected)
             self.counts.indexed.update(written)

@@ -168,3 +168,33 @@ def test_metrics_endpoint_reports_throughput_lag_and_hop_latency(
     assert 'hopscope_hop_client_seconds_bucket{le="0.5",source="gateway",target="payment"}' in text
     assert "hopscope_consumer_lag{" in text and "hopscope_bulk_seconds_count" in text
     assert "hopscope_open_traces" in text
+
+
+def test_parquet_archive_holds_the_same_records(
+    services: Services, topics: dict[str, str], index_prefix: str, es_client: Any,
+    unique_name: Callable[[str], str], tmp_path: Any,
+) -> None:  # fmt: skip
+    import polars as pl
+
+    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-04-01T08:59:59.5Z"), traces=80)
+    run = simulate_to_kafka(config, bootstrap=services.kafka_bootstrap,
+                            spans_topic=topics["spans"], logs_topic=topics["logs"])  # fmt: skip
+    settings = ProcessorSettings(
+        kafka_bootstrap=services.kafka_bootstrap, es_url=services.es_url,
+        group=unique_name("g"), spans_topic=topics["spans"], logs_topic=topics["logs"],
+        dlq_topic=topics["dlq"], index_prefix=index_prefix, trace_idle_s=0.5,
+        archive_dir=tmp_path / "archive",
+    )  # fmt: skip
+    with Processor(settings) as processor:
+        processor.run(drain=True)
+    stored = counts(es_client, index_prefix)
+    for kind, expected in stored.items():
+        frame = pl.read_parquet(tmp_path / "archive" / kind / "**" / "*.parquet",
+                                hive_partitioning=True)  # fmt: skip
+        assert frame["_id"].n_unique() == expected, kind
+    spans = pl.read_parquet(tmp_path / "archive" / "spans" / "**" / "*.parquet")
+    assert spans.height == run.result.spans
+    assert {"trace.id", "span.id", "event.duration", "attributes"} <= set(spans.columns)
+    # The run crosses an hour boundary: hourly partitions.
+    hours = {p.name for p in (tmp_path / "archive" / "spans").glob("date=*/hour=*")}
+    assert hours == {"hour=08", "hour=09"}
