@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -87,11 +87,48 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="HOPSCOPE_CONFIG",
+            help="TOML file of option defaults, one table per command, e.g. [process] "
+            "trace_idle = 3.0 (default: ./hopscope.toml when present). Flags and HOPSCOPE_* "
+            "variables still win.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """hopscope: where does the time go between the card swipe and the bank's answer?"""
+    defaults = _config_defaults(config)
+    if defaults:
+        # Click's precedence is exactly ours: flag, then environment, then default_map.
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _config_defaults(path: Path | None) -> dict[str, Any]:
+    import tomllib
+
+    if path is None:
+        path = Path("hopscope.toml")
+        if not path.is_file():
+            return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise typer.BadParameter(f"cannot read {path}: {error}", param_hint="--config") from None
+    if not all(isinstance(table, dict) for table in document.values()):
+        raise typer.BadParameter(
+            f"{path}: expected one table per command, e.g. [process]", param_hint="--config"
+        )
+    # Option names as written on the command line (trace-idle) or in Python (trace_idle).
+    return {
+        command: {key.replace("-", "_"): value for key, value in table.items()}
+        for command, table in document.items()
+    }
 
 
 StateDir = Annotated[

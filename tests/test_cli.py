@@ -50,3 +50,21 @@ def test_demo_without_endpoints_explains(tmp_path: Path, monkeypatch: pytest.Mon
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 1
     assert "SettingsError" in result.output and "hopscope stack up" in result.output
+
+
+def test_config_file_supplies_option_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "hopscope.toml"
+    config.write_text('[simulate]\nscenario = "no-such-scenario"\n')
+    result = runner.invoke(app, ["--config", str(config), "simulate", "--bootstrap", "k:9"])
+    assert result.exit_code == 2 and "no-such-scenario" in result.output
+    # A flag still wins over the file.
+    flagged = runner.invoke(app, ["--config", str(config), "simulate", "--bootstrap", "k:9",
+                                  "--scenario", "meltdown"])  # fmt: skip
+    assert flagged.exit_code == 2 and "meltdown" in flagged.output
+
+
+def test_broken_config_file_is_a_parameter_error(tmp_path: Path) -> None:
+    config = tmp_path / "hopscope.toml"
+    config.write_text("process = 3\n")
+    result = runner.invoke(app, ["--config", str(config), "stack", "status"])
+    assert result.exit_code == 2 and "one table per command" in result.output
