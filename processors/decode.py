@@ -99,12 +99,22 @@ def _id_to_base64(value: Any) -> Any:
         return value  # not hex: left for the parser to accept (base64) or reject
 
 
+_OTLP_JSON_KEYS = {
+    "traces": frozenset({"resourceSpans", "resource_spans"}),
+    "logs": frozenset({"resourceLogs", "resource_logs"}),
+}
+
+
 def _parse(payload: bytes, message: Any, kind: str) -> Any:
     if not payload:
         raise DecodeError(f"empty {kind} message")
     if payload[:1] == b"{":  # OTLP/JSON (otlp_json encoding)
         try:
             document = json.loads(payload)
+            if not isinstance(document, dict) or not set(document) & _OTLP_JSON_KEYS[kind]:
+                # ignore_unknown_fields would turn any JSON (an application log line) into an
+                # empty request: refuse what carries no OTLP content at all.
+                raise DecodeError(f"JSON without OTLP {kind} content (no {kind} key)")
             json_format.ParseDict(_hex_ids_to_base64(document), message,
                                   ignore_unknown_fields=True)  # fmt: skip
         except (json_format.ParseError, UnicodeDecodeError, ValueError, TypeError) as error:

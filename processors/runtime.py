@@ -91,6 +91,7 @@ class _Pending:
 
     documents: list[Document] = field(default_factory=list)
     releases: list[TopicPartitionOffset] = field(default_factory=list)
+    trace_releases: list[set[TopicPartitionOffset]] = field(default_factory=list)
 
 
 class Processor:
@@ -105,6 +106,8 @@ class Processor:
         )
         self._offsets = OffsetTracker()
         self._consumer: Any = None
+        self._needs_seek: set[Any] = set()
+        self._just_reseeked = False
         self._sink: ElasticsearchSink | None = None
         self._dlq: DeadLetters | None = None
         self._es: Any = None
@@ -155,12 +158,16 @@ class Processor:
             ) -> ProcessorCounts:  # fmt: skip
         """Process until stopped (or, with ``drain``, until caught up)."""
         while not self._stop.is_set():
-            polled = self._consumer.poll(timeout_ms=500)
+            reassigned = bool(self._needs_seek)
+            polled = self._reseek(self._consumer.poll(timeout_ms=500))
+            reassigned = reassigned or self._just_reseeked
             pending = _Pending()
             for tp, messages in polled.items():
                 for message in messages:
                     self._take(tp.topic, tp.partition, message, pending)
-            caught_up = drain and not polled and self._caught_up()
+            # Never "caught up" in the poll that (re)assigned partitions: what it fetched was
+            # dropped for the seek, and the positions settle only on the next poll.
+            caught_up = drain and not polled and not reassigned and self._caught_up()
             traces = self._assembler.flush_all(complete=True) if caught_up else []
             traces += self._assembler.due()
             for trace in traces:
@@ -237,7 +244,7 @@ class Processor:
         if not trace.complete:
             self.metrics.incomplete.inc()
         pending.documents += derived_documents(derived, self.settings.index_prefix)
-        pending.releases += list(trace.sources)
+        pending.trace_releases.append(trace.sources)
 
     def _write(self, pending: _Pending) -> None:
         assert self._sink is not None
@@ -259,6 +266,8 @@ class Processor:
                 self.metrics.indexed.labels(kind).inc(count)
         for source in pending.releases:
             self._offsets.release(*source)
+        for sources in pending.trace_releases:
+            self._offsets.release_trace(sources)
 
     def _dead_letter(
         self, value: bytes, reason: str, key: bytes | None, source: TopicPartitionOffset | None
@@ -309,6 +318,32 @@ class Processor:
         )
         self._offsets.committed(moved)
 
+    def assigned(self, partitions: Iterable[Any]) -> None:
+        """Mark assigned partitions to restart at their committed offsets (see :meth:`_reseek`).
+
+        A partition revoked and handed back to this same consumer keeps its read position in
+        the client, but its open traces were dropped on revocation: without the seek they would
+        never be read again. The seek happens in the loop: the listener runs on the client's
+        network thread, where blocking calls such as ``committed()`` are not allowed.
+        """
+        self._needs_seek.update(partitions)
+
+    def _reseek(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """Seek newly assigned partitions to their committed offsets; drop what was fetched
+        for them from the old position."""
+        self._just_reseeked = bool(self._needs_seek)
+        if not self._needs_seek:
+            return polled
+        partitions, self._needs_seek = set(self._needs_seek), set()
+        for tp in partitions:
+            committed = self._consumer.committed(tp)
+            if committed is None:
+                # Nothing committed yet: from the start, as auto_offset_reset="earliest" says.
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        return {tp: messages for tp, messages in polled.items() if tp not in partitions}
+
     def revoked(self, partitions: Iterable[Any]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         dropped = self._assembler.drop_partitions(keys)
@@ -328,4 +363,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.processor.revoked(revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        self.processor.assigned(assigned)

@@ -156,3 +156,17 @@ def test_templates_cover_every_kind_with_core_field_types_only() -> None:
         assert properties["trace.id"] == {"type": "keyword"}
     with pytest.raises(ValueError, match="kind must be one of"):
         index_template("hopscope", "metrics")
+
+
+def test_commit_never_falls_between_the_messages_of_a_written_trace() -> None:
+    tracker = OffsetTracker()
+    # Trace T spans messages 0 and 3; message 1 holds another, still open trace.
+    tracker.hold("t", 0, 0)
+    tracker.hold("t", 0, 1)
+    tracker.hold("t", 0, 3)
+    tracker.seen("t", 0, 2)
+    tracker.release_trace({("t", 0, 0), ("t", 0, 3)})
+    # Without the rule the commit would move to 1 (between T's two messages).
+    assert tracker.committable().get(("t", 0), 0) == 0
+    tracker.release("t", 0, 1)
+    assert tracker.committable() == {("t", 0): 4}
