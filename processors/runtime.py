@@ -172,7 +172,16 @@ class Processor:
             traces += self._assembler.due()
             for trace in traces:
                 self._derive(trace, pending)
-            self._write(pending)
+            try:
+                self._write(pending)
+            except SinkUnavailableError:
+                if not self._stop.is_set():
+                    raise
+                # Stopped while Elasticsearch is unavailable: what was not written keeps its
+                # offsets uncommitted, so the next owner reads it again. A clean stop.
+                logger.warning("stopping during an outage: %d documents left to the next owner",
+                               len(pending.documents))  # fmt: skip
+                break
             self._commit()
             self._observe(polled)
             if progress is not None:
