@@ -127,14 +127,20 @@ def _parse(payload: bytes, message: Any, kind: str) -> Any:
     return message
 
 
+def _identity(key_values: Iterable[Any]) -> tuple[dict[str, Any], str, str | None]:
+    """A resource's attributes, its service name and its node (``service.instance.id``)."""
+    resource = _attributes(key_values)
+    node = resource.get(c.SERVICE_INSTANCE_ID)
+    service = str(resource.get(c.SERVICE_NAME) or "unknown_service")
+    return resource, service, str(node) if node is not None else None
+
+
 def decode_spans(payload: bytes) -> list[SpanRecord]:
     """Every span of one ``otlp_spans`` message, resource flattened in."""
     request = _parse(payload, ExportTraceServiceRequest(), "traces")
     records: list[SpanRecord] = []
     for resource_spans in request.resource_spans:
-        resource = _attributes(resource_spans.resource.attributes)
-        service = str(resource.get(c.SERVICE_NAME) or "unknown_service")
-        node = resource.get(c.SERVICE_INSTANCE_ID)
+        resource, service, node = _identity(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 trace_id = _hex(span.trace_id, 16, "trace_id")
@@ -148,7 +154,7 @@ def decode_spans(payload: bytes) -> list[SpanRecord]:
                         start_ns=int(span.start_time_unix_nano),
                         end_ns=int(span.end_time_unix_nano),
                         service=service,
-                        node=str(node) if node is not None else None,
+                        node=node,
                         status=_STATUS.get(span.status.code, UNSET),
                         status_message=mask_pans(span.status.message) or None,
                         attributes=_attributes(span.attributes),
@@ -178,9 +184,7 @@ def decode_logs(payload: bytes) -> list[LogRecord]:
     request = _parse(payload, ExportLogsServiceRequest(), "logs")
     records: list[LogRecord] = []
     for resource_logs in request.resource_logs:
-        resource = _attributes(resource_logs.resource.attributes)
-        service = str(resource.get(c.SERVICE_NAME) or "unknown_service")
-        node = resource.get(c.SERVICE_INSTANCE_ID)
+        resource, service, node = _identity(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 attributes = _attributes(record.attributes)
@@ -192,7 +196,7 @@ def decode_logs(payload: bytes) -> list[LogRecord]:
                     LogRecord(
                         time_ns=int(record.time_unix_nano or record.observed_time_unix_nano),
                         service=service,
-                        node=str(node) if node is not None else None,
+                        node=node,
                         severity=severity,
                         body=_body(record.body),
                         trace_id=record.trace_id.hex() or None,
