@@ -21,6 +21,7 @@ from typing import Any
 
 from hopscope.processors.decode import flatten
 from hopscope.processors.derive import DerivedRecords
+from hopscope.processors.derive.critical_path import SEGMENT_KINDS, CriticalPath
 from hopscope.processors.derive.failovers import Failover
 from hopscope.processors.records import ERROR, LogRecord, SpanRecord
 from hopscope.processors.templates import index_name
@@ -145,6 +146,17 @@ def failover_document(failover: Failover, prefix: str) -> Document:
     )  # fmt: skip
 
 
+def _critical_by_operation(path: CriticalPath) -> list[dict[str, Any]]:
+    """One entry per ``[service] operation`` on the path: its exclusive time and its split."""
+    entries: dict[str, dict[str, Any]] = {}
+    for operation, total in path.by_operation.items():
+        entries[operation] = {"operation": operation, "exclusive_ns": total}
+        entries[operation].update({f"{kind}_ns": 0 for kind in SEGMENT_KINDS})
+    for (operation, kind), ns in path.by_operation_kind.items():
+        entries[operation][f"{kind}_ns"] += ns
+    return list(entries.values())
+
+
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
     summary = derived.summary
@@ -184,9 +196,7 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
         "event.duration": summary.duration_ns, "event.outcome": _outcome(summary.error),
         "payment.id": summary.payment_id, **_fields(summary, "hopscope.trace"),
         # Operation names are not field names: a list of pairs, kept in _source for analysis.
-        "hopscope.trace.critical_by_operation": [
-            {"operation": op, "exclusive_ns": ns} for op, ns in path.by_operation.items()
-        ],
+        "hopscope.trace.critical_by_operation": _critical_by_operation(path),
     }  # fmt: skip
     body.pop("hopscope.trace.critical_by_service", None)
     body["hopscope.trace.critical_by_service"] = [

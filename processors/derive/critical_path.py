@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from hopscope.processors.derive._common import (
@@ -110,6 +110,8 @@ class CriticalPath:
     by_operation: Mapping[str, int]
     by_service: Mapping[str, int]
     by_kind: Mapping[str, int]
+    # (operation, segment kind) -> exclusive ns; an operation's kinds sum to by_operation.
+    by_operation_kind: Mapping[tuple[str, str], int] = field(default_factory=dict)
     detached_span_ids: tuple[str, ...] = ()
     async_span_ids: tuple[str, ...] = ()
     dropped_span_ids: tuple[str, ...] = ()
@@ -347,9 +349,11 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
     by_operation: dict[str, int] = {}
     by_service: dict[str, int] = {}
     by_kind = dict.fromkeys(SEGMENT_KINDS, 0)
+    by_operation_kind: dict[tuple[str, str], int] = {}
     for sid, excl in exclusive.items():
         service, operation, kind = info[sid]
         by_operation[operation] = by_operation.get(operation, 0) + excl
+        by_operation_kind[(operation, kind)] = by_operation_kind.get((operation, kind), 0) + excl
         by_service[service] = by_service.get(service, 0) + excl
         by_kind[kind] += excl
 
@@ -363,6 +367,7 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
         by_operation=dict(sorted(by_operation.items())),
         by_service=dict(sorted(by_service.items())),
         by_kind=by_kind,
+        by_operation_kind=dict(sorted(by_operation_kind.items())),
         detached_span_ids=detached,
         async_span_ids=tuple(sorted(tree.async_ids)),
         dropped_span_ids=tuple(sorted(tree.dropped)),

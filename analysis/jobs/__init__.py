@@ -1,0 +1,1 @@
+"""Analysis jobs: each ``run(data, ...)`` reads a Dataset and returns a JobResult."""
