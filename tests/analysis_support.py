@@ -23,6 +23,9 @@ from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_
 from hopscope.processors.decode import decode_logs, decode_spans
 
 START = parse_iso8601_ns("2026-03-02T10:00:00Z")
+# Arrivals per virtual second. The default rate shows most faults; row locks and the ip_hash
+# skew need more concurrency to show clearly (as in the processor scenario tests).
+RATES = {Scenario.LOCK_CONTENTION: 300.0, Scenario.LB_SKEW: 200.0}
 
 
 @dataclass(frozen=True)
