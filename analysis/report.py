@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hopscope.analysis.findings import Finding, JobResult
+from hopscope.analysis.findings import Finding, JobResult, rank
+from hopscope.analysis.jobs import JOBS, job
+from hopscope.analysis.schema import Dataset
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,72 @@ class Report:
                 for job, result in self.results.items()
             },
         }
+
+
+def latency_frame(data: Dataset) -> pl.DataFrame:
+    """One row per trace (``trace_id``, ``time``, ``duration_ns``, ``error``), by time."""
+    return (
+        data.traces.select("trace_id", "time", "duration_ns", "error")
+        .sort("time", "trace_id")
+        .collect()
+    )
+
+
+def _window(latency: pl.DataFrame, spans: pl.LazyFrame) -> tuple[datetime, datetime] | None:
+    times = latency.get_column("time")
+    if times.is_empty():
+        times = spans.select("time").collect().get_column("time")
+    if times.is_empty() or times.null_count() == len(times):
+        return None
+    start, end = times.min(), times.max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    return start, end
+
+
+def build_report(
+    data: Dataset,
+    *,
+    source: str,
+    jobs: Sequence[str] = tuple(JOBS),
+    progress: bool = True,
+) -> Report:
+    """Run ``jobs`` over ``data`` and rank every finding.
+
+    Parameters:
+        data: the records of the window (collected once here, then shared by the jobs).
+        source: where they came from, for the report's header.
+        jobs: job names (keys of :data:`hopscope.analysis.jobs.JOBS`), in report order.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The :class:`Report`, findings most important first.
+    """
+    data = data.collect()
+    counts = {
+        f.name: int(getattr(data, f.name).select(pl.len()).collect().item()) for f in fields(data)
+    }
+    latency = latency_frame(data)
+    results: dict[str, JobResult] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} jobs"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("analysing", total=len(jobs))
+        for name in jobs:
+            bar.update(task, description=f"analysing: {name}")
+            results[name] = job(name)(data)
+            bar.advance(task)
+    findings = rank([f for result in results.values() for f in result.findings])
+    return Report(
+        source=source,
+        window=_window(latency, data.spans),
+        counts=counts,
+        latency=latency,
+        results=results,
+        findings=findings,
+    )

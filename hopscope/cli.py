@@ -22,6 +22,7 @@ from rich.text import Text
 
 from hopscope import __version__
 from hopscope import stack as stack_api
+from hopscope.analyze_cli import analyze_command
 from hopscope.errors import HopscopeError
 from hopscope.settings import default_cache_dir, default_state_dir
 
@@ -405,6 +406,9 @@ def simulate_command(
         f"records (scenario {config.scenario.value}, seed {config.seed})",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+app.command("analyze")(reports_errors(analyze_command))
 
 
 @app.command("process")
