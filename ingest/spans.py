@@ -160,7 +160,9 @@ def coordination(
 ) -> Iterator[Span]:
     """Time spent coordinating: a lock wait, a 2PC phase, a consensus append, a queue wait.
 
-    ``kind`` is one of :data:`~hopscope.ingest.conventions.COORDINATION_KINDS`.
+    ``kind`` is one of :data:`~hopscope.ingest.conventions.COORDINATION_KINDS`. The span is
+    named ``kind`` unless ``name`` is given: span names stay low-cardinality (OpenTelemetry's
+    rule; the analysis groups by them), the resource is an attribute.
     """
     if kind not in c.COORDINATION_KINDS:
         raise ValueError(f"kind must be one of {sorted(c.COORDINATION_KINDS)}, got {kind!r}")
@@ -169,7 +171,7 @@ def coordination(
         attrs[c.COORDINATION_PARTICIPANT] = participant
     attrs.update(attributes or {})
     with _span(
-        name or f"{kind} {resource}", SpanKind.INTERNAL, attrs, tracer=tracer, clock=clock
+        name or kind, SpanKind.INTERNAL, attrs, tracer=tracer, clock=clock
     ) as span:
         yield span
 

@@ -1,0 +1,337 @@
+"""Bottlenecks: where the critical-path time goes, per service and operation (CRISP-style).
+
+Every trace summary carries its critical path as exclusive times per ``[service] operation``
+(DESIGN.md §3 "Critical path"; the ``critical_by_operation`` column), split into ``self``,
+``network`` and ``coordination`` time. This job aggregates them the way CRISP does
+(``crisp/metrics/percentile_calculator.py``; notes/algorithms.md §1a):
+
+1. Sort the traces by duration (ties: trace id, so the cut is deterministic).
+2. For each percentile P, keep the fastest ``ceil(P/100 · N)`` traces: "the p99 population" is
+   every trace up to and including the p99 latency, so the slowest 1 % do not swamp the shares.
+3. An operation's share at P is ``Σ its exclusive ns / Σ the traces' durations`` over that
+   population; likewise its self, network and coordination shares. Per service, the same
+   with the operations grouped by the service in brackets. Shares at one percentile sum to 1
+   over the operations (and over the services), because a trace's exclusive times tile it.
+
+Tables:
+
+- ``by_service``: service, percentile (``"p50"``…), share, self_share, network_share,
+  coordination_share.
+- ``by_operation``: operation, service, percentile, share, self_share, network_share,
+  coordination_share.
+- ``operations``: operation, service, traces (how many critical paths list it),
+  exclusive_ns_total, exclusive_ns_mean, exclusive_ns_p99 (over the traces that list it;
+  ``nearest`` quantile, an observed value), share (of all traces' time), tail_mean_ns (mean
+  exclusive ns over the slowest 1 % of traces, those without it counting 0).
+
+Findings (``critical_operation``): the operations with the largest p99 share. They state a
+structural fact — where the time goes when nothing is broken — so they are ``medium`` at most.
+The gain is the operation's mean exclusive time over the slowest 1 % of traces: what the p99
+payment would save if the operation's critical-path time were removed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import polars as pl
+
+from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.schema import Dataset
+
+JOB: Final = "bottlenecks"
+
+# CRISP's default windows (notes/algorithms.md §1a).
+PERCENTILES: Final[tuple[float, ...]] = (50.0, 95.0, 99.0)
+# The tail whose mean critical-path time is the expected gain ("saves Y ms at p99").
+TAIL_FRACTION: Final = 0.01
+# How many operations become findings: the top few explain most of a payment's latency; a
+# longer list repeats what the ``by_operation`` table already shows.
+TOP_OPERATIONS: Final = 3
+# Below 5 % of the p99 critical path an operation is not worth a person's attention.
+MIN_FINDING_SHARE: Final = 0.05
+# From a quarter of the p99 critical path on, an operation shapes the payment's latency:
+# worth planning work on (``medium``); below, it is noted (``low``). Never ``high``: these
+# operations are slow by design (an issuer call), not broken.
+MEDIUM_SHARE: Final = 0.25
+# Example traces per finding.
+EXAMPLE_TRACES: Final = 5
+
+# "[service] name" -> service; the processors build operation keys this way.
+_SERVICE_PATTERN: Final = r"^\[([^\]]*)\]"
+_PARTS: Final = ("self", "network", "coordination")
+
+
+def percentile_label(percentile: float) -> str:
+    """``99.0`` -> ``"p99"``, ``99.9`` -> ``"p99.9"``.
+
+    >>> percentile_label(50), percentile_label(99.9)
+    ('p50', 'p99.9')
+    """
+    return f"p{percentile:g}"
+
+
+def population(percentile: float, traces: int) -> int:
+    """How many of ``traces`` (fastest first) make the population of ``percentile``.
+
+    ``ceil(P/100 · N)``, rounded first so float noise (``0.95 · 600 = 569.99…``) cannot move
+    the cut by one trace.
+
+    >>> population(50, 4), population(95, 4), population(99, 600), population(99.9, 600)
+    (2, 4, 594, 600)
+    """
+    return math.ceil(round(percentile * traces / 100, 9))
+
+
+def service_of(operation: pl.Expr) -> pl.Expr:
+    """The service in brackets of ``"[service] operation"`` (null when there is none)."""
+    return operation.str.extract(_SERVICE_PATTERN, 1)
+
+
+def _ranked(data: Dataset, root_operation: str | None) -> pl.DataFrame:
+    """Traces with a critical path, fastest first, with their ``rank`` (0-based)."""
+    traces = data.traces.filter(
+        pl.col("duration_ns") > 0, pl.col("critical_by_operation").is_not_null()
+    )
+    if root_operation is not None:
+        traces = traces.filter(pl.col("root_operation") == root_operation)
+    return (
+        traces.select("trace_id", "duration_ns", "critical_by_operation")
+        .sort("duration_ns", "trace_id")
+        .with_row_index("rank")
+        .collect()
+    )
+
+
+def _exploded(traces: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per (trace, operation on its critical path), with the operation's service."""
+    return (
+        traces.explode("critical_by_operation")
+        .unnest("critical_by_operation")
+        .filter(pl.col("operation").is_not_null())
+        .with_columns(
+            service_of(pl.col("operation")).alias("service"),
+            *(pl.col(c).fill_null(0) for c in ("exclusive_ns", *(f"{p}_ns" for p in _PARTS))),
+        )
+    )
+
+
+def _shares(exploded: pl.LazyFrame, totals: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """Exclusive (and self/network/coordination) ns per ``keys`` over the population total."""
+    sums = exploded.group_by("order", "percentile", *keys).agg(
+        pl.col("exclusive_ns").sum(), *(pl.col(f"{p}_ns").sum() for p in _PARTS)
+    )
+    total = pl.col("population_ns")
+    return (
+        sums.join(totals, on="order")
+        .select(
+            *keys,
+            "percentile",
+            (pl.col("exclusive_ns") / total).alias("share"),
+            *((pl.col(f"{p}_ns") / total).alias(f"{p}_share") for p in _PARTS),
+            "order",
+        )
+        .sort(["order", "share", *keys], descending=[False, True, *(False for _ in keys)])
+        .drop("order")
+    )
+
+
+def _operations(exploded: pl.LazyFrame, all_ns: int, tail: pl.LazyFrame, k: int) -> pl.LazyFrame:
+    """Absolute exclusive times per operation over all traces, and the tail mean."""
+    tail_sums = tail.group_by("operation").agg(
+        (pl.col("exclusive_ns").sum() / max(k, 1)).alias("tail_mean_ns")
+    )
+    return (
+        exploded.group_by("operation", "service")
+        .agg(
+            pl.col("trace_id").n_unique().alias("traces"),
+            pl.col("exclusive_ns").sum().alias("exclusive_ns_total"),
+            pl.col("exclusive_ns").mean().alias("exclusive_ns_mean"),
+            pl.col("exclusive_ns")
+            .quantile(0.99, "nearest")
+            .cast(pl.Int64)
+            .alias("exclusive_ns_p99"),
+        )
+        .join(tail_sums, on="operation", how="left")
+        .with_columns(
+            (pl.col("exclusive_ns_total") / max(all_ns, 1)).alias("share"),
+            pl.col("tail_mean_ns").fill_null(0.0),
+        )
+        .sort(["exclusive_ns_total", "operation"], descending=[True, False])
+    )
+
+
+def _dominant(exploded: pl.LazyFrame) -> pl.LazyFrame:
+    """Per trace, the operation with the most exclusive time (ties: the smaller name)."""
+    return exploded.group_by("trace_id", "duration_ns").agg(
+        pl.col("operation").sort_by(["exclusive_ns", "operation"], descending=[True, False]).first()
+    )
+
+
+def run(
+    data: Dataset,
+    *,
+    percentiles: Sequence[float] = PERCENTILES,
+    top: int = TOP_OPERATIONS,
+    root_operation: str | None = None,
+) -> JobResult:
+    """Critical-path shares per service and operation at each percentile, and the top ones.
+
+    Parameters:
+        data: the dataset; reads ``traces`` (``duration_ns``, ``critical_by_operation``).
+        percentiles: the populations (fastest ``ceil(P/100 · N)`` traces); the findings use
+            99 when given, else the largest.
+        top: how many operations may become ``critical_operation`` findings.
+        root_operation: only traces whose root operation is this (an endpoint, as CRISP's
+            top-down view), e.g. ``"gateway/POST /v1/payments"``.
+
+    Returns:
+        Tables ``by_service``, ``by_operation``, ``operations`` and the findings (module
+        docstring).
+
+    Examples:
+        >>> from hopscope.analysis.loaders import dataset_from_records
+        >>> from hopscope.processors.records import SpanRecord
+        >>> spans = [
+        ...     SpanRecord("t", "r", None, "pay", "server", 0, 100, "gw"),
+        ...     SpanRecord("t", "a", "r", "score", "internal", 10, 70, "risk"),
+        ... ]
+        >>> result = run(dataset_from_records(spans))
+        >>> result.tables["by_service"].filter(percentile="p99").select("service", "share").rows()
+        [('risk', 0.6), ('gw', 0.4)]
+    """
+    if not percentiles or any(not 0 < p <= 100 for p in percentiles):
+        raise ValueError(f"percentiles must lie in (0, 100], got {list(percentiles)}")
+    ranked = _ranked(data, root_operation)
+    n = ranked.height
+    ordered = sorted(set(percentiles))
+    cuts = pl.LazyFrame(
+        {
+            "order": list(range(len(ordered))),
+            "percentile": [percentile_label(p) for p in ordered],
+            "cut": [population(p, n) for p in ordered],
+        },
+        schema={"order": pl.Int64, "percentile": pl.String, "cut": pl.UInt32},
+    )
+    lazy = ranked.lazy()
+    # Step 2: each percentile's population, as rows tagged with the percentile.
+    members = lazy.join(cuts, how="cross").filter(pl.col("rank") < pl.col("cut"))
+    totals = members.group_by("order").agg(pl.col("duration_ns").sum().alias("population_ns"))
+    exploded_members = _exploded(members)
+    # Step 3: shares per operation and per service.
+    # Operations that never held the path (a 2PC span its statements cover) would swamp the
+    # table: the path lists one per transaction id.
+    by_operation = _shares(exploded_members, totals, ("operation", "service")).filter(
+        pl.col("share") > 0
+    )
+    by_service = _shares(exploded_members, totals, ("service",))
+
+    tail_k = math.ceil(round(TAIL_FRACTION * n, 9))
+    all_exploded = _exploded(lazy)
+    tail = all_exploded.filter(pl.col("rank") >= n - tail_k)
+    all_ns = int(ranked.get_column("duration_ns").sum())
+    operations = _operations(all_exploded, all_ns, tail, tail_k)
+    dominant = _dominant(all_exploded)
+
+    by_service_df, by_operation_df, operations_df, dominant_df = pl.collect_all(
+        [by_service, by_operation, operations, dominant]
+    )
+    label = percentile_label(99.0 if 99.0 in ordered else ordered[-1])
+    findings = _findings(by_operation_df, operations_df, dominant_df, label, top)
+    return JobResult(
+        job=JOB,
+        tables={
+            "by_service": by_service_df,
+            "by_operation": by_operation_df,
+            "operations": operations_df,
+        },
+        findings=findings,
+    )
+
+
+def _recommendation(operation: str, service: str | None, parts: dict[str, float]) -> str:
+    """What to change, in the terms of the time's dominant kind."""
+    kind = max(_PARTS, key=lambda p: parts[p])
+    where = f"in {service}" if service else ""
+    if kind == "network":
+        return (
+            f"{operation} spends its critical-path time on the wire and in queues between "
+            "client and server: keep the call inside one zone, reuse connections (keep-alive, "
+            "no per-call TLS handshake) and check proxies or load balancers on the path."
+        )
+    if kind == "coordination":
+        return (
+            f"{operation} spends its critical-path time waiting on coordination {where}: "
+            "shorten what is held while waiting (locks, transactions), take it off the "
+            "payment's synchronous path where correctness allows, or batch the round trips."
+        )
+    return (
+        f"{operation} is the service's own work (or an uninstrumented callee) {where}: "
+        "profile it, cache what it computes, run independent calls in parallel, or set a "
+        "deadline so its tail cannot hold the payment."
+    )
+
+
+def _findings(
+    by_operation: pl.DataFrame,
+    operations: pl.DataFrame,
+    dominant: pl.DataFrame,
+    label: str,
+    top: int,
+) -> list[Finding]:
+    at = by_operation.filter(pl.col("percentile") == label)
+    candidates = at.filter(pl.col("share") >= MIN_FINDING_SHARE).head(top)
+    if candidates.is_empty():
+        return []
+    shares = by_operation.filter(pl.col("operation").is_in(candidates["operation"].implode()))
+    stats = {row["operation"]: row for row in operations.iter_rows(named=True)}
+    examples = (
+        dominant.filter(pl.col("operation").is_in(candidates["operation"].implode()))
+        .sort(["duration_ns", "trace_id"], descending=[True, False])
+        .group_by("operation", maintain_order=True)
+        .agg(pl.col("trace_id").head(EXAMPLE_TRACES))
+    )
+    example_ids = dict(examples.iter_rows())
+    findings = []
+    for row in candidates.iter_rows(named=True):
+        operation, service, share = row["operation"], row["service"], row["share"]
+        op = stats[operation]
+        gain_ns = round(op["tail_mean_ns"])
+        parts = {p: row[f"{p}_share"] for p in _PARTS}
+        impact: Impact = "medium" if share >= MEDIUM_SHARE else "low"
+        by_percentile = {
+            r["percentile"]: r["share"]
+            for r in shares.filter(pl.col("operation") == operation).iter_rows(named=True)
+        }
+        evidence: dict[str, Any] = {
+            "percentile": label,
+            "share": share,
+            "shares": by_percentile,
+            "self_share": parts["self"],
+            "network_share": parts["network"],
+            "coordination_share": parts["coordination"],
+            "traces": op["traces"],
+            "exclusive_ns_mean": round(op["exclusive_ns_mean"]),
+            "exclusive_ns_p99": op["exclusive_ns_p99"],
+            "tail_mean_ns": gain_ns,
+        }
+        findings.append(
+            Finding(
+                job=JOB,
+                kind="critical_operation",
+                title=f"{operation}: {share:.0%} of the {label} critical path",
+                impact=impact,
+                gain_ns=gain_ns,
+                subject={"service": service, "operation": operation},
+                evidence=evidence,
+                recommendation=_recommendation(operation, service, parts),
+                gain=(
+                    f"removing {operation}'s critical-path time saves {ms(gain_ns)} at p99 "
+                    f"(its mean over the slowest {TAIL_FRACTION:.0%} of traces)"
+                ),
+                example_traces=tuple(example_ids.get(operation, ())),
+            )
+        )
+    return findings

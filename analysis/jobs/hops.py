@@ -1,0 +1,376 @@
+"""Hops: latency per edge (caller → callee), split into client, server and network time.
+
+A hop is one call from one service to another (DESIGN.md §3 "Hop"): ``client_ns`` is the
+caller's span, ``server_ns`` the callee's, ``network_ns = client_ns − server_ns`` the wire and
+queueing time between them — free of clock skew, since each duration is read on one clock.
+One-sided hops (a database, an external issuer, a node that never answered) have no server
+span, so their server and network figures are null.
+
+Percentiles use polars' ``nearest`` quantile: the observed value at rank
+``round(q · (n − 1))`` of the sorted values, so every figure is a real hop's duration in ns.
+
+Tables:
+
+- ``edges``: one row per (source_service, target_service, operation, hop_kind): calls,
+  traces, error_rate, ``{client,server,network}_{p50,p90,p99,p999}_ns`` and clock_skew_share
+  (share of the two-sided hops whose timestamps disagree; null for one-sided edges).
+- ``edges_over_time``: per time bucket and edge (source, target, operation): calls and the
+  network/server/client p99.
+- ``nodes``: per callee node (target_service, target_node): calls, network_p50_ns,
+  server_p50_ns, clock_skew_share.
+
+Findings:
+
+- ``slow_edge`` (``high``): an RPC edge whose typical network time is abnormal against the
+  other RPC edges of the window — its network p50 at least :data:`SLOW_EDGE_RATIO` times the
+  median of the other edges' network p50, and :data:`SLOW_EDGE_FLOOR_NS` above it. Edges
+  share the data centre, so their wire time is alike; one edge far above the rest points at
+  its path (zone placement, a proxy, connection set-up), not at the callee, whose server time
+  is reported beside it.
+- ``clock_skew`` (``medium``): a node most of whose two-sided hops are
+  ``clock_skew_suspected``. Its timestamps are off; durations, and so ``network_ns``, stay
+  valid.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime
+from typing import Any, Final
+
+import polars as pl
+
+from hopscope.analysis.findings import Finding, JobResult, ms
+from hopscope.analysis.schema import Dataset
+
+JOB: Final = "hops"
+
+# Column suffix -> quantile.
+QUANTILES: Final = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
+# Observed values, not interpolated ones (module docstring).
+INTERPOLATION: Final = "nearest"
+# Buckets over the window for ``edges_over_time``: enough to see a change start, few enough
+# that each bucket still holds a useful p99 at a few hundred payments per second.
+TARGET_BUCKETS: Final = 20
+# The RPC kind of hop: the only one with both sides, so with a network time.
+RPC: Final = "rpc"
+# An edge's network p50 at 5× the other edges' median is no jitter: per-call network time in
+# one data centre varies by tens of percent, not by factors.
+SLOW_EDGE_RATIO: Final = 5.0
+# ... and at least 5 ms above it: below that a ratio on sub-millisecond figures (a loopback
+# edge beside cross-host ones) is not worth acting on.
+SLOW_EDGE_FLOOR_NS: Final = 5_000_000
+# An edge needs this many calls for its p50 to mean something.
+MIN_EDGE_CALLS: Final = 10
+# "Typical" needs at least two other edges; with one, its median is that edge alone.
+MIN_REFERENCE_EDGES: Final = 2
+# A node whose hops are *mostly* skewed has a clock problem; a few skewed hops are the
+# ordinary jitter of NTP-synchronised hosts on sub-millisecond legs.
+CLOCK_SKEW_SHARE: Final = 0.5
+# ... over at least this many two-sided hops.
+MIN_NODE_HOPS: Final = 10
+# Example traces per finding.
+EXAMPLE_TRACES: Final = 5
+
+_EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
+
+
+def bucket_ns(start: datetime | None, end: datetime | None, buckets: int = TARGET_BUCKETS) -> int:
+    """A bucket width giving ``buckets`` buckets over the window, rounded up to two
+    significant digits so the axis stays readable (310 ms, not 310.071 ms).
+
+    >>> from datetime import datetime, timedelta
+    >>> t = datetime(2026, 3, 2, 10)
+    >>> bucket_ns(t, t + timedelta(seconds=6.2)), bucket_ns(t, t + timedelta(hours=1))
+    (310000000, 180000000000)
+    >>> bucket_ns(None, None)
+    1000000000
+    """
+    if start is None or end is None or end <= start:
+        return 1_000_000_000  # one second: a sane width for an empty or instant window
+    delta = end - start
+    span_ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+    target = max(-(-span_ns // buckets), 1)
+    unit = int(10 ** max(len(str(target)) - 2, 0))
+    return -(-target // unit) * unit
+
+
+def skew_share(flag: pl.Expr) -> pl.Expr:
+    """Share of the two-sided hops (server span present) whose clocks disagree."""
+    return flag.filter(pl.col("server_ns").is_not_null()).cast(pl.Float64).mean()
+
+
+def _quantiles(column: str, suffixes: tuple[str, ...]) -> list[pl.Expr]:
+    return [
+        pl.col(f"{column}_ns")
+        .quantile(QUANTILES[s], INTERPOLATION)
+        .cast(pl.Int64)
+        .alias(f"{column}_{s}_ns")
+        for s in suffixes
+    ]
+
+
+def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
+    suffixes = tuple(QUANTILES)
+    return (
+        hops.group_by(*_EDGE)
+        .agg(
+            pl.len().alias("calls"),
+            pl.col("trace_id").n_unique().alias("traces"),
+            pl.col("error").fill_null(False).cast(pl.Float64).mean().alias("error_rate"),
+            *_quantiles("client", suffixes),
+            *_quantiles("server", suffixes),
+            *_quantiles("network", suffixes),
+            skew_share(pl.col("clock_skew_suspected")).alias("clock_skew_share"),
+        )
+        .sort(_EDGE)
+    )
+
+
+def _edges_over_time(hops: pl.LazyFrame, every_ns: int) -> pl.LazyFrame:
+    """Per bucket ``[t, t + every)`` (aligned on multiples of the width) and edge.
+
+    ``group_by_dynamic`` needs the index sorted within each group: sort by edge, then time.
+    """
+    keys = ("source_service", "target_service", "operation")
+    return (
+        hops.filter(pl.col("time").is_not_null())
+        .sort(*keys, "time")
+        .group_by_dynamic("time", every=f"{every_ns}ns", closed="left", label="left", group_by=keys)
+        .agg(
+            pl.len().alias("calls"),
+            *_quantiles("network", ("p99",)),
+            *_quantiles("server", ("p99",)),
+            *_quantiles("client", ("p99",)),
+        )
+        .rename({"time": "bucket"})
+        .select("bucket", *keys, "calls", "network_p99_ns", "server_p99_ns", "client_p99_ns")
+        .sort("bucket", *keys)
+    )
+
+
+def _nodes(hops: pl.LazyFrame) -> pl.LazyFrame:
+    return (
+        hops.group_by("target_service", "target_node")
+        .agg(
+            pl.len().alias("calls"),
+            *_quantiles("network", ("p50",)),
+            *_quantiles("server", ("p50",)),
+            skew_share(pl.col("clock_skew_suspected")).alias("clock_skew_share"),
+        )
+        .sort("target_service", "target_node")
+    )
+
+
+def _node_skew(hops: pl.LazyFrame) -> pl.LazyFrame:
+    """Skew share per node over its two-sided hops in either role (caller or callee).
+
+    A node with a wrong clock disagrees with every peer, whichever side it is on; a correct
+    node shares a skewed hop with the wrong one only on its calls to (or from) it.
+    """
+    two_sided = hops.filter(pl.col("server_ns").is_not_null())
+    flag = pl.col("clock_skew_suspected").fill_null(False)
+    roles = [
+        two_sided.select(
+            pl.col(f"{role}_service").alias("service"),
+            pl.col(f"{role}_node").alias("node"),
+            flag.alias("skewed"),
+            pl.col("trace_id"),
+        )
+        for role in ("source", "target")
+    ]
+    return (
+        pl.concat(roles)
+        .filter(pl.col("node").is_not_null())
+        .group_by("service", "node")
+        .agg(
+            pl.len().alias("hops"),
+            pl.col("skewed").sum().alias("skewed_hops"),
+            pl.col("skewed").mean().alias("share"),
+            pl.col("trace_id").filter(pl.col("skewed")).head(EXAMPLE_TRACES).alias("examples"),
+        )
+        .sort("service", "node")
+    )
+
+
+def run(
+    data: Dataset,
+    *,
+    bucket: int | None = None,
+    slow_edge_ratio: float = SLOW_EDGE_RATIO,
+    slow_edge_floor_ns: int = SLOW_EDGE_FLOOR_NS,
+    min_calls: int = MIN_EDGE_CALLS,
+    clock_skew_share: float = CLOCK_SKEW_SHARE,
+) -> JobResult:
+    """Per-edge and per-node hop latency, its course over time, slow edges and skewed clocks.
+
+    Parameters:
+        data: the dataset; reads ``hops``.
+        bucket: width of the ``edges_over_time`` buckets in ns; by default a round width
+            giving about :data:`TARGET_BUCKETS` buckets over the hops' window.
+        slow_edge_ratio: network p50 against the other RPC edges' median that makes an edge
+            slow.
+        slow_edge_floor_ns: the least excess network p50 (ns) that makes an edge slow.
+        min_calls: fewer calls than this and an edge is neither judged nor a reference.
+        clock_skew_share: share of a node's two-sided hops flagged as skewed that makes a
+            ``clock_skew`` finding.
+
+    Returns:
+        Tables ``edges``, ``edges_over_time``, ``nodes`` and the findings (module docstring).
+
+    Examples:
+        >>> from hopscope.analysis.loaders import dataset_from_records
+        >>> from hopscope.processors.records import SpanRecord
+        >>> spans = [
+        ...     SpanRecord("t", "c", None, "risk/Score", "client", 0, 100, "payment"),
+        ...     SpanRecord("t", "s", "c", "risk/Score", "server", 10, 80, "risk"),
+        ... ]
+        >>> edges = run(dataset_from_records(spans)).tables["edges"]
+        >>> edges.select("source_service", "target_service", "calls", "network_p50_ns").row(0)
+        ('payment', 'risk', 1, 30)
+    """
+    if bucket is not None and bucket <= 0:
+        raise ValueError(f"bucket must be a positive width in ns, got {bucket}")
+    hops = data.hops
+    if bucket is None:
+        window = hops.select(pl.col("time").min().alias("start"), pl.col("time").max().alias("end"))
+        start, end = window.collect().row(0)
+        bucket = bucket_ns(start, end)
+    edges, over_time, nodes, node_skew = pl.collect_all(
+        [_edges(hops), _edges_over_time(hops, bucket), _nodes(hops), _node_skew(hops)]
+    )
+    findings = [
+        *_slow_edges(hops, edges, slow_edge_ratio, slow_edge_floor_ns, min_calls),
+        *_clock_skew(node_skew, clock_skew_share),
+    ]
+    return JobResult(
+        job=JOB,
+        tables={"edges": edges, "edges_over_time": over_time, "nodes": nodes},
+        findings=findings,
+    )
+
+
+def _slow_edges(
+    hops: pl.LazyFrame, edges: pl.DataFrame, ratio: float, floor_ns: int, min_calls: int
+) -> list[Finding]:
+    """Edges far above the other RPC edges' typical network time (one row per edge: small)."""
+    rpc = edges.filter(
+        pl.col("hop_kind") == RPC,
+        pl.col("calls") >= min_calls,
+        pl.col("network_p50_ns").is_not_null(),
+    ).rows(named=True)
+    slow: list[tuple[dict[str, Any], int, int]] = []
+    for i, edge in enumerate(rpc):
+        others = [e for j, e in enumerate(rpc) if j != i]
+        if len(others) < MIN_REFERENCE_EDGES:
+            continue
+        typical_p50 = round(statistics.median(e["network_p50_ns"] for e in others))
+        typical_p99 = round(statistics.median(e["network_p99_ns"] or 0 for e in others))
+        p50 = edge["network_p50_ns"]
+        if p50 >= ratio * typical_p50 and p50 - typical_p50 >= floor_ns:
+            slow.append((edge, typical_p50, typical_p99))
+    if not slow:
+        return []
+    examples = _slowest_hops(hops, [edge for edge, _, _ in slow])
+    findings = []
+    for edge, typical_p50, typical_p99 in slow:
+        source, target, operation = (
+            edge["source_service"],
+            edge["target_service"],
+            edge["operation"],
+        )
+        excess_p99 = max((edge["network_p99_ns"] or 0) - typical_p99, 0)
+        calls_per_trace = edge["calls"] / max(edge["traces"], 1)
+        gain_ns = round(excess_p99 * calls_per_trace)
+        excess_p50 = edge["network_p50_ns"] - typical_p50
+        findings.append(
+            Finding(
+                job=JOB,
+                kind="slow_edge",
+                title=f"{source} → {target}: +{ms(excess_p50)} network per call ({operation})",
+                impact="high",
+                gain_ns=gain_ns,
+                subject={
+                    "source_service": source,
+                    "target_service": target,
+                    "operation": operation,
+                    "hop_kind": edge["hop_kind"],
+                },
+                evidence={
+                    "calls": edge["calls"],
+                    "traces": edge["traces"],
+                    "calls_per_trace": calls_per_trace,
+                    "network_p50_ns": edge["network_p50_ns"],
+                    "network_p99_ns": edge["network_p99_ns"],
+                    "typical_network_p50_ns": typical_p50,
+                    "typical_network_p99_ns": typical_p99,
+                    "network_p50_ratio": edge["network_p50_ns"] / max(typical_p50, 1),
+                    "server_p50_ns": edge["server_p50_ns"],
+                    "client_p50_ns": edge["client_p50_ns"],
+                    "error_rate": edge["error_rate"],
+                },
+                recommendation=(
+                    f"The time is lost between {source} and {target}, not in {target} (its "
+                    f"server p50 is {ms(edge['server_p50_ns'])}): check the network path of "
+                    "this edge — both sides in the same zone, no extra proxy, sidecar or load "
+                    "balancer hop, connections reused (keep-alive, no TLS handshake per call), "
+                    "no retransmits or MTU trouble on the link."
+                ),
+                gain=(
+                    f"bringing {source} → {target} back to the typical edge's network time "
+                    f"saves {ms(gain_ns)} at p99 ({ms(excess_p99)} per call × "
+                    f"{calls_per_trace:.2g} calls per payment)"
+                ),
+                example_traces=tuple(examples.get((source, target, operation), ())),
+            )
+        )
+    return findings
+
+
+def _slowest_hops(
+    hops: pl.LazyFrame, edges: list[dict[str, Any]]
+) -> dict[tuple[str, str, str], list[str]]:
+    """Traces of each edge's slowest hops by network time (one query for all edges)."""
+    keys = ("source_service", "target_service", "operation")
+    wanted = pl.DataFrame([{k: e[k] for k in keys} for e in edges]).lazy()
+    rows = (
+        hops.filter(pl.col("hop_kind") == RPC)
+        .join(wanted, on=keys)
+        .sort("network_ns", descending=True, nulls_last=True)
+        .group_by(*keys, maintain_order=True)
+        .agg(pl.col("trace_id").unique(maintain_order=True).head(EXAMPLE_TRACES))
+        .collect()
+    )
+    return {(r[0], r[1], r[2]): r[3] for r in rows.iter_rows()}
+
+
+def _clock_skew(node_skew: pl.DataFrame, share: float) -> list[Finding]:
+    flagged = node_skew.filter(pl.col("hops") >= MIN_NODE_HOPS, pl.col("share") >= share)
+    return [
+        Finding(
+            job=JOB,
+            kind="clock_skew",
+            title=f"{row['node']} ({row['service']}): clock off, "
+            f"{row['share']:.0%} of its hops skewed",
+            impact="medium",
+            gain_ns=0,
+            subject={"service": row["service"], "node": row["node"]},
+            evidence={
+                "hops": row["hops"],
+                "skewed_hops": row["skewed_hops"],
+                "share": row["share"],
+            },
+            recommendation=(
+                f"Synchronise {row['node']}'s clock: check that NTP/chrony runs and reaches its "
+                "servers (chronyc tracking / chronyc sources), and alert on clock offset. Its "
+                "span timestamps are shifted, so timelines and request/response legs are off; "
+                "durations, and so network_ns, stay valid."
+            ),
+            gain=(
+                "no latency gain: correct timestamps make trace timelines and the "
+                "request/response split of network time trustworthy again"
+            ),
+            example_traces=tuple(row["examples"]),
+        )
+        for row in flagged.iter_rows(named=True)
+    ]
