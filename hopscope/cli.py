@@ -80,6 +80,13 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# Registered here, after reports_errors, which hopscope.kibana_cli imports from this module.
+from hopscope.kibana_cli import kibana_app, trace_url  # noqa: E402
+
+app.add_typer(kibana_app, name="kibana")
+app.command("trace-url")(trace_url)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"hopscope {__version__}")

@@ -1,4 +1,5 @@
-"""deploy/compose.yaml: Docker users get Kafka (KRaft), Elasticsearch and Kibana, health-checked."""
+"""deploy/compose.yaml: Docker users get Kafka (KRaft), Elasticsearch, Kibana with hopscope's saved
+objects, the processors, Prometheus and Grafana, health-checked."""
 
 import shutil
 import subprocess
@@ -38,10 +39,15 @@ def _config() -> dict[str, Any]:
     return normalised
 
 
+ONE_SHOT = {"kibana-setup"}  # runs `hopscope kibana import` once, then exits
+
+
 def test_compose_file_parses_with_health_checks() -> None:
     services = _config()["services"]
-    assert set(services) == {"kafka", "elasticsearch", "kibana"}
-    assert all("healthcheck" in svc for svc in services.values())
+    assert set(services) == {
+        "kafka", "elasticsearch", "kibana", "processors", "kibana-setup", "prometheus", "grafana"
+    }  # fmt: skip
+    assert all("healthcheck" in svc for name, svc in services.items() if name not in ONE_SHOT)
     # Published on loopback only: a development stack, security off.
     for svc in services.values():
         for port in svc.get("ports", []):
@@ -55,3 +61,35 @@ def test_compose_uses_the_pinned_elasticsearch_version() -> None:
     version = pinned_versions().elasticsearch
     assert services["elasticsearch"]["image"].endswith(f":{version}")
     assert services["kibana"]["image"].endswith(f":{version}")
+
+
+def test_compose_wires_processors_prometheus_and_grafana() -> None:
+    """The mounted files exist, Prometheus scrapes the processors' metrics port, Grafana is
+    provisioned with the generated dashboard and the Prometheus datasource."""
+    from hopscope.processors import grafana
+
+    services = _config()["services"]
+    processors = services["processors"]
+    command = processors["command"]
+    port = command[command.index("--metrics-port") + 1]
+    assert grafana.COMPOSE_TARGET.endswith(f":{port}")
+    assert processors["environment"]["HOPSCOPE_KAFKA_BOOTSTRAP"] == "kafka:19092"
+    assert (COMPOSE.parent / processors["build"]["dockerfile"].removeprefix("deploy/")).is_file()
+    # Prometheus shares the processors' network namespace: their loopback-only /metrics.
+    assert services["prometheus"]["network_mode"] == "service:processors"
+    assert services["kibana-setup"]["command"][:2] == ["kibana", "import"]
+    assert services["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
+    mounts = []
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if "/" in str(source):
+                mounts.append(
+                    Path(source) if Path(source).is_absolute() else COMPOSE.parent / source
+                )
+    assert mounts and all(m.exists() for m in mounts), mounts
+    generated = grafana.deploy_files()
+    for relative, content in generated.items():
+        assert (COMPOSE.parent / relative).read_text() == content, (
+            f"deploy/{relative} is stale: run `hopscope kibana regenerate`"
+        )
