@@ -438,8 +438,15 @@ def process_command(
         int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
     ] = 200_000,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+        int | None, typer.Option(help="Serve Prometheus metrics on ADDR:PORT/metrics.")
     ] = None,
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            envvar="HOPSCOPE_METRICS_ADDR",
+            help="Address the metrics listen on (0.0.0.0 in a container).",
+        ),
+    ] = "127.0.0.1",
     archive_dir: Annotated[
         Path | None,
         typer.Option(
@@ -461,7 +468,7 @@ def process_command(
         kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
         spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
         index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
-        metrics_port=metrics_port, archive_dir=archive_dir,
+        metrics_port=metrics_port, metrics_addr=metrics_addr, archive_dir=archive_dir,
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.

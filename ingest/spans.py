@@ -170,9 +170,7 @@ def coordination(
     if participant is not None:
         attrs[c.COORDINATION_PARTICIPANT] = participant
     attrs.update(attributes or {})
-    with _span(
-        name or kind, SpanKind.INTERNAL, attrs, tracer=tracer, clock=clock
-    ) as span:
+    with _span(name or kind, SpanKind.INTERNAL, attrs, tracer=tracer, clock=clock) as span:
         yield span
 
 

@@ -161,10 +161,10 @@ def prometheus_config(targets: list[str], *, scrape_interval: str = "15s", job: 
     )
 
 
-# In deploy/compose.yaml Prometheus shares the processors container's network namespace: the
-# processor serves its metrics on 127.0.0.1 only, which is then Prometheus's loopback too.
-COMPOSE_TARGET: Final = "127.0.0.1:9464"
-COMPOSE_PROMETHEUS_URL: Final = "http://processors:9090"
+# In deploy/compose.yaml the processors serve their metrics on 0.0.0.0:9464 inside the compose
+# network (`--metrics-addr 0.0.0.0`, not published on the host); Prometheus scrapes them there.
+COMPOSE_TARGET: Final = "processors:9464"
+COMPOSE_PROMETHEUS_URL: Final = "http://prometheus:9090"
 
 _DATASOURCE_YAML: Final = f"""\
 # Provisioned by deploy/compose.yaml: the Prometheus that scrapes the hopscope processors.

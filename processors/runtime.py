@@ -69,6 +69,8 @@ class ProcessorSettings:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     metrics_port: int | None = None
+    # Loopback by default: metrics are not for the world. A container sets 0.0.0.0.
+    metrics_addr: str = "127.0.0.1"
     archive_dir: Path | None = None
     es_api_key: str | None = field(default=None, repr=False)
 
@@ -122,7 +124,7 @@ class Processor:
 
         settings = self.settings
         if settings.metrics_port is not None:
-            self._metrics_server = self.metrics.serve(settings.metrics_port)
+            self._metrics_server = self.metrics.serve(settings.metrics_port, settings.metrics_addr)
         self._es = Elasticsearch(settings.es_url, api_key=settings.es_api_key, request_timeout=60)
         self._sink = ElasticsearchSink(self._es, settings.index_prefix)
         self._with_backoff(self._sink.install_templates)
