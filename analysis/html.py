@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, JobResult, ms
+from hopscope.analysis.findings import JobResult, ms
 from hopscope.analysis.report import Report
 
 __all__ = ["PLOTS", "render_html", "render_plot", "write_html"]
@@ -100,7 +100,7 @@ def render_html(
         f"<header><h1>{escape(title)}</h1>{_header(report)}</header>",
         '<nav><a href="#findings">Findings</a> · <a href="#plots">Plots</a> · '
         '<a href="#tables">Tables</a></nav>',
-        f'<section id="findings"><h2>Findings</h2>{_findings(report.findings)}</section>',
+        f'<section id="findings"><h2>Findings</h2>{_findings(report)}</section>',
         '<section id="plots"><h2>Where the time goes</h2>',
         *(plot.html() for plot in plots),
         "</section>",
@@ -161,7 +161,14 @@ def _header(report: Report) -> str:
     )
 
 
-def _findings(findings: Sequence[Finding]) -> str:
+def _trace_link(report: Report, trace_id: str) -> str:
+    url = report.trace_url(trace_id)
+    code = f"<code>{escape(trace_id)}</code>"
+    return f'<a href="{escape(url)}">{code}</a>' if url else code
+
+
+def _findings(report: Report) -> str:
+    findings = report.findings
     if not findings:
         return '<p class="note">No findings: nothing stood out in this window.</p>'
     items = []
@@ -171,7 +178,7 @@ def _findings(findings: Sequence[Finding]) -> str:
             f"<dt>{escape(str(key))}</dt><dd>{escape(_fmt_evidence(str(key), value))}</dd>"
             for key, value in finding.evidence.items()
         )
-        traces = " ".join(f"<code>{escape(str(t))}</code>" for t in finding.example_traces)
+        traces = " ".join(_trace_link(report, str(t)) for t in finding.example_traces)
         items.append(
             f'<li class="finding" data-job="{escape(finding.job)}"'
             f' data-kind="{escape(finding.kind)}">'

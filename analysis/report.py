@@ -29,6 +29,8 @@ class Report:
             (the latency distribution plot).
         results: each job's tables and findings, by job name.
         findings: every job's findings, most important first.
+        kibana_url: when set, example traces link to Kibana Discover (spans and logs of the
+            trace, in the ``index_prefix`` data view).
     """
 
     source: str
@@ -37,6 +39,19 @@ class Report:
     latency: pl.DataFrame
     results: Mapping[str, JobResult]
     findings: Sequence[Finding] = field(default_factory=list)
+    kibana_url: str | None = None
+    index_prefix: str = "hopscope"
+
+    def trace_url(self, trace_id: str) -> str | None:
+        """A Kibana Discover link to the trace's spans and logs, None without ``kibana_url``."""
+        if not self.kibana_url:
+            return None
+        from hopscope.processors.kibana.links import discover_url
+
+        try:
+            return discover_url(self.kibana_url, trace_id, index_prefix=self.index_prefix)
+        except ValueError:  # not a W3C trace id (e.g. from a Jaeger export): no link
+            return None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``findings`` ordered most important first, tables as row lists."""
@@ -44,12 +59,18 @@ class Report:
             "source": self.source,
             "window": [t.isoformat() for t in self.window] if self.window else None,
             "counts": dict(self.counts),
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [self._finding_dict(f) for f in self.findings],
             "tables": {
                 job: {name: table.to_dicts() for name, table in result.tables.items()}
                 for job, result in self.results.items()
             },
         }
+
+    def _finding_dict(self, finding: Finding) -> dict[str, Any]:
+        out = finding.to_dict()
+        if self.kibana_url:
+            out["example_trace_urls"] = [self.trace_url(t) for t in finding.example_traces]
+        return out
 
 
 def latency_frame(data: Dataset) -> pl.DataFrame:
@@ -78,6 +99,8 @@ def build_report(
     source: str,
     jobs: Sequence[str] = tuple(JOBS),
     progress: bool = True,
+    kibana_url: str | None = None,
+    index_prefix: str = "hopscope",
 ) -> Report:
     """Run ``jobs`` over ``data`` and rank every finding.
 
@@ -86,6 +109,7 @@ def build_report(
         source: where they came from, for the report's header.
         jobs: job names (keys of :data:`hopscope.analysis.jobs.JOBS`), in report order.
         progress: show a progress bar on stderr.
+        kibana_url, index_prefix: link example traces to Kibana Discover (see :class:`Report`).
 
     Returns:
         The :class:`Report`, findings most important first.
@@ -118,4 +142,6 @@ def build_report(
         latency=latency,
         results=results,
         findings=findings,
+        kibana_url=kibana_url,
+        index_prefix=index_prefix,
     )

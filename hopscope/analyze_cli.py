@@ -126,6 +126,13 @@ def analyze_command(
     html: Annotated[
         Path | None, typer.Option(help="Also write a self-contained HTML report with plots.")
     ] = None,
+    kibana_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HOPSCOPE_KIBANA_URL",
+            help="Link example traces to this Kibana's Discover (HTML and JSON).",
+        ),
+    ] = None,
 ) -> None:
     """Find bottlenecks and say what to change: per-hop latency, failovers, coordination,
     tail attribution, load balance, database and cache."""
@@ -135,6 +142,7 @@ def analyze_command(
         raise AnalysisUnavailableError(
             "hopscope analyze needs the analysis extra: pip install 'hopscope[analysis]'"
         ) from None
+    from hopscope.analysis.jobs import JOBS
     from hopscope.analysis.jobs import job as job_function
     from hopscope.analysis.report import build_report
     from hopscope.analysis.terminal import job_json, print_job, print_report, report_json
@@ -155,12 +163,11 @@ def analyze_command(
         services=service, progress=err.is_terminal,
     )  # fmt: skip
     if job is AnalyzeJob.REPORT or html is not None:
-        jobs = None if job is AnalyzeJob.REPORT else [job.value]
-        report = (
-            build_report(data, source=source, progress=err.is_terminal)
-            if jobs is None
-            else build_report(data, source=source, jobs=jobs, progress=err.is_terminal)
-        )
+        jobs = list(JOBS) if job is AnalyzeJob.REPORT else [job.value]
+        report = build_report(
+            data, source=source, jobs=jobs, progress=err.is_terminal,
+            kibana_url=kibana_url, index_prefix=index_prefix,
+        )  # fmt: skip
         if html is not None:
             from hopscope.analysis.html import write_html
 

@@ -329,3 +329,21 @@ def test_render_plot_is_the_figure_of_the_page(report: Report, page: str) -> Non
 def test_max_rows_is_validated(report: Report) -> None:
     with pytest.raises(ValueError, match="max_rows"):
         render_html(report, max_rows=-1)
+
+
+def test_example_traces_link_to_kibana_discover_when_a_kibana_url_is_given(
+    report: Report,
+) -> None:
+    linked = dataclasses.replace(report, kibana_url="http://kibana.example:5601", index_prefix="hx")
+    finding = next(f for f in linked.findings if f.example_traces)
+    trace_id = finding.example_traces[0]
+    page = render_html(linked)
+    url = linked.trace_url(trace_id)
+    assert url is not None and url.startswith("http://kibana.example:5601/app/discover#/")
+    assert trace_id in url and "hx" in url
+    assert f'<a href="{escape(url)}"><code>{trace_id}</code></a>' in page
+    as_json = linked.to_dict()["findings"]
+    assert url in next(f["example_trace_urls"] for f in as_json if f["example_traces"])
+    # Without a Kibana URL, plain ids and no links.
+    assert report.trace_url(trace_id) is None
+    assert 'href="http' not in render_html(report)
