@@ -9,11 +9,14 @@ Steps (matched by ``Step N`` comments below):
 3. Run the stream processor until it has caught up: spans, logs, hops, failovers, coordination
    delays and trace summaries land in Elasticsearch, offsets committed after acknowledgement.
 4. Ask Elasticsearch what happened, and set it beside the ground truth.
+5. Run the batch analysis over the run's window in Elasticsearch: print the ranked findings,
+   write the HTML report, and check that the top finding names the injected fault.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -26,6 +29,7 @@ from hopscope.settings import Settings
 
 DEMO_TRACES = 400
 DEMO_SCENARIO = "node-failure"
+DEMO_REPORT = Path("hopscope-demo-report.html")
 
 
 class DemoError(HopscopeError):
@@ -53,11 +57,13 @@ def run_demo(
     dlq_topic: str = c.TOPIC_DLQ,
     index_prefix: str = "hopscope",
     group: str = "hopscope-processors",
+    html: Path | None = DEMO_REPORT,
 ) -> dict[str, int]:
     """Run the demo end to end, print what flowed, return the documents found per kind.
 
     Topics, index prefix and group default to the production names; tests pass their own so
-    that they never see each other's data.
+    that they never see each other's data. ``html``: where the analysis report goes (None:
+    not written).
     """
     from elasticsearch import Elasticsearch
 
@@ -156,4 +162,48 @@ def run_demo(
     wrong = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
     if wrong:
         raise DemoError(f"Elasticsearch holds other counts than were emitted: {wrong}")
+
+    # Step 5: the batch analysis of this run, read back from Elasticsearch.
+    _analyze(out, err, settings.es_url, index_prefix, result.start_ns, result.end_ns, truth, html)
     return found
+
+
+def _analyze(
+    out: Console,
+    err: Console,
+    es_url: str,
+    index_prefix: str,
+    start_ns: int,
+    end_ns: int,
+    truth: dict[str, Any],
+    html: Path | None,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hopscope.analysis.loaders import load_elasticsearch
+    from hopscope.analysis.report import build_report
+    from hopscope.analysis.terminal import print_report
+
+    margin = timedelta(minutes=5)  # as in the counts above: spans may end after the last arrival
+    since = datetime.fromtimestamp(start_ns / 1e9, UTC) - margin
+    until = datetime.fromtimestamp(end_ns / 1e9, UTC) + margin
+    data = load_elasticsearch(
+        es_url, index_prefix=index_prefix, since=since, until=until, progress=err.is_terminal
+    )
+    report = build_report(
+        data, source=f"elasticsearch {es_url} {index_prefix}-*", progress=err.is_terminal
+    )
+    print_report(report, out)
+    if html is not None:
+        from hopscope.analysis.html import write_html
+
+        written = write_html(report, html)
+        out.print(f"HTML report: {written.resolve()}", markup=False, highlight=False)
+    injected = (truth.get("injected") or [{}])[0]
+    node = injected.get("node")
+    top = report.findings[0] if report.findings else None
+    if node and (top is None or top.subject.get("node") != node):
+        raise DemoError(
+            f"the analysis's top finding does not name the failed node {node}: "
+            f"{top.title if top else 'no findings'}"
+        )

@@ -5,8 +5,21 @@ the archive holds only durable records; a replay after a crash may write a recor
 part files), and readers deduplicate on ``_id`` (ids are deterministic).
 
 Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet``, one part file per kind and
-hour per bulk write. Scalar fields are columns of their own type; nested values (attributes,
-events, per-operation maps) are JSON text, so every part of a kind has the same columns.
+hour per bulk write. Columns:
+
+- scalar fields: one column each, of their own type (``event.duration`` Int64, ``@timestamp``
+  ISO 8601 text with nanoseconds, flags Boolean);
+- the span and log ``attributes`` and ``resource`` maps: one column per key,
+  ``attributes.<key>`` / ``resource.<key>``, always text (booleans ``"true"``/``"false"``,
+  numbers as written, lists as JSON), so part files with different attribute sets or value
+  types still scan together and a reader never parses JSON per row;
+- other nested values (span events and links, the per-operation critical path): JSON text;
+- a column that is null in every row of a part file is left out (absent means null), so no
+  part file carries a typeless column.
+
+Part files of one kind therefore differ in their set of columns: read them with a schema
+(``pl.scan_parquet(..., missing_columns="insert", extra_columns="ignore")``) or with
+:func:`hopscope.analysis.loaders.load_parquet`.
 """
 
 from __future__ import annotations
@@ -14,22 +27,42 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hopscope.processors.documents import Document
 
 _SCALARS = (str, int, float, bool)
+# Maps spread into one text column per key (the keys are attribute names, never nested).
+_SPREAD = ("attributes", "resource")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _text(value: Any) -> str | None:
+    """An attribute value as the text every part file agrees on."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return _json(value)
 
 
 def _row(document: Document) -> dict[str, Any]:
     row: dict[str, Any] = {"_id": document.id}
     for key, value in document.body.items():
-        if value is None or isinstance(value, _SCALARS):
+        if key in _SPREAD and isinstance(value, Mapping):
+            for inner, inner_value in value.items():
+                row[f"{key}.{inner}"] = _text(inner_value)
+        elif value is None or isinstance(value, _SCALARS):
             row[key] = value
         else:
-            row[key] = json.dumps(value, sort_keys=True, default=str)
+            row[key] = _json(value)
     return row
 
 
@@ -55,6 +88,7 @@ class ParquetArchive:
             directory = self.root / kind / partition
             directory.mkdir(parents=True, exist_ok=True)
             frame = pl.DataFrame(rows, infer_schema_length=None)
+            frame = frame.select(c.name for c in frame.iter_columns() if c.null_count() < c.len())
             target = directory / f"part-{uuid.uuid4().hex}.parquet"
             # Write then rename: a reader never sees a half-written file.
             partial = target.with_suffix(".parquet.partial")

@@ -5,5 +5,17 @@ from hopscope.analysis.loaders._records import (
     dataset_from_records,
     documents_from_records,
 )
+from hopscope.analysis.loaders.elasticsearch import count_elasticsearch, load_elasticsearch
+from hopscope.analysis.loaders.files import jaeger_spans, load_file
+from hopscope.analysis.loaders.parquet import load_parquet
 
-__all__ = ["dataset_from_documents", "dataset_from_records", "documents_from_records"]
+__all__ = [
+    "count_elasticsearch",
+    "dataset_from_documents",
+    "dataset_from_records",
+    "documents_from_records",
+    "jaeger_spans",
+    "load_elasticsearch",
+    "load_file",
+    "load_parquet",
+]

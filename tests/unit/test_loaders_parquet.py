@@ -1,0 +1,150 @@
+"""load_parquet: the processors' archive read back equals the records it was written from."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from polars.testing import assert_frame_equal
+
+from hopscope.analysis.errors import LoaderError
+from hopscope.analysis.loaders import dataset_from_records, documents_from_records, load_parquet
+from hopscope.analysis.schema import Dataset
+from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
+from hopscope.processors.archive import ParquetArchive
+from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.processors.records import LogRecord, SpanRecord
+
+# Starts just before an hour boundary, so the archive has two hourly partitions.
+START = parse_iso8601_ns("2026-03-02T10:59:59Z")
+
+
+def assert_same_dataset(actual: Dataset, expected: Dataset) -> None:
+    """Every frame equal, row order aside (sorted on every non-list column)."""
+    for field in dataclasses.fields(Dataset):
+        left = getattr(actual, field.name).collect()
+        right = getattr(expected, field.name).collect()
+        keys = [n for n, t in right.schema.items() if not isinstance(t, pl.List)]
+        assert left.height == right.height, field.name
+        assert_frame_equal(left.sort(keys), right.sort(keys))
+
+
+def simulated_records(traces: int = 120) -> tuple[list[SpanRecord], list[LogRecord]]:
+    """The node-failure scenario's spans and logs, decoded as the processors decode them."""
+    span_exporter, log_exporter = InMemorySpanExporter(), InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    config = SimulationConfig(start_ns=START, scenario=Scenario("node-failure"), seed=5,
+                              traces=traces)  # fmt: skip
+    simulate(
+        config,
+        span_processors=[SimpleSpanProcessor(span_exporter)],
+        log_processors=[SimpleLogRecordProcessor(log_exporter)],
+    )
+    spans = decode_spans(encode_spans(span_exporter.get_finished_spans()).SerializeToString())
+    logs = decode_logs(encode_logs(log_exporter.get_finished_logs()).SerializeToString())
+    return spans, logs
+
+
+@pytest.fixture(scope="module")
+def records() -> tuple[list[SpanRecord], list[LogRecord]]:
+    return simulated_records()
+
+
+def archive(root: Path, spans: list[SpanRecord], logs: list[LogRecord], batch: int = 300) -> int:
+    """Write the documents in bulk-sized batches, as the processor does; return part files."""
+    writer = ParquetArchive(root)
+    documents = list(documents_from_records(spans, logs))
+    for first in range(0, len(documents), batch):
+        writer.write(documents[first : first + batch])
+    return writer.files_written
+
+
+def test_archive_reads_back_as_the_records(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    spans, logs = records
+    files = archive(tmp_path, spans, logs)
+    assert files > 10  # many part files, with different attribute columns
+
+    loaded = load_parquet(tmp_path, progress=False)
+
+    expected = dataset_from_records(spans, logs)
+    assert_same_dataset(loaded, expected)
+    assert loaded.spans.collect().height == len(spans)
+    assert loaded.failovers.collect().height > 0
+    assert loaded.two_phase_commits.collect().height > 0
+    assert loaded.spans.collect()["cache_hit"].drop_nulls().n_unique() == 2
+
+
+def test_archive_columns_are_flat_text_attributes(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    spans, logs = records
+    archive(tmp_path, spans, logs, batch=100_000)
+    frame = pl.read_parquet(next((tmp_path / "spans").glob("date=*/hour=10/*.parquet")))
+    assert "attributes" not in frame.columns and "resource" not in frame.columns
+    attribute_columns = [c for c in frame.columns if c.startswith(("attributes.", "resource."))]
+    assert attribute_columns and all(frame[c].dtype == pl.String for c in attribute_columns)
+    assert set(frame["attributes.hopscope.cache.hit"].drop_nulls()) == {"true", "false"}
+    assert frame["event.duration"].dtype == pl.Int64
+
+
+def test_a_record_archived_twice_is_read_once(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    spans, logs = records
+    archive(tmp_path, spans, logs)
+    # A replay after a crash writes the same documents again, into new part files.
+    documents = list(documents_from_records(spans, logs))
+    ParquetArchive(tmp_path).write(documents[: len(documents) // 2])
+
+    loaded = load_parquet(tmp_path, progress=False)
+
+    assert loaded.spans.collect().height == len(spans)
+    assert_same_dataset(loaded, dataset_from_records(spans, logs))
+
+
+def test_time_window_and_services_filter(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    spans, logs = records
+    archive(tmp_path, spans, logs)
+    since = datetime(2026, 3, 2, 10, 59, 59, 500_000, tzinfo=UTC)
+    until = datetime(2026, 3, 2, 11, 0, 0, 50_000, tzinfo=UTC)
+
+    loaded = load_parquet(tmp_path, since=since, until=until, services=["payment"],
+                          progress=False).collect()  # fmt: skip
+
+    everything = dataset_from_records(spans, logs).collect()
+    for kind, column in (("spans", "service"), ("hops", "source_service"),
+                         ("coordination", "service")):  # fmt: skip
+        expected = (
+            getattr(everything, kind)
+            .filter(
+                pl.col("time").is_between(since, until, closed="left"), pl.col(column) == "payment"
+            )
+            .collect()
+        )
+        got = getattr(loaded, kind).collect()
+        assert got.height == expected.height, kind
+        assert_frame_equal(got, expected, check_row_order=False)
+    assert loaded.spans.collect().height > 0
+    # Hours wholly before the window are not even opened.
+    before = load_parquet(tmp_path, until=datetime(2026, 3, 2, 10, 59), progress=False)
+    assert before.spans.collect().height == 0
+
+
+def test_missing_kinds_are_empty_and_a_missing_root_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "spans").mkdir()
+    loaded = load_parquet(tmp_path, progress=False).collect()
+    assert loaded.spans.collect().height == 0
+    assert "trace_id" in loaded.traces.collect_schema()
+    with pytest.raises(LoaderError, match="no such archive directory"):
+        load_parquet(tmp_path / "absent", progress=False)
