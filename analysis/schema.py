@@ -255,4 +255,6 @@ class Dataset:
     def collect(self) -> Dataset:
         """All frames computed once (jobs then share them), still as lazy frames."""
         collected = pl.collect_all([getattr(self, f.name) for f in fields(self)])
-        return Dataset(*(frame.lazy() for frame in collected))
+        # One chunk per column: loaders concatenate pages and part files, and some string
+        # kernels of polars 2.1's streaming engine mishandle filtered multi-chunk columns.
+        return Dataset(*(frame.rechunk().lazy() for frame in collected))

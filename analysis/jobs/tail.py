@@ -211,8 +211,10 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
          ('t', 'payment node', 'payment-2'), ('t', 'payment_method', 'card'),
          ('t', 'region', 'eu')]
     """
+    # String concatenation, not pl.format: polars 2.1's streaming engine panics formatting a
+    # filtered column made of several chunks (what the Elasticsearch loader's pages give).
     own_node = spans.filter(pl.col("node").is_not_null()).select(
-        "trace_id", pl.format("{} node", pl.col("service")).alias("field"), pl.col("node")
+        "trace_id", (pl.col("service") + " node").alias("field"), pl.col("node")
     )
     # A call's target node: the caller's view, so attempts that never reached a server count.
     call_target = spans.filter(
@@ -221,7 +223,7 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
         & pl.col("server_address").is_not_null()
     ).select(
         "trace_id",
-        pl.format("{} node", pl.col("peer_service")).alias("field"),
+        (pl.col("peer_service") + " node").alias("field"),
         pl.col("server_address").alias("node"),
     )
     db_server = spans.filter(
