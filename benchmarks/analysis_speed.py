@@ -12,8 +12,11 @@ Steps (matched by ``Step N`` comments below):
 3. Time, in this process: ``load_parquet`` + ``build_report`` (every job) on the whole archive;
    the per-edge percentiles of the ``hops`` job alone (polars); the same per-edge percentiles as
    one DuckDB SQL query over the same files; print the figures and the ratios.
+4. With an Elasticsearch (``HOPSCOPE_ES_URL`` or the local stack), ``--es-docs`` span
+   documents (default 1M) are indexed under a fresh prefix and read back with
+   ``load_elasticsearch`` (``benchmarks/es_loader.py``): docs/s; the indices are deleted after.
 
-    python benchmarks/analysis_speed.py [--spans 10000000] [--dir /tmp/hopscope-bench]
+    python benchmarks/analysis_speed.py [--spans 10000000] [--es-docs 1000000] [--dir DIR]
 
 The archive is kept in ``--dir`` and reused when it already holds the requested spans
 (``--regenerate`` to rebuild).
@@ -70,10 +73,12 @@ def base_archive(root: Path, traces: int) -> int:
     return spans_total
 
 
-def _shifted(frame: pl.DataFrame, copies: int, shift_ns: int) -> pl.DataFrame:
-    """Step 2: ``copies`` copies of ``frame``, copy k with new ids and times + k·shift_ns."""
+def _shifted(frame: pl.DataFrame, first: int, copies: int, shift_ns: int) -> pl.DataFrame:
+    """Step 2: copies ``first`` … ``first + copies - 1`` of ``frame``; copy k with new ids and
+    times + k·shift_ns."""
     k = pl.col("_copy")
-    out = frame.join(pl.DataFrame({"_copy": pl.int_range(copies, eager=True)}), how="cross")
+    numbers = pl.DataFrame({"_copy": pl.int_range(first, first + copies, eager=True)})
+    out = frame.join(numbers, how="cross")
     exprs: list[pl.Expr] = [(pl.col("_id") + "-" + k.cast(pl.String)).alias("_id")]
     for name, dtype in frame.schema.items():
         if name == "trace.id" or name.endswith(".trace_id"):
@@ -81,10 +86,7 @@ def _shifted(frame: pl.DataFrame, copies: int, shift_ns: int) -> pl.DataFrame:
                 (pl.col(name).str.slice(0, 24) + k.cast(pl.String).str.zfill(8)).alias(name)
             )
         elif name == "@timestamp":
-            shifted = pl.col(name).str.to_datetime(time_unit="ns", time_zone="UTC") + pl.duration(
-                nanoseconds=k * shift_ns
-            )
-            exprs.append(shifted.dt.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").alias(name))
+            exprs.append((pl.col(name) + pl.duration(nanoseconds=k * shift_ns)).alias(name))
         elif name.endswith(("start_ns", "time_ns")) and dtype.is_integer():
             exprs.append((pl.col(name) + k * shift_ns).alias(name))
     return out.with_columns(exprs).drop("_copy")
@@ -103,10 +105,10 @@ def replicate(base: Path, root: Path, copies: int) -> None:
             )
             step = max(1, 2_000_000 // max(1, len(frame)))  # copies per batch: bounded memory
             for first in range(0, copies, step):
-                batch = _shifted(frame, min(step, copies - first), shift_ns)
+                batch = _shifted(frame, first, min(step, copies - first), shift_ns)
                 batch = batch.with_columns(
-                    pl.col("@timestamp").str.slice(0, 10).alias("_date"),
-                    pl.col("@timestamp").str.slice(11, 2).alias("_hour"),
+                    pl.col("@timestamp").dt.strftime("%Y-%m-%d").alias("_date"),
+                    pl.col("@timestamp").dt.strftime("%H").alias("_hour"),
                 )
                 for (date, hour), part in batch.group_by("_date", "_hour"):
                     directory = root / kind / f"date={date}" / f"hour={hour}"
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--base-traces", type=int, default=2000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/hopscope-bench"))
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--es-docs", type=int, default=1_000_000, help="0: skip step 4")
     args = parser.parse_args()
 
     root = args.dir / "archive"
@@ -192,7 +195,34 @@ def main() -> None:
     table.add_row("ratio DuckDB / polars (per-edge)", f"{duck_s / polars_edges_s:.2f}",
                   "> 1: polars faster")  # fmt: skip
     table.add_row("ratio full report / DuckDB per-edge", f"{report_s / duck_s:.2f}", "")
+    # Step 4: the Elasticsearch loader.
+    if args.es_docs:
+        es_loaded, es_s = elasticsearch_loader(args.es_docs)
+        table.add_row(f"Elasticsearch loader, {es_loaded:,} docs", f"{es_s:.2f}",
+                      f"{es_loaded / es_s:,.0f} docs/s; goal 100,000 docs/s")  # fmt: skip
     Console().print(table)
+
+
+def elasticsearch_loader(docs: int) -> tuple[int, float]:
+    """Step 4: (documents loaded, seconds) for ``docs`` span documents, indices deleted after."""
+    import sys
+    import uuid
+
+    from elasticsearch import Elasticsearch
+
+    from hopscope.settings import Settings
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from es_loader import measure  # the same measurement as benchmarks/es_loader.py
+
+    settings = Settings.from_env()
+    client = Elasticsearch(settings.es_url or settings.resolved().es_url, request_timeout=120)
+    prefix = f"hopscope-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        return measure(client, prefix, docs, console)
+    finally:
+        client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
+        client.close()
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ part files), and readers deduplicate on ``_id`` (ids are deterministic).
 Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet``, one part file per kind and
 hour per bulk write. Columns:
 
-- scalar fields: one column each, of their own type (``event.duration`` Int64, ``@timestamp``
-  ISO 8601 text with nanoseconds, flags Boolean);
+- scalar fields: one column each, of their own type (``event.duration`` Int64, flags
+  Boolean); ``@timestamp`` is a nanosecond UTC timestamp (parsed once here, so readers neither
+  parse text nor lose Parquet's min/max statistics for time filters);
 - the span and log ``attributes`` and ``resource`` maps: one column per key,
   ``attributes.<key>`` / ``resource.<key>``, always text (booleans ``"true"``/``"false"``,
   numbers as written, lists as JSON), so part files with different attribute sets or value
   types still scan together and a reader never parses JSON per row;
-- other nested values (span events and links, the per-operation critical path): JSON text;
+- the per-operation and per-service critical path of trace summaries: native lists of structs
+  (the batch analysis reads them for every trace);
+- other nested values (span events and links): JSON text;
 - a column that is null in every row of a part file is left out (absent means null), so no
   part file carries a typeless column.
 
@@ -36,6 +39,25 @@ from hopscope.processors.documents import Document
 _SCALARS = (str, int, float, bool)
 # Maps spread into one text column per key (the keys are attribute names, never nested).
 _SPREAD = ("attributes", "resource")
+_STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what documents.timestamp writes
+
+
+def _native_lists() -> dict[str, Any]:
+    """Nested fields kept as Parquet lists, with their exact types (never inferred: an empty
+    list alone would infer as a list of nulls)."""
+    import polars as pl
+
+    ns = pl.Int64()
+    operation = pl.Struct({"operation": pl.String(), "exclusive_ns": ns, "self_ns": ns,
+                           "network_ns": ns, "coordination_ns": ns})  # fmt: skip
+    service = pl.Struct({"service": pl.String(), "exclusive_ns": ns})
+    return {
+        "hopscope.trace.critical_by_operation": pl.List(operation),
+        "hopscope.trace.critical_by_service": pl.List(service),
+    }
+
+
+_NATIVE = frozenset(("hopscope.trace.critical_by_operation", "hopscope.trace.critical_by_service"))
 
 
 def _json(value: Any) -> str:
@@ -59,7 +81,7 @@ def _row(document: Document) -> dict[str, Any]:
         if key in _SPREAD and isinstance(value, Mapping):
             for inner, inner_value in value.items():
                 row[f"{key}.{inner}"] = _text(inner_value)
-        elif value is None or isinstance(value, _SCALARS):
+        elif value is None or isinstance(value, _SCALARS) or key in _NATIVE:
             row[key] = value
         else:
             row[key] = _json(value)
@@ -87,8 +109,12 @@ class ParquetArchive:
         for (kind, partition), rows in groups.items():
             directory = self.root / kind / partition
             directory.mkdir(parents=True, exist_ok=True)
-            frame = pl.DataFrame(rows, infer_schema_length=None)
+            lists = {k: v for k, v in _native_lists().items() if any(k in row for row in rows)}
+            frame = pl.DataFrame(rows, schema_overrides=lists, infer_schema_length=None)
             frame = frame.select(c.name for c in frame.iter_columns() if c.null_count() < c.len())
+            if "@timestamp" in frame.columns:
+                stamp = pl.col("@timestamp").str.strptime(pl.Datetime("ns", "UTC"), _STAMP_FORMAT)
+                frame = frame.with_columns(stamp)
             target = directory / f"part-{uuid.uuid4().hex}.parquet"
             # Write then rename: a reader never sees a half-written file.
             partial = target.with_suffix(".parquet.partial")

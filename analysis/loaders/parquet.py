@@ -10,8 +10,9 @@ attribute keys of its own records, and leaves out columns null in every row). Pr
    the columns the dataset needs; files with the same restricted schema form one
    ``pl.scan_parquet`` (other columns ignored), each cast to the type all groups agree on
    (text where they disagree: ``normalize`` casts text to the canonical types);
-3. the time range (on the ISO text ``@timestamp``, which sorts like time) and the service
-   filter are predicates of the scan, so Parquet statistics can skip row groups;
+3. the time range (on ``@timestamp``, a timestamp column; part files written before it was
+   one hold ISO 8601 text, parsed here) and the service filter are predicates of the scan, so
+   Parquet statistics can skip row groups;
 4. records written twice by a replay (same ``_id``) are kept once.
 
 Nothing is read until the dataset is collected; the progress bar counts step 2's footers.
@@ -31,22 +32,34 @@ import polars as pl
 
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.loaders.elasticsearch import KINDS
-from hopscope.analysis.schema import TIME, Dataset, document_fields
+from hopscope.analysis.schema import TIME, TRACES, Dataset, document_fields
 
 # Dataset kind -> the archive directory (document kind) it is read from.
 _DIRECTORY: Final = {kind: kind for kind in KINDS} | {"two_phase_commits": "coordination"}
 _RECORD: Final = "hopscope.record"  # "delay" or "2pc" in the coordination files
 _ID: Final = "_id"
+_STAMP: Final = "@timestamp"
+_STAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
+# Columns whose type is fixed whatever the part file holds: the timestamp, and the trace
+# summaries' critical-path lists (native lists; JSON text in older part files).
+_FIXED: Final[dict[str, pl.DataType]] = {
+    _STAMP: TIME,
+    **{source: dtype for source, dtype in TRACES.values() if isinstance(dtype, pl.List)},
+}
+
+
+def _fixed(column: str, have: pl.DataType) -> pl.Expr:
+    target = _FIXED[column]
+    if have == pl.String:
+        if target == TIME:
+            return pl.col(column).str.strptime(TIME, _STAMP_FORMAT, strict=False)
+        return pl.col(column).str.json_decode(target)
+    return pl.col(column).cast(target)
 
 
 def _utc(moment: datetime) -> datetime:
     # Naive datetimes are read as UTC, like every time in the archive.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    """The archive's ``@timestamp`` text for ``moment`` (nanosecond digits: sorts as text)."""
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 def _hour(directory: Path) -> datetime | None:
@@ -127,7 +140,11 @@ def _scan(
     for key in groups:
         for column, dtype in key:
             seen[column].add(dtype)
-    target = {column: _common_type(seen[column]) for column in wanted if column in seen}
+    target = {
+        column: _FIXED.get(column) or _common_type(seen[column])
+        for column in wanted
+        if column in seen
+    }
     scans = []
     for key, paths in groups.items():
         present = dict(key)
@@ -136,7 +153,11 @@ def _scan(
         )
         scans.append(
             scan.select(
-                (pl.col(c) if c in present else pl.lit(None)).cast(dtype).alias(c)
+                (
+                    _fixed(c, present[c])
+                    if c in present and c in _FIXED
+                    else (pl.col(c) if c in present else pl.lit(None)).cast(dtype)
+                ).alias(c)
                 for c, dtype in target.items()
             )
         )
@@ -168,14 +189,14 @@ def _filters(
 ) -> pl.LazyFrame:
     """Step 3: window and services as predicates the scan can push down."""
     schema = frame.collect_schema()
-    stamp = pl.col("@timestamp")
-    if "@timestamp" in schema and schema["@timestamp"] == pl.String:
+    stamp = pl.col(_STAMP)
+    if _STAMP in schema:
         if since is not None:
-            frame = frame.filter(stamp >= _stamp(since))
+            frame = frame.filter(stamp >= _utc(since))
         if until is not None:
-            frame = frame.filter(stamp < _stamp(until))
+            frame = frame.filter(stamp < _utc(until))
     elif since is not None or until is not None:
-        raise LoaderError("archive part files without an ISO 8601 text @timestamp column")
+        raise LoaderError("archive part files without an @timestamp column")
     if services is not None:
         if "service.name" not in schema:
             return frame.filter(pl.lit(value=False))
@@ -251,10 +272,5 @@ def load_parquet(
             # (is_first_distinct on the one id column is ~6x faster than unique(subset=...),
             # which gathers every column.)
             frame = _filters(frame, since, until, services).filter(pl.col(_ID).is_first_distinct())
-            if frame.collect_schema().get("@timestamp") == pl.String:
-                # The archive writes one format: parse it explicitly, not by inference.
-                frame = frame.with_columns(
-                    pl.col("@timestamp").str.strptime(TIME, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
-                )
             frames.update(_split(directory, frame, dataset_kinds))
     return Dataset.from_documents(frames)

@@ -200,6 +200,9 @@ def test_parquet_archive_holds_the_same_records(
     assert spans.height == run.result.spans
     assert {"trace.id", "span.id", "event.duration", "attributes.payment.id"} <= set(spans.columns)
     assert "attributes" not in spans.columns
+    assert spans.schema["@timestamp"] == pl.Datetime("ns", "UTC")  # parsed once, at write time
+    critical = archived("traces").schema["hopscope.trace.critical_by_operation"]
+    assert isinstance(critical, pl.List) and isinstance(critical.inner, pl.Struct)
     # The run crosses an hour boundary: hourly partitions.
     hours = {p.name for p in (tmp_path / "archive" / "spans").glob("date=*/hour=*")}
     assert hours == {"hour=08", "hour=09"}
