@@ -57,16 +57,29 @@ IP_HASH: Final = "ip_hash"
 ROUND_ROBIN: Final = "round_robin"
 
 
-def _server_spans(spans: pl.LazyFrame) -> pl.LazyFrame:
-    """Server spans with their self time (duration minus direct children's durations)."""
+def _server_spans(spans: pl.LazyFrame) -> pl.DataFrame:
+    """Server spans with their self time (duration minus direct children's durations).
+
+    Columns: trace_id, span_id, service, node, duration_ns, error, self_ns.
+    """
+    servers = (
+        spans.filter((pl.col("kind") == "server") & pl.col("node").is_not_null())
+        .select("trace_id", "span_id", "service", "node", "duration_ns", "error")
+        .collect()
+    )
+    # Children of server spans only: a one-column filter on the servers' span ids drops most
+    # spans cheaply, the exact (trace, parent) match follows, so the sum per parent runs over
+    # those children instead of grouping every span by its parent.
+    keys = servers.lazy().select("trace_id", pl.col("span_id").alias("parent_id"))
     children = (
-        spans.filter(pl.col("parent_id").is_not_null())
+        spans.select("trace_id", "parent_id", "duration_ns")
+        .filter(pl.col("parent_id").is_in(servers.get_column("span_id").implode()))
+        .join(keys, on=["trace_id", "parent_id"], how="semi")
         .group_by("trace_id", "parent_id")
         .agg(pl.col("duration_ns").sum().alias("children_ns"))
     )
     return (
-        spans.filter((pl.col("kind") == "server") & pl.col("node").is_not_null())
-        .select("trace_id", "span_id", "service", "node", "duration_ns", "error")
+        servers.lazy()
         .join(
             children,
             left_on=["trace_id", "span_id"],
@@ -78,6 +91,8 @@ def _server_spans(spans: pl.LazyFrame) -> pl.LazyFrame:
             .clip(lower_bound=0)
             .alias("self_ns")
         )
+        .drop("children_ns")
+        .collect()
     )
 
 
@@ -91,20 +106,28 @@ def _client_addresses(spans: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def node_table(spans: pl.LazyFrame) -> pl.LazyFrame:
+def node_clients(servers: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Requests per service, node and client address: ``from_client``."""
+    return (
+        servers.join(_client_addresses(spans), on="trace_id", how="inner")
+        .group_by("service", "node", "client_address")
+        .agg(pl.len().alias("from_client"))
+    )
+
+
+def node_table(servers: pl.LazyFrame, clients: pl.LazyFrame) -> pl.LazyFrame:
     """The ``nodes`` table: per service (with ≥2 nodes) and node, its requests and latency.
+
+    Parameters:
+        servers: the server spans (:func:`_server_spans`).
+        clients: their requests per client address (:func:`node_clients`).
 
     Columns: service, node, requests, share, p50_ns, p99_ns, error_rate, mean_self_ns,
     top_clients_share (the share of the node's requests from its :data:`TOP_CLIENTS` most
     frequent client addresses; null without addresses).
     """
-    servers = _server_spans(spans)
-    clients = (
-        servers.join(_client_addresses(spans), on="trace_id", how="inner")
-        .group_by("service", "node", "client_address")
-        .agg(pl.len().alias("from_client"))
-        .group_by("service", "node")
-        .agg(pl.col("from_client").top_k(TOP_CLIENTS).sum().alias("top_clients"))
+    top = clients.group_by("service", "node").agg(
+        pl.col("from_client").top_k(TOP_CLIENTS).sum().alias("top_clients")
     )
     return (
         servers.group_by("service", "node")
@@ -120,7 +143,7 @@ def node_table(spans: pl.LazyFrame) -> pl.LazyFrame:
             pl.len().over("service").alias("_nodes"),
         )
         .filter(pl.col("_nodes") >= 2)
-        .join(clients, on=["service", "node"], how="left")
+        .join(top, on=["service", "node"], how="left")
         .with_columns((pl.col("top_clients") / pl.col("requests")).alias("top_clients_share"))
         .select(
             "service",
@@ -247,37 +270,30 @@ def _service_rows(nodes: pl.DataFrame, strategy_of: Mapping[str, str]) -> list[d
     return rows
 
 
-def _top_clients(spans: pl.LazyFrame, service: str, node: str) -> list[dict[str, Any]]:
-    servers = spans.filter(
-        (pl.col("kind") == "server") & (pl.col("service") == service) & (pl.col("node") == node)
-    ).select("trace_id")
+def _top_clients(clients: pl.DataFrame, service: str, node: str) -> list[dict[str, Any]]:
     top = (
-        servers.join(_client_addresses(spans), on="trace_id", how="inner")
-        .group_by("client_address")
-        .agg(pl.len().alias("requests"))
+        clients.filter((pl.col("service") == service) & (pl.col("node") == node))
+        .select("client_address", pl.col("from_client").alias("requests"))
         .sort(["requests", "client_address"], descending=[True, False])
         .head(TOP_CLIENTS)
-        .collect()
     )
     return [{"client_address": a, "requests": n} for a, n in top.iter_rows()]
 
 
-def _examples(spans: pl.LazyFrame, service: str, node: str) -> list[str]:
+def _examples(servers: pl.DataFrame, service: str, node: str) -> list[str]:
     ids = (
-        spans.filter(
-            (pl.col("kind") == "server") & (pl.col("service") == service) & (pl.col("node") == node)
-        )
+        servers.filter((pl.col("service") == service) & (pl.col("node") == node))
         .sort(["duration_ns", "trace_id"], descending=[True, False])
-        .select("trace_id")
+        .get_column("trace_id")
         .unique(maintain_order=True)
         .head(EXAMPLES)
-        .collect()
-        .to_series()
     )
     return ids.to_list()
 
 
-def _finding(row: Mapping[str, Any], spans: pl.LazyFrame) -> Finding | None:
+def _finding(
+    row: Mapping[str, Any], servers: pl.DataFrame, clients_of: pl.DataFrame
+) -> Finding | None:
     if not row["_imbalanced"]:
         return None
     service, busiest, peers = row["service"], row["_busiest"], row["_peers"]
@@ -289,7 +305,7 @@ def _finding(row: Mapping[str, Any], spans: pl.LazyFrame) -> Finding | None:
     p50_gap = (busiest["p50_ns"] or 0) - (peers["p50_ns"] or 0)
     excess = max(0, p99_gap, p50_gap)
     gain_ns = int(excess * busiest["share"])
-    clients = _top_clients(spans, service, node)
+    clients = _top_clients(clients_of, service, node)
     concentrated = (busiest["top_clients_share"] or 0.0) >= 0.5
     if strategy == IP_HASH:
         cause = (
@@ -359,7 +375,7 @@ def _finding(row: Mapping[str, Any], spans: pl.LazyFrame) -> Finding | None:
             f"spreading {service}'s requests evenly removes about {ms(excess)} from the "
             f"{busiest['share']:.0%} of requests on {node}: ~{ms(gain_ns)} at p99"
         ),
-        example_traces=_examples(spans, service, node),
+        example_traces=_examples(servers, service, node),
     )
 
 
@@ -381,7 +397,13 @@ def run(data: Dataset, *, min_nodes: int = 2) -> JobResult:
     """
     if min_nodes < 2:
         raise ValueError(f"min_nodes must be >= 2, got {min_nodes}")
-    nodes, strategy_frame = pl.collect_all([node_table(data.spans), strategies(data.spans)])
+    # The server spans and their requests per client address are read by the table and by
+    # every finding: computed once.
+    servers = _server_spans(data.spans)
+    clients, strategy_frame = pl.collect_all(
+        [node_clients(servers.lazy(), data.spans), strategies(data.spans)]
+    )
+    nodes = node_table(servers.lazy(), clients.lazy()).collect()
     nodes = nodes.filter(pl.len().over("service") >= min_nodes)
     strategy_of = dict(strategy_frame.iter_rows())
     rows = _service_rows(nodes, strategy_of)
@@ -402,5 +424,5 @@ def run(data: Dataset, *, min_nodes: int = 2) -> JobResult:
             "p50_spread": pl.Float64,
         },
     )
-    findings = [f for row in rows if (f := _finding(row, data.spans)) is not None]
+    findings = [f for row in rows if (f := _finding(row, servers, clients)) is not None]
     return JobResult(JOB, {"nodes": nodes, "services": services}, findings)

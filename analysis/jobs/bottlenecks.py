@@ -91,41 +91,59 @@ def service_of(operation: pl.Expr) -> pl.Expr:
 
 
 def _ranked(data: Dataset, root_operation: str | None) -> pl.DataFrame:
-    """Traces with a critical path, fastest first, with their ``rank`` (0-based)."""
+    """Traces with a critical path, in input order, with their ``rank`` (0-based, fastest
+    first; ties: trace id) and two grouping keys: ``trace_key`` and ``path_key``, the least
+    rank among the traces with the same trace id (and duration) — equal exactly when those
+    are, and cheaper to group by than strings.
+
+    The rank is the inverse of the permutation that sorts the keys: sorting the frame itself
+    would move every critical-path list, the bulk of the data.
+    """
     traces = data.traces.filter(
         pl.col("duration_ns") > 0, pl.col("critical_by_operation").is_not_null()
     )
     if root_operation is not None:
         traces = traces.filter(pl.col("root_operation") == root_operation)
+    rank = pl.arg_sort_by("duration_ns", "trace_id", maintain_order=True).arg_sort()
     return (
         traces.select("trace_id", "duration_ns", "critical_by_operation")
-        .sort("duration_ns", "trace_id")
-        .with_row_index("rank")
+        .with_columns(rank.alias("rank"))
+        .with_columns(pl.col("rank").min().over("trace_id").alias("trace_key"))
+        .with_columns(pl.col("rank").min().over("trace_key", "duration_ns").alias("path_key"))
         .collect()
     )
 
 
 def _exploded(traces: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (trace, operation on its critical path), with the operation's service."""
+    """One row per (trace, operation on its critical path).
+
+    The operation is categorical: every later grouping is by operation, and grouping millions
+    of rows by integer codes is several times faster than hashing the strings each time. The
+    service is derived per operation once the rows are aggregated (it is a function of it).
+    """
     return (
         traces.explode("critical_by_operation")
         .unnest("critical_by_operation")
         .filter(pl.col("operation").is_not_null())
         .with_columns(
-            service_of(pl.col("operation")).alias("service"),
+            pl.col("operation").cast(pl.Categorical),
             *(pl.col(c).fill_null(0) for c in ("exclusive_ns", *(f"{p}_ns" for p in _PARTS))),
         )
     )
 
 
-def _shares(exploded: pl.LazyFrame, totals: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
-    """Exclusive (and self/network/coordination) ns per ``keys`` over the population total."""
-    sums = exploded.group_by("order", "percentile", *keys).agg(
+def _shares(sums: pl.LazyFrame, totals: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """Exclusive (and self/network/coordination) ns per ``keys`` over the population total.
+
+    ``sums`` holds the ns per (percentile, operation, service); integer sums add up exactly,
+    so summing them again per service equals summing the rows.
+    """
+    grouped = sums.group_by("order", "percentile", *keys).agg(
         pl.col("exclusive_ns").sum(), *(pl.col(f"{p}_ns").sum() for p in _PARTS)
     )
     total = pl.col("population_ns")
     return (
-        sums.join(totals, on="order")
+        grouped.join(totals, on="order")
         .select(
             *keys,
             "percentile",
@@ -138,35 +156,51 @@ def _shares(exploded: pl.LazyFrame, totals: pl.LazyFrame, keys: Sequence[str]) -
     )
 
 
-def _operations(exploded: pl.LazyFrame, all_ns: int, tail: pl.LazyFrame, k: int) -> pl.LazyFrame:
+def _operations(exploded: pl.LazyFrame, all_ns: int, k: int) -> pl.LazyFrame:
     """Absolute exclusive times per operation over all traces, and the tail mean."""
-    tail_sums = tail.group_by("operation").agg(
-        (pl.col("exclusive_ns").sum() / max(k, 1)).alias("tail_mean_ns")
-    )
     return (
-        exploded.group_by("operation", "service")
+        exploded.group_by("operation")
         .agg(
-            pl.col("trace_id").n_unique().alias("traces"),
+            pl.col("trace_key").n_unique().alias("traces"),
             pl.col("exclusive_ns").sum().alias("exclusive_ns_total"),
             pl.col("exclusive_ns").mean().alias("exclusive_ns_mean"),
             pl.col("exclusive_ns")
             .quantile(0.99, "nearest")
             .cast(pl.Int64)
             .alias("exclusive_ns_p99"),
+            (pl.col("exclusive_ns").filter(pl.col("tail")).sum() / max(k, 1)).alias("tail_mean_ns"),
         )
-        .join(tail_sums, on="operation", how="left")
-        .with_columns(
+        .select(
+            pl.col("operation").cast(pl.String),
+            service_of(pl.col("operation").cast(pl.String)).alias("service"),
+            "traces",
+            "exclusive_ns_total",
+            "exclusive_ns_mean",
+            "exclusive_ns_p99",
+            "tail_mean_ns",
             (pl.col("exclusive_ns_total") / max(all_ns, 1)).alias("share"),
-            pl.col("tail_mean_ns").fill_null(0.0),
         )
         .sort(["exclusive_ns_total", "operation"], descending=[True, False])
     )
 
 
-def _dominant(exploded: pl.LazyFrame) -> pl.LazyFrame:
-    """Per trace, the operation with the most exclusive time (ties: the smaller name)."""
-    return exploded.group_by("trace_id", "duration_ns").agg(
-        pl.col("operation").sort_by(["exclusive_ns", "operation"], descending=[True, False]).first()
+def _dominant(exploded: pl.LazyFrame, ranked: pl.LazyFrame) -> pl.LazyFrame:
+    """Per trace, the operation with the most exclusive time (ties: the smaller name).
+
+    The most exclusive time per trace first (integer keys), then the smallest name among the
+    few rows that reach it: no per-trace sort of millions of rows.
+    """
+    top = exploded.filter(pl.col("exclusive_ns") == pl.col("exclusive_ns").max().over("path_key"))
+    return (
+        top.group_by("path_key")
+        .agg(pl.col("operation").cast(pl.String).min())
+        .join(
+            ranked.filter(pl.col("rank") == pl.col("path_key")).select(
+                "path_key", "trace_id", "duration_ns"
+            ),
+            on="path_key",
+        )
+        .select("trace_id", "duration_ns", "operation")
     )
 
 
@@ -207,33 +241,65 @@ def run(
     ranked = _ranked(data, root_operation)
     n = ranked.height
     ordered = sorted(set(percentiles))
-    cuts = pl.LazyFrame(
-        {
-            "order": list(range(len(ordered))),
-            "percentile": [percentile_label(p) for p in ordered],
-            "cut": [population(p, n) for p in ordered],
-        },
-        schema={"order": pl.Int64, "percentile": pl.String, "cut": pl.UInt32},
+    cuts = [population(p, n) for p in ordered]
+    tail_k = math.ceil(round(TAIL_FRACTION * n, 9))
+    # Step 2 without copying rows per percentile: population i is the ranks below cuts[i],
+    # and the cuts grow with i. A trace's ``slice`` counts the cuts at or below its rank, so
+    # population i is slices 0…i: sums over it are prefix sums of per-slice sums, and the
+    # exploded rows are aggregated once whatever the number of percentiles.
+    lazy = ranked.lazy().with_columns(
+        pl.sum_horizontal(*(pl.col("rank") >= cut for cut in cuts)).cast(pl.Int64).alias("slice"),
+        (pl.col("rank") >= n - tail_k).alias("tail"),
     )
-    lazy = ranked.lazy()
-    # Step 2: each percentile's population, as rows tagged with the percentile.
-    members = lazy.join(cuts, how="cross").filter(pl.col("rank") < pl.col("cut"))
-    totals = members.group_by("order").agg(pl.col("duration_ns").sum().alias("population_ns"))
-    exploded_members = _exploded(members)
+    orders = pl.LazyFrame(
+        {"order": list(range(len(ordered))), "percentile": [percentile_label(p) for p in ordered]},
+        schema={"order": pl.Int64, "percentile": pl.String},
+    )
+
+    def populations(per_slice: pl.LazyFrame) -> pl.LazyFrame:
+        """Per-slice rows, repeated for each percentile whose population holds the slice."""
+        return per_slice.join(orders, how="cross").filter(pl.col("slice") <= pl.col("order"))
+
+    totals = (
+        populations(lazy.group_by("slice").agg(pl.col("duration_ns").sum().alias("population_ns")))
+        .group_by("order")
+        .agg(pl.col("population_ns").sum())
+    )
+    # One explosion, materialised once: every table below aggregates these rows.
+    exploded = _exploded(
+        lazy.select("rank", "trace_key", "path_key", "slice", "tail", "critical_by_operation")
+    ).collect()
+    parts = ("exclusive_ns", *(f"{p}_ns" for p in _PARTS))
+    sums = (
+        populations(
+            # One integer key per (operation, slice): grouping by two columns encodes every
+            # row first, several times slower on millions of rows.
+            exploded.lazy()
+            .group_by(
+                (
+                    pl.col("operation").to_physical().cast(pl.Int64) * (len(cuts) + 1)
+                    + pl.col("slice")
+                ).alias("operation_slice")
+            )
+            .agg(
+                pl.col("slice").first(),
+                pl.col("operation").first(),
+                *(pl.col(c).sum() for c in parts),
+            )
+            .drop("operation_slice")
+        )
+        .with_columns(pl.col("operation").cast(pl.String))
+        .with_columns(service_of(pl.col("operation")).alias("service"))
+    )
     # Step 3: shares per operation and per service.
     # Operations that never held the path (a 2PC span its statements cover) would swamp the
     # table: the path lists one per transaction id.
-    by_operation = _shares(exploded_members, totals, ("operation", "service")).filter(
-        pl.col("share") > 0
-    )
-    by_service = _shares(exploded_members, totals, ("service",))
+    by_operation = _shares(sums, totals, ("operation", "service")).filter(pl.col("share") > 0)
+    by_service = _shares(sums, totals, ("service",))
 
-    tail_k = math.ceil(round(TAIL_FRACTION * n, 9))
-    all_exploded = _exploded(lazy)
-    tail = all_exploded.filter(pl.col("rank") >= n - tail_k)
     all_ns = int(ranked.get_column("duration_ns").sum())
-    operations = _operations(all_exploded, all_ns, tail, tail_k)
-    dominant = _dominant(all_exploded)
+    operations = _operations(exploded.lazy(), all_ns, tail_k)
+    dominant = _dominant(exploded.lazy(), ranked.lazy())
 
     by_service_df, by_operation_df, operations_df, dominant_df = pl.collect_all(
         [by_service, by_operation, operations, dominant]

@@ -85,10 +85,29 @@ def _shard() -> pl.Expr:
     )
 
 
+# The columns the tables and findings read (the others would only be copied along).
+_CALL_COLUMNS: Final = (
+    "time",
+    "trace_id",
+    "service",
+    "db_system",
+    "db_operation",
+    "db_statement",
+    "db_role",
+    "server_address",
+    "duration_ns",
+)
+
+
 def db_calls(spans: pl.LazyFrame) -> pl.LazyFrame:
     """Database call spans with ``read`` (bool) and ``shard`` columns."""
-    return spans.filter(pl.col("db_system").is_not_null()).with_columns(
-        _is_read().fill_null(False).alias("read"), _shard()
+    # Only the columns the tables and findings read: the other span columns would be copied
+    # along with every call.
+    return (
+        spans.filter(pl.col("db_system").is_not_null())
+        .select(*_CALL_COLUMNS, "db_namespace")
+        .with_columns(_is_read().fill_null(False).alias("read"), _shard())
+        .drop("db_namespace")
     )
 
 

@@ -96,8 +96,12 @@ def bucket_ns(start: datetime | None, end: datetime | None, buckets: int = TARGE
 
 
 def skew_share(flag: pl.Expr) -> pl.Expr:
-    """Share of the two-sided hops (server span present) whose clocks disagree."""
-    return flag.filter(pl.col("server_ns").is_not_null()).cast(pl.Float64).mean()
+    """Share of the two-sided hops (server span present) whose clocks disagree.
+
+    One-sided hops get a null flag, which the mean skips: the same share as filtering them
+    out, but computed column-wise, without a filter per group (slow on millions of hops).
+    """
+    return pl.when(pl.col("server_ns").is_not_null()).then(flag.cast(pl.Float64)).mean()
 
 
 def _quantiles(column: str, suffixes: tuple[str, ...]) -> list[pl.Expr]:
@@ -130,20 +134,19 @@ def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
 def _edges_over_time(hops: pl.LazyFrame, every_ns: int) -> pl.LazyFrame:
     """Per bucket ``[t, t + every)`` (aligned on multiples of the width) and edge.
 
-    ``group_by_dynamic`` needs the index sorted within each group: sort by edge, then time.
+    Truncating the time to the width gives the same buckets as ``group_by_dynamic`` without
+    sorting millions of rows by edge and time first; only non-empty buckets appear, as there.
     """
     keys = ("source_service", "target_service", "operation")
     return (
         hops.filter(pl.col("time").is_not_null())
-        .sort(*keys, "time")
-        .group_by_dynamic("time", every=f"{every_ns}ns", closed="left", label="left", group_by=keys)
+        .group_by(pl.col("time").dt.truncate(f"{every_ns}ns").alias("bucket"), *keys)
         .agg(
             pl.len().alias("calls"),
             *_quantiles("network", ("p99",)),
             *_quantiles("server", ("p99",)),
             *_quantiles("client", ("p99",)),
         )
-        .rename({"time": "bucket"})
         .select("bucket", *keys, "calls", "network_p99_ns", "server_p99_ns", "client_p99_ns")
         .sort("bucket", *keys)
     )

@@ -124,6 +124,33 @@ def proportion_p_value(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
+def _ks_gap(n: pl.Expr) -> pl.Expr:
+    """``max(F_without - F_with)`` at and just below each member's duration, as a
+    ``group_by`` aggregation over one candidate's members (see :func:`ks_statistic`).
+
+    The members carry ``duration_ns`` and its ranks among all traces (``r_le``/``r_lt``);
+    ``n``, the number of traces, is a column.
+    """
+    # The group's size as a column, one value per row: divided by a scalar, polars multiplies
+    # by its reciprocal, which can move the last bit of the statistic (and of its p-value).
+    k = pl.int_range(pl.len(), dtype=pl.Int64) * 0 + pl.len().cast(pl.Int64)
+    # Ranks within the group: the aggregation sees one group's durations at a time.
+    c_le = pl.col("duration_ns").rank("max").cast(pl.Int64)
+    c_lt = pl.col("duration_ns").rank("min").cast(pl.Int64) - 1
+    return pl.max_horizontal(
+        (pl.col("r_le") - c_le) / (n - k) - c_le / k,
+        (pl.col("r_lt") - c_lt) / (n - k) - c_lt / k,
+    ).max()
+
+
+def _ranked(traces: pl.LazyFrame) -> pl.LazyFrame:
+    """``traces`` with ``r_le``/``r_lt``: how many traces are at most / below its duration."""
+    return traces.with_columns(
+        pl.col("duration_ns").rank("max").cast(pl.Int64).alias("r_le"),
+        (pl.col("duration_ns").rank("min").cast(pl.Int64) - 1).alias("r_lt"),
+    )
+
+
 def ks_statistic(membership: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
     """One-sided two-sample KS statistic per candidate: ``max_x(F_without(x) - F_with(x))``.
 
@@ -139,7 +166,9 @@ def ks_statistic(membership: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame
     grows, so the supremum is reached either at a member's duration (inclusive) or just before
     it (exclusive). With ``r≤``/``r<`` the counts of all traces at most / below a duration and
     ``c≤``/``c<`` the same among members, ``F_without = (r - c) / (n - k)``, ``F_with = c / k``:
-    ranks, no cross join of candidates and traces.
+    ranks, no cross join of candidates and traces. The member ranks are taken per candidate
+    inside one ``group_by`` (a sort of each candidate's durations), not as windows over all
+    members.
 
     Examples:
         >>> traces = pl.LazyFrame({"trace_id": list("abcdef"), "duration_ns": [1, 2, 3, 4, 5, 6]})
@@ -148,33 +177,15 @@ def ks_statistic(membership: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame
         >>> ks_statistic(members, traces).collect().row(0)
         ('f', 'v', 1.0)
     """
-    n = traces.select(pl.len().alias("n"))
-    ranked = traces.select(
-        "trace_id",
-        "duration_ns",
-        pl.col("duration_ns").rank("max").cast(pl.Int64).alias("r_le"),
-        (pl.col("duration_ns").rank("min").cast(pl.Int64) - 1).alias("r_lt"),
-    )
-    group = ("field", "value")
+    n = traces.select(pl.len().cast(pl.Int64).alias("n"))
     return (
-        membership.join(ranked, on="trace_id", how="inner")
+        membership.join(_ranked(traces.select("trace_id", "duration_ns")), on="trace_id")
         .join(n, how="cross")
-        .with_columns(
-            pl.col("duration_ns").rank("max").over(group).cast(pl.Int64).alias("c_le"),
-            (pl.col("duration_ns").rank("min").over(group).cast(pl.Int64) - 1).alias("c_lt"),
-            pl.len().over(group).cast(pl.Int64).alias("k"),
-        )
+        .group_by("field", "value")
+        .agg(pl.len().cast(pl.Int64).alias("k"), _ks_gap(pl.col("n")).alias("gap"))
+        .join(n, how="cross")
         .filter(pl.col("k") < pl.col("n"))
-        .with_columns(
-            pl.max_horizontal(
-                (pl.col("r_le") - pl.col("c_le")) / (pl.col("n") - pl.col("k"))
-                - pl.col("c_le") / pl.col("k"),
-                (pl.col("r_lt") - pl.col("c_lt")) / (pl.col("n") - pl.col("k"))
-                - pl.col("c_lt") / pl.col("k"),
-            ).alias("gap")
-        )
-        .group_by(group)
-        .agg(pl.col("gap").max().clip(lower_bound=0.0).alias("ks_statistic"))
+        .select("field", "value", pl.col("gap").clip(lower_bound=0.0).alias("ks_statistic"))
     )
 
 
@@ -211,36 +222,76 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
          ('t', 'payment node', 'payment-2'), ('t', 'payment_method', 'card'),
          ('t', 'region', 'eu')]
     """
-    # String concatenation, not pl.format: polars 2.1's streaming engine panics formatting a
-    # filtered column made of several chunks (what the Elasticsearch loader's pages give).
+
+    # Spans usually come trace by trace, so most rows repeat their predecessor's (trace,
+    # field, value): dropping those with a shift comparison (no hashing) shrinks each source
+    # several times over before the hash-based unique. Exact in any row order.
+    def distinct(frame: pl.LazyFrame, *columns: str) -> pl.LazyFrame:
+        repeated = pl.all_horizontal(
+            (pl.col(name) == pl.col(name).shift()).fill_null(False) for name in columns
+        )
+        return frame.select(columns).filter(~repeated).unique()
+
+    # A node field comes from a span's own node and from the calls to it (the caller's view,
+    # so attempts that never reached a server count); both name the field "<service> node".
     own_node = spans.filter(pl.col("node").is_not_null()).select(
-        "trace_id", (pl.col("service") + " node").alias("field"), pl.col("node")
+        "trace_id", "service", pl.col("node").alias("value")
     )
-    # A call's target node: the caller's view, so attempts that never reached a server count.
     call_target = spans.filter(
         (pl.col("kind") == "client")
         & pl.col("peer_service").is_not_null()
         & pl.col("server_address").is_not_null()
     ).select(
         "trace_id",
-        (pl.col("peer_service") + " node").alias("field"),
-        pl.col("server_address").alias("node"),
+        pl.col("peer_service").alias("service"),
+        pl.col("server_address").alias("value"),
     )
-    db_server = spans.filter(
-        pl.col("db_system").is_not_null() & pl.col("server_address").is_not_null()
-    ).select("trace_id", pl.lit("db server").alias("field"), pl.col("server_address").alias("node"))
-    plain = [
-        spans.filter(pl.col(name).is_not_null()).select(
-            "trace_id", pl.lit(name).alias("field"), pl.col(name).cast(pl.String).alias("node")
+    nodes = (
+        pl.concat(
+            [
+                distinct(own_node, "trace_id", "service", "value"),
+                distinct(call_target, "trace_id", "service", "value"),
+            ],
+            how="vertical",
         )
+        .unique()
+        .select(
+            # String concatenation, not pl.format: polars 2.1's streaming engine panics formatting
+            # a filtered column made of several chunks (what the Elasticsearch loader's pages give).
+            "trace_id",
+            (pl.col("service") + " node").alias("field"),
+            "value",
+        )
+    )
+    db_server = distinct(
+        spans.filter(
+            pl.col("db_system").is_not_null() & pl.col("server_address").is_not_null()
+        ).select("trace_id", pl.col("server_address").alias("value")),
+        "trace_id",
+        "value",
+    ).select("trace_id", pl.lit("db server").alias("field"), "value")
+    plain = [
+        distinct(
+            spans.filter(pl.col(name).is_not_null()).select(
+                "trace_id", pl.col(name).cast(pl.String).alias("value")
+            ),
+            "trace_id",
+            "value",
+        ).select("trace_id", pl.lit(name).alias("field"), "value")
         for name in _PLAIN_FIELDS
     ]
-    values = (
-        pl.concat([own_node, call_target, db_server, *plain], how="vertical")
-        .rename({"node": "value"})
-        .unique()
+    # Each source is already unique, and no two share a field name (node fields end in
+    # " node", none of the others does): the union needs no further unique.
+    values = pl.concat([nodes, db_server, *plain], how="vertical")
+    sizes = (
+        values.select("field", "value").unique().group_by("field").agg(pl.len().alias("distinct"))
     )
-    return values.filter(pl.col("value").n_unique().over("field") <= max_values)
+    return values.join(
+        sizes.filter(pl.col("distinct") <= max_values).select("field"),
+        on="field",
+        how="semi",
+        nulls_equal=True,
+    )
 
 
 def _with_p_values(frame: pl.DataFrame, p_values: Sequence[float]) -> pl.DataFrame:
@@ -257,7 +308,32 @@ def _with_p_values(frame: pl.DataFrame, p_values: Sequence[float]) -> pl.DataFra
     )
 
 
-def slow_table(traces: pl.LazyFrame, values: pl.LazyFrame, threshold_ns: float) -> pl.DataFrame:
+def members_of(traces: pl.LazyFrame, values: pl.LazyFrame) -> pl.LazyFrame:
+    """The traces that have each value: ``field, value, trace_id`` and the trace's
+    ``duration_ns``, ``failed`` and duration ranks (``r_le``/``r_lt``, :func:`ks_statistic`).
+
+    One join of the candidates with the traces, shared by both tables and the findings.
+    """
+    return values.join(_ranked(traces), on="trace_id", how="inner")
+
+
+def value_counts(members: pl.LazyFrame, traces: pl.LazyFrame, threshold_ns: float) -> pl.LazyFrame:
+    """Per candidate value, in one pass over its members: ``traces``, ``slow_traces`` (above
+    ``threshold_ns``), ``failed_traces`` and ``gap`` (the KS supremum before clipping)."""
+    n = traces.select(pl.len().cast(pl.Int64).alias("n"))
+    return (
+        members.join(n, how="cross")
+        .group_by("field", "value")
+        .agg(
+            pl.len().alias("traces"),
+            (pl.col("duration_ns") > threshold_ns).sum().alias("slow_traces"),
+            pl.col("failed").sum().alias("failed_traces"),
+            _ks_gap(pl.col("n")).alias("gap"),
+        )
+    )
+
+
+def slow_table(traces: pl.LazyFrame, per_value: pl.LazyFrame, threshold_ns: float) -> pl.DataFrame:
     """The ``slow`` table: per candidate value, its share among slow traces and the KS test.
 
     Sorted by p-value, then lift (strongest evidence first).
@@ -266,19 +342,12 @@ def slow_table(traces: pl.LazyFrame, values: pl.LazyFrame, threshold_ns: float) 
         pl.len().alias("n"), (pl.col("duration_ns") > threshold_ns).sum().alias("n_slow")
     )
     counts = (
-        values.join(traces, on="trace_id", how="inner")
-        .group_by("field", "value")
-        .agg(
-            pl.len().alias("traces"),
-            (pl.col("duration_ns") > threshold_ns).sum().alias("slow_traces"),
-        )
-        .join(totals, how="cross")
+        per_value.join(totals, how="cross")
         .filter(pl.col("traces") < pl.col("n"))
-        .join(ks_statistic(values, traces), on=["field", "value"], how="left")
         .with_columns(
             (pl.col("slow_traces") / pl.col("n_slow")).fill_nan(0.0).alias("share_of_slow"),
             (pl.col("traces") / pl.col("n")).alias("share_of_all"),
-            pl.col("ks_statistic").fill_null(0.0),
+            pl.col("gap").clip(lower_bound=0.0).fill_null(0.0).alias("ks_statistic"),
         )
         .with_columns((pl.col("share_of_slow") / pl.col("share_of_all")).alias("lift"))
         .collect()
@@ -305,7 +374,7 @@ def slow_table(traces: pl.LazyFrame, values: pl.LazyFrame, threshold_ns: float) 
     )
 
 
-def failed_table(traces: pl.LazyFrame, values: pl.LazyFrame) -> pl.DataFrame:
+def failed_table(traces: pl.LazyFrame, per_value: pl.LazyFrame) -> pl.DataFrame:
     """The ``failed`` table: per candidate value, its failure rate against traces without it.
 
     ``lift`` is the failure rate over the overall rate (share among failed over share among
@@ -313,10 +382,7 @@ def failed_table(traces: pl.LazyFrame, values: pl.LazyFrame) -> pl.DataFrame:
     """
     totals = traces.select(pl.len().alias("n"), pl.col("failed").sum().alias("n_failed"))
     counts = (
-        values.join(traces, on="trace_id", how="inner")
-        .group_by("field", "value")
-        .agg(pl.len().alias("traces"), pl.col("failed").sum().alias("failed_traces"))
-        .join(totals, how="cross")
+        per_value.join(totals, how="cross")
         .filter(pl.col("traces") < pl.col("n"))
         .with_columns(
             (pl.col("failed_traces") / pl.col("traces")).alias("failure_rate"),
@@ -403,11 +469,12 @@ def _recommendation(field: str, value: str, slow: bool) -> str:
     return f"{where} This is a correlation, not a proven cause."
 
 
-def _examples(
-    traces: pl.LazyFrame, values: pl.LazyFrame, field: str, value: str, *, slow: bool
-) -> list[str]:
-    members = values.filter((pl.col("field") == field) & (pl.col("value") == value))
-    rows = traces.join(members.select("trace_id"), on="trace_id", how="semi")
+def _members(members: pl.LazyFrame, field: str, value: str) -> pl.LazyFrame:
+    return members.filter((pl.col("field") == field) & (pl.col("value") == value))
+
+
+def _examples(members: pl.LazyFrame, field: str, value: str, *, slow: bool) -> list[str]:
+    rows = _members(members, field, value)
     if not slow:
         rows = rows.filter(pl.col("failed"))
     ids = (
@@ -423,7 +490,7 @@ def _examples(
 def _findings(
     table: pl.DataFrame,
     traces: pl.LazyFrame,
-    values: pl.LazyFrame,
+    members: pl.LazyFrame,
     overall_p99: int | None,
     *,
     slow: bool,
@@ -438,8 +505,8 @@ def _findings(
         if level is None:
             continue
         field, value = row["field"], row["value"]
-        members = values.filter((pl.col("field") == field) & (pl.col("value") == value))
-        without = _p99(traces.join(members.select("trace_id"), on="trace_id", how="anti"))
+        with_value = _members(members, field, value).select("trace_id")
+        without = _p99(traces.join(with_value, on="trace_id", how="anti"))
         # The p99 saved if the payments with the value behaved like the others.
         gain_ns = max(0, (overall_p99 or 0) - (without or 0)) if without is not None else 0
         evidence: dict[str, object] = {
@@ -487,7 +554,7 @@ def _findings(
                     f"if payments with {field} = {value} behaved like the others, p99 would drop "
                     f"from {ms(overall_p99)} to {ms(without)} (saves {ms(gain_ns)})"
                 ),
-                example_traces=_examples(traces, values, field, value, slow=slow),
+                example_traces=_examples(members, field, value, slow=slow),
             )
         )
     return findings
@@ -519,23 +586,25 @@ def run(
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     if max_values < 1:
         raise ValueError(f"max_values must be >= 1, got {max_values}")
-    # Step 1: traces and the values they have, computed once (every table reads them).
-    traces, values = pl.collect_all(
-        [_trace_frame(data), candidate_values(data.spans, max_values=max_values)]
-    )
-    traces_lazy, values_lazy = traces.lazy(), values.lazy()
+    # Step 1: traces, the values they have and their join, computed once (every table and
+    # finding reads them).
+    traces = _trace_frame(data).collect()
+    traces_lazy = traces.lazy()
+    members = members_of(traces_lazy, candidate_values(data.spans, max_values=max_values)).collect()
+    members_lazy = members.lazy()
     threshold = traces.select(pl.col("duration_ns").quantile(percentile / 100.0, "linear")).item()
+    counts = value_counts(members_lazy, traces_lazy, float(threshold or 0.0)).collect().lazy()
     if threshold is None:
-        empty_slow = slow_table(traces_lazy, values_lazy, 0.0).clear()
+        empty_slow = slow_table(traces_lazy, counts, 0.0).clear()
         return JobResult(
-            JOB, {"slow": empty_slow, "failed": failed_table(traces_lazy, values_lazy).clear()}
+            JOB, {"slow": empty_slow, "failed": failed_table(traces_lazy, counts).clear()}
         )
     # Step 2 and 3: the two tables.
-    slow = slow_table(traces_lazy, values_lazy, float(threshold))
-    failed = failed_table(traces_lazy, values_lazy)
+    slow = slow_table(traces_lazy, counts, float(threshold))
+    failed = failed_table(traces_lazy, counts)
     # Step 4: findings, capped at medium.
     overall_p99 = _p99(traces_lazy)
     findings = _findings(
-        slow, traces_lazy, values_lazy, overall_p99, slow=True, percentile=percentile
-    ) + _findings(failed, traces_lazy, values_lazy, overall_p99, slow=False, percentile=percentile)
+        slow, traces_lazy, members_lazy, overall_p99, slow=True, percentile=percentile
+    ) + _findings(failed, traces_lazy, members_lazy, overall_p99, slow=False, percentile=percentile)
     return JobResult(JOB, {"slow": slow, "failed": failed}, findings)
