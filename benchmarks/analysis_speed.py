@@ -119,6 +119,31 @@ def replicate(base: Path, root: Path, copies: int) -> None:
                 progress.advance(task, min(step, copies - first))
 
 
+def polars_edges(root: Path) -> tuple[float, int]:
+    """Step 3: the DuckDB query below, as one lazy polars query over the same files."""
+    columns = {"client": "hopscope.hop.client_ns", "server": "hopscope.hop.server_ns",
+               "network": "hopscope.hop.network_ns"}  # fmt: skip
+    keys = ["hopscope.hop.source_service", "hopscope.hop.target_service",
+            "hopscope.hop.operation", "hopscope.hop.kind"]  # fmt: skip
+    started = time.perf_counter()
+    scan = pl.scan_parquet(sorted(root.glob("hops/**/*.parquet")), missing_columns="insert",
+                           extra_columns="ignore")  # fmt: skip
+    edges = (
+        scan.group_by(keys)
+        .agg(
+            pl.len().alias("calls"),
+            pl.col("hopscope.hop.error").cast(pl.Float64).mean().alias("error_rate"),
+            *(
+                pl.col(column).quantile(q, "nearest").alias(f"{name}_p{label}_ns")
+                for name, column in columns.items()
+                for q, label in ((0.5, "50"), (0.9, "90"), (0.99, "99"), (0.999, "999"))
+            ),
+        )
+        .collect()
+    )
+    return time.perf_counter() - started, len(edges)
+
+
 def duckdb_edges(root: Path) -> tuple[float, int]:
     """Step 3: the hops job's per-edge percentiles as one DuckDB query; (seconds, edges)."""
     import duckdb
@@ -175,10 +200,10 @@ def main() -> None:
     report = build_report(data, source=f"parquet {root}", progress=False)
     report_s = time.perf_counter() - started
 
-    hops_only = load_parquet(root, progress=False)
     started = time.perf_counter()
-    edges = job("hops")(hops_only).tables["edges"]
-    polars_edges_s = time.perf_counter() - started
+    edges = job("hops")(data).tables["edges"]
+    hops_job_s = time.perf_counter() - started
+    polars_edges_s, polars_count = polars_edges(root)
     duck_s, duck_edges = duckdb_edges(root)
 
     table = Table(title=f"analysis speed: {meta['spans']:,} spans (Parquet archive)")
@@ -189,11 +214,14 @@ def main() -> None:
                   ", ".join(f"{n:,} {k}" for k, n in report.counts.items()))  # fmt: skip
     table.add_row("full report (load + every job)", f"{report_s:.2f}",
                   f"{len(report.findings)} findings; goal ≤ 15 s")  # fmt: skip
-    table.add_row("per-edge percentiles, polars (hops job)", f"{polars_edges_s:.2f}",
+    table.add_row("hops job on the loaded data (all its tables)", f"{hops_job_s:.2f}",
                   f"{len(edges)} edges")  # fmt: skip
-    table.add_row("per-edge percentiles, DuckDB", f"{duck_s:.2f}", f"{duck_edges} edges")
-    table.add_row("ratio DuckDB / polars (per-edge)", f"{duck_s / polars_edges_s:.2f}",
-                  "> 1: polars faster")  # fmt: skip
+    table.add_row("per-edge percentiles from the files, polars", f"{polars_edges_s:.2f}",
+                  f"{polars_count} edges; the SQL below as a lazy polars query")  # fmt: skip
+    table.add_row("per-edge percentiles from the files, DuckDB", f"{duck_s:.2f}",
+                  f"{duck_edges} edges")  # fmt: skip
+    table.add_row("ratio polars / DuckDB (per-edge, same query)",
+                  f"{polars_edges_s / duck_s:.2f}", "≤ 1: polars at least as fast")  # fmt: skip
     table.add_row("ratio full report / DuckDB per-edge", f"{report_s / duck_s:.2f}", "")
     # Step 4: the Elasticsearch loader.
     if args.es_docs:

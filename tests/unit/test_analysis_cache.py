@@ -11,19 +11,7 @@ from hopscope.analysis.jobs import cache
 from hopscope.analysis.loaders import dataset_from_records
 from hopscope.analysis.schema import Dataset
 from hopscope.processors.records import SpanRecord
-from tests.analysis_support import START, simulated
-
-MS = 1_000_000
-SCENARIOS = (
-    "baseline",
-    "node-failure",
-    "slow-hop",
-    "lock-contention",
-    "slow-replica",
-    "cache-degradation",
-    "lb-skew",
-    "clock-skew",
-)
+from tests.analysis_support import MS, SCENARIOS, START, simulated
 
 
 def lookup(i: int, hit: bool | None) -> list[SpanRecord]:

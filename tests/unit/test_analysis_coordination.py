@@ -7,28 +7,11 @@ import doctest
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import polars as pl
 import pytest
 
 from hopscope.analysis.jobs import coordination
-from hopscope.analysis.schema import SCHEMAS, Dataset, empty
-from tests.analysis_support import START, simulated
-
-MS = 1_000_000
-
-
-def frame(kind: str, rows: Sequence[Mapping[str, Any]]) -> pl.LazyFrame:
-    """Canonical rows of ``kind`` (times as Unix ns); columns not given are null."""
-    given = pl.DataFrame(list(rows), infer_schema_length=None)
-    return given.lazy().select(
-        pl.col(name).cast(dtype) if name in given.columns else pl.lit(None, dtype).alias(name)
-        for name, (_, dtype) in SCHEMAS[kind].items()
-    )
-
-
-def dataset(**frames: pl.LazyFrame) -> Dataset:
-    kinds = ("spans", "traces", "hops", "failovers", "coordination", "two_phase_commits")
-    return Dataset(**{k: frames.get(k, empty(k).lazy()) for k in kinds})
+from hopscope.analysis.schema import Dataset, empty
+from tests.analysis_support import MS, START, dataset, frame, simulated
 
 
 def wait(

@@ -13,21 +13,10 @@ from hopscope.analysis.jobs import database
 from hopscope.analysis.loaders import dataset_from_records
 from hopscope.analysis.schema import Dataset
 from hopscope.processors.records import SpanRecord
-from tests.analysis_support import START, simulated
+from tests.analysis_support import MS, SCENARIOS, START, simulated
 
-MS = 1_000_000
 BALANCE = "SELECT balance FROM accounts WHERE id = ?"
 UPDATE = "UPDATE accounts SET balance = balance - ? WHERE id = ?"
-SCENARIOS = (
-    "baseline",
-    "node-failure",
-    "slow-hop",
-    "lock-contention",
-    "slow-replica",
-    "cache-degradation",
-    "lb-skew",
-    "clock-skew",
-)
 
 _ids = itertools.count()
 

@@ -4,7 +4,6 @@ and skewed clocks found where the simulator injected them, and nowhere else."""
 from __future__ import annotations
 
 import doctest
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,25 +11,8 @@ import polars as pl
 import pytest
 
 from hopscope.analysis.jobs import hops
-from hopscope.analysis.schema import SCHEMAS, Dataset, empty
-from tests.analysis_support import START, simulated
-
-MS = 1_000_000
-SECOND = 1_000 * MS
-
-
-def frame(kind: str, rows: Sequence[Mapping[str, Any]]) -> pl.LazyFrame:
-    """Canonical rows of ``kind`` (times as Unix ns); columns not given are null."""
-    given = pl.DataFrame(list(rows), infer_schema_length=None)
-    return given.lazy().select(
-        pl.col(name).cast(dtype) if name in given.columns else pl.lit(None, dtype).alias(name)
-        for name, (_, dtype) in SCHEMAS[kind].items()
-    )
-
-
-def dataset(**frames: pl.LazyFrame) -> Dataset:
-    kinds = ("spans", "traces", "hops", "failovers", "coordination", "two_phase_commits")
-    return Dataset(**{k: frames.get(k, empty(k).lazy()) for k in kinds})
+from hopscope.analysis.schema import Dataset
+from tests.analysis_support import MS, SECOND, START, dataset, frame, simulated
 
 
 def hop(
