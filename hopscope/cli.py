@@ -6,31 +6,26 @@ Results go to stdout, progress and diagnostics to stderr; a :class:`HopscopeErro
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from hopscope import __version__
 from hopscope import stack as stack_api
 from hopscope.analyze_cli import analyze_command
-from hopscope.errors import HopscopeError
+from hopscope.cli_support import err, out, reports_errors
+from hopscope.kibana_cli import kibana_app, trace_url
 from hopscope.settings import default_cache_dir, default_state_dir
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console()
-err = Console(stderr=True)
 
 app = typer.Typer(
     name="hopscope",
@@ -45,43 +40,6 @@ stack_app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Print errors as ``Type: message`` on stderr and exit 1, without a traceback.
-
-    hopscope's own errors say what to do; a library's error (Kafka, Elasticsearch) is shown in
-    its own words, with its traceback only under ``HOPSCOPE_DEBUG=1``.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except HopscopeError as error:
-            # Messages quote logs and paths: never let rich read them as markup.
-            err.print(
-                Text.assemble((type(error).__name__, "bold red"), f": {error}"), soft_wrap=True
-            )
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except Exception as error:
-            if os.environ.get("HOPSCOPE_DEBUG"):
-                raise
-            err.print(
-                Text.assemble((type(error).__name__, "bold red"), f": {error}"), soft_wrap=True
-            )
-            err.print("(set HOPSCOPE_DEBUG=1 for the traceback)", style="dim")
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-# Registered here, after reports_errors, which hopscope.kibana_cli imports from this module.
-from hopscope.kibana_cli import kibana_app, trace_url  # noqa: E402
 
 app.add_typer(kibana_app, name="kibana")
 app.command("trace-url")(trace_url)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from hopscope.cli import err, out, reports_errors
+from hopscope.cli_support import err, out, reports_errors
 
 kibana_app = typer.Typer(
     help="Kibana data views, saved searches and dashboards for hopscope's indices.",

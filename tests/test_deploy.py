@@ -75,8 +75,11 @@ def test_compose_wires_processors_prometheus_and_grafana() -> None:
     assert grafana.COMPOSE_TARGET.endswith(f":{port}")
     assert processors["environment"]["HOPSCOPE_KAFKA_BOOTSTRAP"] == "kafka:19092"
     assert (COMPOSE.parent / processors["build"]["dockerfile"].removeprefix("deploy/")).is_file()
-    # Prometheus shares the processors' network namespace: their loopback-only /metrics.
-    assert services["prometheus"]["network_mode"] == "service:processors"
+    # The processors listen on all addresses inside the compose network, where Prometheus
+    # scrapes them by service name; only Prometheus's own port is published (on loopback).
+    assert command[command.index("--metrics-addr") + 1] == "0.0.0.0"
+    assert grafana.COMPOSE_TARGET == f"processors:{port}"
+    assert "ports" not in processors and "network_mode" not in services["prometheus"]
     assert services["kibana-setup"]["command"][:2] == ["kibana", "import"]
     assert services["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
     mounts = []
