@@ -78,7 +78,7 @@ def test_compose_wires_processors_prometheus_and_grafana() -> None:
     # The processors listen on all addresses inside the compose network, where Prometheus
     # scrapes them by service name; only Prometheus's own port is published (on loopback).
     assert command[command.index("--metrics-addr") + 1] == "0.0.0.0"
-    assert grafana.COMPOSE_TARGET == f"processors:{port}"
+    assert f"processors:{port}" == grafana.COMPOSE_TARGET
     assert "ports" not in processors and "network_mode" not in services["prometheus"]
     assert services["kibana-setup"]["command"][:2] == ["kibana", "import"]
     assert services["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
