@@ -42,7 +42,8 @@ def table(name: str, frame: pl.DataFrame, *, max_rows: int = MAX_ROWS) -> Table:
     for column, dtype in frame.schema.items():
         out.add_column(column, justify="right" if dtype.is_numeric() else "left")
     for row in shown.iter_rows():
-        out.add_row(*(_cell(c, v) for c, v in zip(frame.columns, row, strict=True)))
+        # Text, not str: span names like "[bank-adapter] issuer/authorize" are not markup.
+        out.add_row(*(Text(_cell(c, v)) for c, v in zip(frame.columns, row, strict=True)))
     return out
 
 
@@ -55,9 +56,9 @@ def findings_table(findings: list[Finding] | tuple[Finding, ...]) -> Table:
         out.add_row(
             str(number),
             Text(finding.impact, style=_IMPACT_STYLE[finding.impact]),
-            finding.title,
-            finding.gain,
-            finding.recommendation,
+            Text(finding.title),
+            Text(finding.gain),
+            Text(finding.recommendation),
         )
     return out
 

@@ -347,3 +347,18 @@ def test_example_traces_link_to_kibana_discover_when_a_kibana_url_is_given(
     # Without a Kibana URL, plain ids and no links.
     assert report.trace_url(trace_id) is None
     assert 'href="http' not in render_html(report)
+
+
+def test_terminal_output_keeps_bracketed_operation_names(report: Report) -> None:
+    from rich.console import Console
+
+    from hopscope.analysis.terminal import print_job, print_report
+
+    console = Console(record=True, width=400)
+    print_report(report, console)
+    print_job(report.results["bottlenecks"], console)
+    text = console.export_text()
+    # "[service] operation" keys survive (rich would read "[payment]" as a markup tag).
+    operations = report.results["bottlenecks"].tables["operations"]
+    assert operations.height and operations["operation"][0] in text
+    assert report.findings[0].title in text
