@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install up down status clean
+.PHONY: demo test lint reliability install up down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite alone; rewrites the measured ledger table in docs/RELIABILITY.md.
+reliability: install
+	$(BIN)/python -m pytest tests/faults -p no:cacheprovider --reliability-report docs/RELIABILITY.md
 
 lint: install
 	$(BIN)/ruff check .

@@ -236,15 +236,14 @@ def elasticsearch_loader(docs: int) -> tuple[int, float]:
     import sys
     import uuid
 
-    from elasticsearch import Elasticsearch
-
+    from hopscope.es_security import es_client
     from hopscope.settings import Settings
 
     sys.path.insert(0, str(Path(__file__).parent))
     from es_loader import measure  # the same measurement as benchmarks/es_loader.py
 
     settings = Settings.from_env()
-    client = Elasticsearch(settings.es_url or settings.resolved().es_url, request_timeout=120)
+    client = es_client(settings.es_url or settings.resolved().es_url, request_timeout=120)
     prefix = f"hopscope-bench-{uuid.uuid4().hex[:8]}"
     try:
         return measure(client, prefix, docs, console)

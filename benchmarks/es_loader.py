@@ -26,6 +26,7 @@ from elasticsearch import Elasticsearch
 from rich.console import Console
 
 from hopscope.analysis.loaders import count_elasticsearch, load_elasticsearch
+from hopscope.es_security import es_client
 from hopscope.ingest.simulator import parse_iso8601_ns
 from hopscope.processors.documents import Document, span_document
 from hopscope.processors.records import CLIENT, ERROR, INTERNAL, OK, SERVER, SpanRecord
@@ -128,8 +129,8 @@ def main() -> None:
     parser.add_argument("--es-url", default=os.environ.get("HOPSCOPE_ES_URL"))
     args = parser.parse_args()
     console = Console(stderr=True)
-    client = Elasticsearch(args.es_url or Settings.from_env().resolved().es_url,
-                           request_timeout=120)  # fmt: skip
+    client = es_client(args.es_url or Settings.from_env().resolved().es_url,
+                       request_timeout=120)  # fmt: skip
     prefix = args.prefix or f"hopscope-bench-{uuid.uuid4().hex[:8]}"
     try:
         loaded, elapsed = measure(client, prefix, args.spans, console, slices=args.slices,

@@ -7,6 +7,7 @@ Results go to stdout, progress and diagnostics to stderr; a :class:`HopscopeErro
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -67,12 +68,56 @@ def root(
             show_default=False,
         ),
     ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            envvar="HOPSCOPE_LOG_LEVEL",
+            help="Diagnostics on stderr from this level: debug, info, warning, error.",
+        ),
+    ] = "warning",
 ) -> None:
     """hopscope: where does the time go between the card swipe and the bank's answer?"""
+    _configure_logging(log_level)
     defaults = _config_defaults(config)
     if defaults:
         # Click's precedence is exactly ours: flag, then environment, then default_map.
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _configure_logging(level: str) -> None:
+    """Timestamped diagnostics on stderr (results stay on stdout). Below debug, the Kafka and
+    Elasticsearch clients' loggers stay at warning (a line per connection, per request)."""
+
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise typer.BadParameter(
+            f"unknown level {level!r}: debug, info, warning or error", param_hint="--log-level"
+        )
+    root = logging.getLogger()
+    # One handler of ours, however often the CLI runs in one process (tests); handlers that
+    # others installed (pytest's capture) stay.
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(number)
+    if number > logging.DEBUG:
+        for noisy in ("kafka", "elastic_transport"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at creation: a
+    test runner replaces and closes the stream between runs."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _config_defaults(path: Path | None) -> dict[str, Any]:
@@ -307,6 +352,14 @@ def simulate_command(
     logs_topic: Annotated[
         str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC", help="Topic for OTLP logs.")
     ] = "otlp_logs",
+    foreign_pans: Annotated[
+        bool,
+        typer.Option(
+            "--foreign-pans",
+            help="Also write other SDKs' telemetry (Java, Go) straight to Kafka, with card "
+            "numbers everywhere: the processors' masking audit.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a payment network into Kafka: OTLP spans and logs in virtual time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -339,7 +392,7 @@ def simulate_command(
     try:
         config = SimulationConfig(
             start_ns=start_ns, scenario=Scenario(scenario), seed=seed, traces=traces,
-            rate=rate, duration_s=duration, lb_strategy=lb_strategy,
+            rate=rate, duration_s=duration, lb_strategy=lb_strategy, foreign_pans=foreign_pans,
         )  # fmt: skip
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
@@ -371,6 +424,13 @@ def simulate_command(
         f"records (scenario {config.scenario.value}, seed {config.seed})",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
+    if foreign_pans:
+        foreign = result.ground_truth["foreign"]
+        out.print(
+            f"other SDKs: {foreign['spans']} spans, {foreign['log_records']} log records, "
+            f"{len(foreign['seeded_pans'])} card numbers",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
 
 app.command("analyze")(reports_errors(analyze_command))
@@ -395,6 +455,22 @@ def process_command(
     max_open_spans: Annotated[
         int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
     ] = 200_000,
+    max_memory_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="Memory bound in MB of resident memory: sets the open traces' byte bound "
+            "(and lowers --max-open-spans to fit); traces past it are flushed incomplete."
+        ),
+    ] = None,
+    max_trace_spans: Annotated[
+        int, typer.Option(help="Spans of one trace before it is flushed incomplete.")
+    ] = 100_000,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds before the group gives a silent member's partitions to the others."
+        ),
+    ] = 10.0,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on ADDR:PORT/metrics.")
     ] = None,
@@ -414,19 +490,43 @@ def process_command(
     ] = None,
 ) -> None:
     """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
-    summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged."""
+    summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged.
+
+    A secured Elasticsearch: HOPSCOPE_ES_API_KEY, or HOPSCOPE_ES_USERNAME and
+    HOPSCOPE_ES_PASSWORD; HOPSCOPE_ES_CA_CERTS for a private CA.
+
+    A secured Kafka: HOPSCOPE_KAFKA_SECURITY_PROTOCOL (e.g. SASL_SSL),
+    HOPSCOPE_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD; HOPSCOPE_KAFKA_SSL_CAFILE."""
     import signal
 
+    from hopscope.es_security import EsSecurity
+    from hopscope.kafka_security import KafkaSecurity
     from hopscope.processors.runtime import Processor, ProcessorSettings
     from hopscope.settings import Settings
 
     settings = Settings.from_env().resolved()
     assert settings.kafka_bootstrap and settings.es_url
+    # Read (and checked) before anything connects: HOPSCOPE_ES_API_KEY, _USERNAME/_PASSWORD,
+    # _CA_CERTS, _VERIFY_CERTS.
+    es_security = EsSecurity.from_env()
+    max_open_bytes = None
+    if max_memory_mb is not None:
+        from hopscope.processors.assembly import memory_bounds
+
+        try:
+            spans_fit, max_open_bytes = memory_bounds(max_memory_mb)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--max-memory-mb") from None
+        max_open_spans = min(max_open_spans, spans_fit)
     processor_settings = ProcessorSettings(
         kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
         spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
         index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
+        session_timeout_s=session_timeout,
         metrics_port=metrics_port, metrics_addr=metrics_addr, archive_dir=archive_dir,
+        es_security=es_security, max_open_bytes=max_open_bytes, max_trace_spans=max_trace_spans,
+        # Checked before anything connects, like the Elasticsearch settings.
+        kafka_options=KafkaSecurity.from_env().client_options(),
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
@@ -444,7 +544,8 @@ def process_command(
     out.print(
         f"processed {counts.messages} messages: {indexed or 'nothing indexed'}; "
         f"dead letters {counts.dead_letters}, retries {counts.retries}, "
-        f"incomplete traces {counts.incomplete_traces}, late spans {counts.late_spans}",
+        f"incomplete traces {counts.incomplete_traces}, late spans {counts.late_spans}, "
+        f"sanitized {counts.sanitized.total()}",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
 

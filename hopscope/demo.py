@@ -65,9 +65,9 @@ def run_demo(
     that they never see each other's data. ``html``: where the analysis report goes (None:
     not written).
     """
-    from elasticsearch import Elasticsearch
-
+    from hopscope.es_security import es_client
     from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate_to_kafka
+    from hopscope.kafka_security import KafkaSecurity
     from hopscope.processors.runtime import Processor, ProcessorSettings
 
     # Step 1: endpoints.
@@ -92,12 +92,13 @@ def run_demo(
         kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
         spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
         index_prefix=index_prefix, trace_idle_s=1.0,
+        kafka_options=KafkaSecurity.from_env().client_options(),
     )  # fmt: skip
     with err.status("processing"), Processor(processor_settings) as processor:
         counts = processor.run(drain=True)
 
     # Step 4: what Elasticsearch knows about this run's time window.
-    es = Elasticsearch(settings.es_url, request_timeout=60)
+    es = es_client(settings.es_url, request_timeout=60)
     try:
         es.indices.refresh(index=f"{index_prefix}-*")
         window = _window(result.start_ns, result.end_ns)

@@ -5,6 +5,9 @@ Every package raises a subclass, so the command line catches one type and prints
 
     HopscopeError
     ├── SettingsError                  (hopscope.settings)
+    │   ├── KafkaSecurityError         (hopscope.kafka_security)
+    │   └── EsSecurityError            (hopscope.es_security)
+    ├── KafkaConnectError              (hopscope.kafka_security)
     └── StackError                     (hopscope.stack.errors)
         ├── JavaError
         ├── MavenError

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.redaction import may_contain_pan, redact_export_request
+from hopscope.kafka_security import KafkaConnectError, explained_connect_errors
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +90,18 @@ class KafkaWriter:
             return self._producer
         if time.monotonic() < self._not_before:
             return None
-        from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        timeout_ms = int(self._send_timeout_s * 1000)
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                acks="all",
-                enable_idempotence=True,
-                compression_type="gzip",
-                linger_ms=20,
-                batch_size=256 * 1024,
-                # A request carries at least one message of up to max_message_bytes.
-                max_request_size=self.max_message_bytes + 64 * 1024,
-                bootstrap_timeout_ms=timeout_ms,
-                max_block_ms=timeout_ms,
-                request_timeout_ms=timeout_ms,
-                delivery_timeout_ms=max(3 * timeout_ms, 30_000),
-                **self._options,
+            with explained_connect_errors(self.bootstrap, self._options, "the telemetry producer"):
+                self._producer = self._new_producer()
+        except KafkaConnectError as error:
+            # Says why (refused credentials, untrusted certificate...), never the password.
+            self._not_before = time.monotonic() + self._retry_backoff_s
+            logger.warning(
+                "hopscope: %s; telemetry is dropped, retrying in %.0f s",
+                error,
+                self._retry_backoff_s,
             )
         except (KafkaError, OSError) as error:
             self._not_before = time.monotonic() + self._retry_backoff_s
@@ -118,6 +112,26 @@ class KafkaWriter:
                 self._retry_backoff_s,
             )
         return self._producer
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        timeout_ms = int(self._send_timeout_s * 1000)
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="gzip",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            # A request carries at least one message of up to max_message_bytes.
+            max_request_size=self.max_message_bytes + 64 * 1024,
+            bootstrap_timeout_ms=timeout_ms,
+            max_block_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            delivery_timeout_ms=max(3 * timeout_ms, 30_000),
+            **self._options,
+        )
 
     def send(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> bool:
         """Send ``(key, value)`` messages and wait until the broker acknowledged all of them."""

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from hopscope.ingest import conventions as c
 from hopscope.ingest.pipeline import ExportSettings, KafkaPipeline
 from hopscope.ingest.providers import node_providers
+from hopscope.kafka_security import kafka_client_options
 from hopscope.settings import ENV_KAFKA_BOOTSTRAP, Settings
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,11 @@ def configure(
     ``HOPSCOPE_SPANS_TOPIC``, ``HOPSCOPE_LOGS_TOPIC``, ``HOPSCOPE_REDACT_PANS`` (default true),
     ``HOPSCOPE_MAX_QUEUE_SIZE``. A malformed variable is logged and its default used.
 
+    Kafka security (TLS, SASL) comes from the ``HOPSCOPE_KAFKA_SECURITY_PROTOCOL`` and
+    ``HOPSCOPE_KAFKA_SASL_*`` / ``HOPSCOPE_KAFKA_SSL_*`` variables (:mod:`hopscope.kafka_security`);
+    these are checked at once, since a security setting that is wrong should stop the service
+    rather than drop its telemetry: :class:`hopscope.kafka_security.KafkaSecurityError`.
+
     Parameters
     ----------
     service_name, node_id:
@@ -143,6 +149,8 @@ def configure(
     set_global:
         Install the providers as OpenTelemetry's global ones (what instrumentation libraries
         and the span helpers use by default). OpenTelemetry allows this once per process.
+    producer_options:
+        Extra ``KafkaProducer`` settings, applied over those of the environment.
     """
     if not service_name or not node_id:
         raise ValueError("service_name and node_id must be non-empty")
@@ -156,7 +164,7 @@ def configure(
         logs_topic=logs_topic or os.environ.get(ENV_LOGS_TOPIC) or c.TOPIC_LOGS,
         redact_pans=redact_pans if redact_pans is not None else _env_bool(ENV_REDACT_PANS, True),
         max_queue_size=max_queue_size or _env_int(ENV_MAX_QUEUE, 20_000),
-        producer_options=producer_options or {},
+        producer_options=kafka_client_options(producer_options),
     )
     pipeline = KafkaPipeline(settings)
     tracer_provider, logger_provider = node_providers(

@@ -1,13 +1,33 @@
 """Trace assembly per partition: collect a trace's spans until it has been idle, bounded.
 
-A trace is complete after ``trace_idle_s`` without a new span. Memory is bounded by
-``max_open_spans``: past it, the traces idle the longest are flushed early, marked incomplete.
-Every trace remembers the Kafka messages (partition, offset) its spans came from, because those
-offsets may only be committed once the trace's derived records are in Elasticsearch.
+A trace is complete after ``trace_idle_s`` without a new span. Every trace remembers the Kafka
+messages (partition, offset) its spans came from, because those offsets may only be committed
+once the trace's derived records are in Elasticsearch.
 
-A span that arrives after its trace was flushed (a late span) reopens the trace from a bounded
-memory of recently flushed traces, so its records are derived again from all its spans (the
-deterministic ids make the new documents replace the old ones).
+Memory is bounded three ways, each evicting traces *incomplete* (their records derived from
+the spans seen so far, ``complete: false``):
+
+- ``max_open_spans`` and ``max_open_bytes`` bound all open traces together: past either, the
+  traces idle the longest are evicted first. Bytes are estimated per span
+  (:func:`footprint`: Python objects, not wire bytes), so an operator can size the bound in
+  memory terms (:func:`memory_bounds` turns a process budget into the bounds);
+- ``max_trace_spans`` bounds one trace: the span past it evicts the trace at once, flagged
+  ``span_limit``, so one huge trace cannot push every other trace out.
+
+A span of a trace evicted that way, arriving later, is still indexed (its document is written
+at once), but not assembled: the trace's derived records stay those derived at eviction, instead
+of being replaced by ones derived from the remainder alone. The evicted trace ids are
+remembered (a bounded set of ids, not spans) for that.
+
+A span that arrives after its trace completed and was flushed (a late span) reopens the trace
+from a memory of recently flushed traces, so its records are derived again from all its spans
+(the deterministic ids make the new documents replace the old ones). That memory counts towards
+the bounds too, and is given up first: past a bound, the oldest flushed traces are forgotten
+before any open trace is evicted.
+
+Duplicate span ids: an identical copy (a redelivery) is ignored; a different copy replaces the
+earlier one, which is what Elasticsearch does with the documents of both (same id, the later
+write wins), and the trace is flagged ``duplicate_span_ids``.
 """
 
 from __future__ import annotations
@@ -16,10 +36,75 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
+from hopscope.processors import sanitize
 from hopscope.processors.records import LogRecord, SpanRecord
 
 TopicPartitionOffset = tuple[str, int, int]  # topic, partition, offset
+
+# Estimated bytes (CPython 3.11, 64-bit) of what an open trace holds; see footprint(). Measured
+# with tracemalloc on simulated payment traces (about 1.6 KB per span with 5-6 attributes) and
+# on one-span traces; the estimate errs on the high side.
+SPAN_BYTES: Final = 700  # the record, its id and name strings, its dicts, its slot in the trace
+ATTRIBUTE_BYTES: Final = 150  # a key and a value object and their dict entry, text excluded
+EVENT_BYTES: Final = 250
+TRACE_BYTES: Final = 900  # the open trace, its dicts and sets, its entry in the assembler
+LOG_BYTES: Final = 1_500  # a log record and its document, for the runtime's batch estimate
+# Memory not held by open traces: the interpreter and its libraries, Kafka fetch buffers, one
+# iteration's documents and bulk request (see memory_bounds).
+BASELINE_BYTES: Final = 128 * 1024 * 1024
+# Evicted trace ids remembered so their later spans are not assembled (about 100 B each).
+EVICTED_IDS: Final = 100_000
+
+
+def footprint(span: SpanRecord) -> int:
+    """Estimated bytes ``span`` holds in memory (its text counted one byte a character).
+
+    >>> footprint(SpanRecord("t", "s", None, "op", "server", 0, 1, "svc", attributes={"k": "v"}))
+    854
+    """
+    attributes = span.attributes
+    size = SPAN_BYTES + len(span.name) + ATTRIBUTE_BYTES * len(attributes)
+    if attributes:
+        size += sum(map(len, attributes))
+        size += sum(len(v) for v in attributes.values() if v.__class__ is str)
+    for event in span.events:
+        size += EVENT_BYTES + len(event.name) + _map_bytes(event.attributes)
+    for link in span.links:
+        size += EVENT_BYTES + _map_bytes(link.attributes)
+    if span.status_message:
+        size += len(span.status_message)
+    return size
+
+
+def _map_bytes(values: object) -> int:
+    if not isinstance(values, dict) or not values:
+        return 0
+    text = sum(len(v) for v in values.values() if v.__class__ is str)
+    return ATTRIBUTE_BYTES * len(values) + sum(map(len, values)) + text
+
+
+def memory_bounds(max_memory_mb: int) -> tuple[int, int]:
+    """``(max_open_spans, max_open_bytes)`` for a processor that should stay within
+    ``max_memory_mb`` of resident memory.
+
+    What is not open traces (:data:`BASELINE_BYTES`: the interpreter, libraries, Kafka
+    buffers, one iteration's documents) is set aside; the open traces get three quarters of
+    the rest, the last quarter absorbing the allocator's fragmentation and the estimate's
+    error. The span bound assumes the smallest span a trace can hold.
+
+    >>> memory_bounds(512)
+    (355282, 301989888)
+    """
+    total = max_memory_mb * 1024 * 1024
+    if total <= BASELINE_BYTES + 16 * 1024 * 1024:
+        raise ValueError(
+            f"max_memory_mb must leave room past the processor's baseline of "
+            f"{BASELINE_BYTES // (1024 * 1024)} MB plus 16 MB for traces, got {max_memory_mb}"
+        )
+    open_bytes = (total - BASELINE_BYTES) * 3 // 4
+    return open_bytes // (SPAN_BYTES + ATTRIBUTE_BYTES), open_bytes
 
 
 @dataclass
@@ -32,16 +117,31 @@ class OpenTrace:
     sources: set[TopicPartitionOffset] = field(default_factory=set)
     last_seen: float = 0.0
     complete: bool = True
+    # Estimated bytes of the spans (footprint) and of the trace itself.
+    bytes: int = TRACE_BYTES
+    # Reason codes for the trace summary (sanitize): span_limit, duplicate_span_ids.
+    flags: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Flushed:
+    """A flushed trace kept for late spans: its spans, their bytes, its flags."""
+
+    spans: dict[str, SpanRecord]
+    bytes: int
+    flags: set[str]
 
 
 class TraceAssembler:
-    """Open traces of the partitions one processor owns."""
+    """Open traces of the partitions one processor owns (module docstring for the bounds)."""
 
     def __init__(
         self,
         *,
         trace_idle_s: float = 5.0,
         max_open_spans: int = 200_000,
+        max_open_bytes: int | None = None,
+        max_trace_spans: int = 100_000,
         remember_flushed: int = 5_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,15 +149,34 @@ class TraceAssembler:
             raise ValueError(f"trace_idle_s must be positive, got {trace_idle_s}")
         if max_open_spans < 1:
             raise ValueError(f"max_open_spans must be at least 1, got {max_open_spans}")
+        if max_open_bytes is not None and max_open_bytes < 1:
+            raise ValueError(f"max_open_bytes must be at least 1 or None, got {max_open_bytes}")
+        if max_trace_spans < 1:
+            raise ValueError(f"max_trace_spans must be at least 1, got {max_trace_spans}")
         self.trace_idle_s = trace_idle_s
         self.max_open_spans = max_open_spans
+        self.max_open_bytes = max_open_bytes
+        # A trace can never hold more than all traces together.
+        self.max_trace_spans = min(max_trace_spans, max_open_spans)
         self._clock = clock
         # Insertion order = order of last activity (moved to the end on every new span).
         self._open: OrderedDict[str, OpenTrace] = OrderedDict()
         self._open_spans = 0
-        self._flushed: OrderedDict[str, dict[str, SpanRecord]] = OrderedDict()
+        self._open_bytes = 0
+        # Flushed traces kept for late spans, oldest first; their spans and bytes count
+        # towards the bounds as well.
+        self._flushed: OrderedDict[str, _Flushed] = OrderedDict()
+        self._flushed_spans = 0
+        self._flushed_bytes = 0
         self._remember_flushed = remember_flushed
+        # Traces evicted at once (span_limit), waiting for due().
+        self._ready: list[OpenTrace] = []
+        # Ids of traces evicted incomplete: later spans are indexed, not assembled.
+        self._evicted: OrderedDict[str, None] = OrderedDict()
         self.late_spans = 0
+        self.duplicate_spans = 0  # a different span under a known id (the later one kept)
+        self.redelivered_spans = 0  # an identical copy (ignored)
+        self.unassembled_spans = 0  # spans of evicted traces, indexed only
 
     @property
     def open_traces(self) -> int:
@@ -65,30 +184,78 @@ class TraceAssembler:
 
     @property
     def open_spans(self) -> int:
+        """Spans of the open traces."""
         return self._open_spans
 
+    @property
+    def held_spans(self) -> int:
+        """Spans held: the open traces' and the flushed ones remembered for late spans."""
+        return self._open_spans + self._flushed_spans
+
+    @property
+    def held_bytes(self) -> int:
+        """Estimated bytes held (:func:`footprint` plus the per-trace overhead), open and
+        remembered traces together: what the bounds limit."""
+        return self._open_bytes + self._flushed_bytes
+
     def add_spans(self, spans: Iterable[SpanRecord], source: TopicPartitionOffset) -> set[str]:
-        """Add the spans of one message; return the ids of the traces they belong to."""
+        """Add the spans of one message; return the ids of the traces they feed (each holds
+        ``source`` until its records are written)."""
         now = self._clock()
         touched: set[str] = set()
         for span in spans:
             trace = self._open.get(span.trace_id)
             if trace is None:
-                trace = OpenTrace(span.trace_id, last_seen=now)
-                earlier = self._flushed.pop(span.trace_id, None)
-                if earlier is not None:  # a late span: bring the rest of its trace back
-                    self.late_spans += 1
-                    trace.spans.update(earlier)
-                    self._open_spans += len(earlier)
-                self._open[span.trace_id] = trace
-            if span.span_id not in trace.spans:  # a duplicate span id keeps the first
+                if span.trace_id in self._evicted:
+                    self.unassembled_spans += 1
+                    continue
+                trace = self._reopen(span.trace_id, now)
+            known = trace.spans.get(span.span_id)
+            if known is None:
+                if len(trace.spans) >= self.max_trace_spans:
+                    # The span past the bound: this trace is evicted now, flagged; this span and
+                    # the later ones are indexed only.
+                    trace.flags.add(sanitize.SPAN_LIMIT)
+                    trace.sources.add(source)
+                    touched.add(span.trace_id)
+                    self._ready.append(self._pop(span.trace_id, complete=False))
+                    self.unassembled_spans += 1
+                    continue
                 trace.spans[span.span_id] = span
+                size = footprint(span)
+                trace.bytes += size
                 self._open_spans += 1
+                self._open_bytes += size
+            elif known != span:
+                trace.spans[span.span_id] = span  # the later copy, as in Elasticsearch
+                size = footprint(span) - footprint(known)
+                trace.bytes += size
+                self._open_bytes += size
+                trace.flags.add(sanitize.DUPLICATE_SPAN_IDS)
+                self.duplicate_spans += 1
+            else:
+                self.redelivered_spans += 1
             trace.sources.add(source)
             trace.last_seen = now
             self._open.move_to_end(span.trace_id)
             touched.add(span.trace_id)
         return touched
+
+    def _reopen(self, trace_id: str, now: float) -> OpenTrace:
+        """A new open trace, with the spans of its flushed part when remembered."""
+        trace = OpenTrace(trace_id, last_seen=now)
+        earlier = self._flushed.pop(trace_id, None)
+        if earlier is not None:  # a late span: bring the rest of its trace back
+            self.late_spans += 1
+            self._flushed_spans -= len(earlier.spans)
+            self._flushed_bytes -= earlier.bytes
+            trace.spans.update(earlier.spans)
+            trace.bytes = earlier.bytes
+            trace.flags = earlier.flags
+            self._open_spans += len(earlier.spans)
+        self._open_bytes += trace.bytes
+        self._open[trace_id] = trace
+        return trace
 
     def add_log(self, log: LogRecord, source: TopicPartitionOffset) -> str:
         """Attach a trace-scoped log to its open trace (for cluster events in the trace).
@@ -110,41 +277,81 @@ class TraceAssembler:
         trace = self._open.pop(trace_id)
         trace.complete = complete
         self._open_spans -= len(trace.spans)
-        self._flushed[trace_id] = trace.spans
-        while len(self._flushed) > self._remember_flushed:
-            self._flushed.popitem(last=False)
+        self._open_bytes -= trace.bytes
+        if complete:
+            self._remember(trace)
+        else:
+            # Evicted: its later spans must not make a second, partial trace (module docstring).
+            self._evicted[trace_id] = None
+            if len(self._evicted) > EVICTED_IDS:
+                self._evicted.popitem(last=False)
         return trace
 
+    def _remember(self, trace: OpenTrace) -> None:
+        """Keep a flushed trace's spans for late spans (at most ``remember_flushed`` traces;
+        :meth:`due` forgets the oldest first when the bounds are passed)."""
+        self._flushed[trace.trace_id] = _Flushed(trace.spans, trace.bytes, trace.flags)
+        self._flushed_spans += len(trace.spans)
+        self._flushed_bytes += trace.bytes
+        while len(self._flushed) > self._remember_flushed:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        _, forgotten = self._flushed.popitem(last=False)
+        self._flushed_spans -= len(forgotten.spans)
+        self._flushed_bytes -= forgotten.bytes
+
+    def over_bound(self) -> bool:
+        """Whether the open and remembered traces hold more than the bounds allow."""
+        return self.held_spans > self.max_open_spans or (
+            self.max_open_bytes is not None and self.held_bytes > self.max_open_bytes
+        )
+
     def due(self) -> list[OpenTrace]:
-        """Traces idle for ``trace_idle_s`` (complete), then the oldest beyond the memory
-        bound (incomplete)."""
+        """Traces to derive now: those evicted at their span bound, those idle for
+        ``trace_idle_s`` (complete), then, beyond the memory bounds, the least recently active
+        (incomplete) once no flushed trace is left to forget."""
         now = self._clock()
-        flushed = []
+        flushed, self._ready = self._ready, []
         while self._open:
             trace_id, trace = next(iter(self._open.items()))
             if now - trace.last_seen < self.trace_idle_s:
                 break
             flushed.append(self._pop(trace_id, complete=True))
-        while self._open_spans > self.max_open_spans and self._open:
-            flushed.append(self._pop(next(iter(self._open)), complete=False))
+        while self.over_bound():
+            if self._flushed:
+                self._forget_oldest()
+            elif self._open:
+                flushed.append(self._pop(next(iter(self._open)), complete=False))
+            else:
+                break
         return flushed
 
     def flush_all(self, complete: bool) -> list[OpenTrace]:
-        """Every open trace (end of input in drain mode)."""
-        return [self._pop(trace_id, complete) for trace_id in list(self._open)]
+        """Every open trace (end of input in drain mode), and those evicted meanwhile."""
+        flushed, self._ready = self._ready, []
+        return flushed + [self._pop(trace_id, complete) for trace_id in list(self._open)]
 
     def drop_partitions(self, partitions: set[tuple[str, int]]) -> int:
         """Forget the traces fed by revoked partitions; return how many were dropped.
 
-        Their offsets were not committed, so the new owner reads and rebuilds them.
+        Their offsets were not committed, so the new owner reads and rebuilds them. What is
+        remembered about flushed and evicted traces goes too: were the partitions assigned
+        back, they are read again from the committed offsets and must assemble afresh.
         """
-        dropped = [
-            trace_id
-            for trace_id, trace in self._open.items()
-            if any((topic, part) in partitions for topic, part, _ in trace.sources)
-        ]
+
+        def revoked(trace: OpenTrace) -> bool:
+            return any((topic, part) in partitions for topic, part, _ in trace.sources)
+
+        dropped = [trace_id for trace_id, trace in self._open.items() if revoked(trace)]
         for trace_id in dropped:
             trace = self._open.pop(trace_id)
             self._open_spans -= len(trace.spans)
+            self._open_bytes -= trace.bytes
+        kept = [trace for trace in self._ready if not revoked(trace)]
+        dropped_ready = len(self._ready) - len(kept)
+        self._ready = kept
         self._flushed.clear()
-        return len(dropped)
+        self._flushed_spans = self._flushed_bytes = 0
+        self._evicted.clear()
+        return len(dropped) + dropped_ready

@@ -7,23 +7,40 @@ Each dead letter carries the original bytes and the headers ``hopscope.error``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from hopscope.kafka_security import explained_connect_errors
 from hopscope.processors.errors import SinkUnavailableError
+
+# What of a dead letter too large for the dead-letter topic is kept (see DeadLetters.send).
+TRUNCATED_BYTES = 512 * 1024
 
 
 class DeadLetters:
-    """An idempotent producer to the DLQ topic; :meth:`send` waits for the acknowledgement."""
+    """An idempotent producer to the DLQ topic; :meth:`send` waits for the acknowledgement.
 
-    def __init__(self, bootstrap: str, topic: str, producer_options: dict[str, Any] | None = None):
-        from kafka import KafkaProducer
+    ``producer_options`` are extra kafka-python settings, the security ones
+    (:mod:`hopscope.kafka_security`) among them. A producer that cannot bootstrap raises
+    :class:`hopscope.kafka_security.KafkaConnectError` saying why.
+    """
 
+    def __init__(
+        self, bootstrap: str, topic: str, producer_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.topic = topic
         self.count = 0
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-            compression_type="gzip", max_request_size=16 * 1024 * 1024,
-            **(producer_options or {}),
+        self._bootstrap = bootstrap
+        self._options = dict(producer_options or {})
+        with explained_connect_errors(bootstrap, self._options, "the dead-letter producer"):
+            self._producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
+            compression_type="gzip", max_request_size=16 * 1024 * 1024, **self._options,
         )  # fmt: skip
 
     def send(
@@ -36,7 +53,7 @@ class DeadLetters:
         partition: int | None = None,
         offset: int | None = None,
     ) -> None:
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, MessageSizeTooLargeError
 
         headers = [("hopscope.error", reason.encode()[:8192])]
         if topic is not None:
@@ -46,7 +63,20 @@ class DeadLetters:
                 ("hopscope.source.offset", str(offset).encode()),
             ]
         try:
-            self._producer.send(self.topic, value=value, key=key, headers=headers).get(timeout=30)
+            try:
+                self._producer.send(self.topic, value=value, key=key,
+                                    headers=headers).get(timeout=30)  # fmt: skip
+            except MessageSizeTooLargeError:
+                # Larger than the dead-letter topic takes (max.message.bytes, 1 MiB by
+                # default): a retry cannot help and would stall the processor. The head goes
+                # instead, the full size in a header; the source headers locate the whole.
+                # kafka-python's idempotent producer refuses every later send once the broker
+                # refused one, so a new producer sends it.
+                self._producer.close(timeout=10)
+                self._producer = self._new_producer()
+                headers.append(("hopscope.truncated", str(len(value)).encode()))
+                self._producer.send(self.topic, value=value[:TRUNCATED_BYTES], key=key,
+                                    headers=headers).get(timeout=30)  # fmt: skip
         except KafkaError as error:
             # Not acknowledged: the source offset must not be committed; retry like ES.
             raise SinkUnavailableError(

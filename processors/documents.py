@@ -6,7 +6,13 @@ after a crash or a rebalance overwrites instead of duplicating:
 
 - spans ``<trace id>-<span id>``; logs a content hash; hops the client span id; traces the
   trace id; failovers their failover id; coordination delays the span id; 2PC transactions
-  ``2pc-<trace id>-<resource>``.
+  ``2pc-<trace id>-<coordinator span id>-<resource>`` (the resource hashed when the id would
+  pass Elasticsearch's 512 bytes).
+
+What the processor sanitized (:mod:`hopscope.processors.sanitize`) is visible in the documents:
+``hopscope.sanitized`` lists the reason codes of a span, a log record or a trace (its
+anomalies), and a replaced time keeps its recorded value in ``hopscope.original.start_ns`` /
+``end_ns`` (logs: ``time_ns``), as text, since a uint64 may not fit Elasticsearch's long.
 """
 
 from __future__ import annotations
@@ -60,7 +66,18 @@ def _outcome(failed: bool | None) -> str:
     return "failure" if failed else "success"
 
 
+# Elasticsearch's long; a duration past it is garbage, but must not reject the document.
+_LONG_MAX = 2**63 - 1
+_MAX_ID_BYTES = 512
+
+
+def _sanitized(body: dict[str, Any], flags: tuple[str, ...]) -> None:
+    if flags:
+        body["hopscope.sanitized"] = list(flags)
+
+
 def span_document(span: SpanRecord, prefix: str) -> Document:
+    """A span as its ``spans`` document (id ``<trace id>-<span id>``)."""
     body: dict[str, Any] = {
         "@timestamp": timestamp(span.start_ns),
         "trace.id": span.trace_id,
@@ -70,7 +87,7 @@ def span_document(span: SpanRecord, prefix: str) -> Document:
         "service.node.name": span.node,
         "span.name": span.name,
         "span.kind": span.kind,
-        "event.duration": max(0, span.end_ns - span.start_ns),
+        "event.duration": min(_LONG_MAX, max(0, span.end_ns - span.start_ns)),
         "event.outcome": _outcome(span.status == ERROR),
         "span.status.message": span.status_message,
         "attributes": flatten(span.attributes),
@@ -83,12 +100,17 @@ def span_document(span: SpanRecord, prefix: str) -> Document:
         ]
     if span.links:
         body["span.links"] = [{"trace.id": k.trace_id, "span.id": k.span_id} for k in span.links]
+    _sanitized(body, span.flags)
+    if span.original_start_ns is not None:
+        body["hopscope.original.start_ns"] = str(span.original_start_ns)
+        body["hopscope.original.end_ns"] = str(span.original_end_ns)
     return Document(
         "spans", index_name(prefix, "spans", span.start_ns), f"{span.trace_id}-{span.span_id}", body
     )
 
 
 def log_document(log: LogRecord, prefix: str) -> Document:
+    """A log record as its ``logs`` document (id: a hash of its content)."""
     body: dict[str, Any] = {
         "@timestamp": timestamp(log.time_ns),
         "trace.id": log.trace_id,
@@ -101,6 +123,9 @@ def log_document(log: LogRecord, prefix: str) -> Document:
         "attributes": flatten(log.attributes),
         "resource": flatten(log.resource),
     }
+    _sanitized(body, log.flags)
+    if log.original_time_ns is not None:
+        body["hopscope.original.time_ns"] = str(log.original_time_ns)
     # Logs have no id of their own: the content is the identity (a replay is the same record).
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
@@ -157,6 +182,16 @@ def _critical_by_operation(path: CriticalPath) -> list[dict[str, Any]]:
     return list(entries.values())
 
 
+def _two_phase_commit_id(trace_id: str, coordinator: str | None, resource: str | None) -> str:
+    """``2pc-<trace>-<coordinator>-<resource>``; a resource that would make the id longer than
+    Elasticsearch's 512 bytes is replaced by its hash (a cut could make two ids equal)."""
+    doc_id = f"2pc-{trace_id}-{coordinator}-{resource}"
+    if len(doc_id.encode()) <= _MAX_ID_BYTES:
+        return doc_id
+    digest = hashlib.sha256(str(resource).encode()).hexdigest()
+    return f"2pc-{trace_id}-{coordinator}-sha256-{digest}"
+
+
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
     summary = derived.summary
@@ -181,7 +216,7 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
     for commit in derived.two_phase_commits:
         yield Document(
             "coordination", index_name(prefix, "coordination", commit.start_ns),
-            f"2pc-{commit.trace_id}-{commit.coordinator_span_id}-{commit.resource}"[:512], {
+            _two_phase_commit_id(commit.trace_id, commit.coordinator_span_id, commit.resource), {
                 "@timestamp": timestamp(commit.start_ns), "trace.id": commit.trace_id,
                 "span.id": commit.coordinator_span_id,
                 "service.name": commit.coordinator_service,
@@ -199,6 +234,8 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
         "hopscope.trace.critical_by_operation": _critical_by_operation(path),
     }  # fmt: skip
     body.pop("hopscope.trace.critical_by_service", None)
+    # One field name for every kind: the trace's anomalies are what was sanitized about it.
+    _sanitized(body, tuple(body.pop("hopscope.trace.anomalies", ())))
     body["hopscope.trace.critical_by_service"] = [
         {"service": name, "exclusive_ns": ns} for name, ns in summary.critical_by_service.items()
     ]

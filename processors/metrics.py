@@ -34,6 +34,8 @@ class ProcessorMetrics:
                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.retries = Counter("hopscope_sink_retries", "Bulk or dead-letter retries while "
                                "Elasticsearch or Kafka was unavailable", registry=r)  # fmt: skip
+        self.commit_failures = Counter("hopscope_commit_failures", "Offset commits deferred "
+                                       "(broker away, group rebalancing)", registry=r)  # fmt: skip
         self.dead_letters = Counter("hopscope_dead_letters", "Messages or documents sent to "
                                     "the dead-letter topic", ["reason"], registry=r)  # fmt: skip
         self.incomplete = Counter("hopscope_incomplete_traces", "Traces flushed before "
@@ -44,6 +46,15 @@ class ProcessorMetrics:
         self.hop_network = Histogram("hopscope_hop_network_seconds", "Network time of paired "
                                      "hops (client minus server)", ["source", "target"],
                                      buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        # Bad input and memory bounds (hopscope.processors.sanitize, .assembly).
+        self.sanitized = Counter("hopscope_sanitized", "Records indexed with a sanitization "
+                                 "flag, per record kind (spans, logs, traces) and reason",
+                                 ["kind", "reason"], registry=r)  # fmt: skip
+        self.unassembled_spans = Counter("hopscope_unassembled_spans", "Spans of traces "
+                                         "evicted by a memory bound: indexed, not derived",
+                                         registry=r)  # fmt: skip
+        self.held_bytes = Gauge("hopscope_held_bytes", "Estimated bytes of open traces and "
+                                "of flushed ones kept for late spans", registry=r)  # fmt: skip
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
         """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the server."""

@@ -62,6 +62,11 @@ class SpanRecord:
     events: tuple[SpanEvent, ...] = ()
     links: tuple[SpanLink, ...] = ()
     resource: Mapping[str, Any] = field(default_factory=dict)
+    # What the processor changed or noticed on the way in (reason codes of
+    # :mod:`hopscope.processors.sanitize`), and the recorded times it had to replace.
+    flags: tuple[str, ...] = ()
+    original_start_ns: int | None = None
+    original_end_ns: int | None = None
 
     @property
     def duration_ns(self) -> int:
@@ -86,3 +91,6 @@ class LogRecord:
     event_name: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
+    # As for spans: sanitization reason codes and the recorded time when it was replaced.
+    flags: tuple[str, ...] = ()
+    original_time_ns: int | None = None

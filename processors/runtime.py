@@ -23,17 +23,25 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
+from hopscope.es_security import EsSecurity, es_client
 from hopscope.ingest import conventions as c
+from hopscope.kafka_security import explained_connect_errors
 from hopscope.processors.archive import ParquetArchive
-from hopscope.processors.assembly import OpenTrace, TopicPartitionOffset, TraceAssembler
-from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.processors.assembly import (
+    LOG_BYTES,
+    OpenTrace,
+    TopicPartitionOffset,
+    TraceAssembler,
+    footprint,
+)
+from hopscope.processors.decode import decode_logs, decode_span_message
 from hopscope.processors.derive import derive_all
 from hopscope.processors.derive.failovers import derive_failovers
 from hopscope.processors.dlq import DeadLetters
@@ -47,6 +55,8 @@ from hopscope.processors.documents import (
 from hopscope.processors.errors import DecodeError, SinkUnavailableError
 from hopscope.processors.metrics import ProcessorMetrics
 from hopscope.processors.offsets import OffsetTracker
+from hopscope.processors.records import LogRecord, SpanRecord
+from hopscope.processors.sanitize import received_ns
 from hopscope.processors.sink import ElasticsearchSink
 
 logger = logging.getLogger(__name__)
@@ -66,13 +76,29 @@ class ProcessorSettings:
     trace_idle_s: float = 5.0
     max_open_spans: int = 200_000
     max_poll_records: int = 500
+    # A member that died without leaving (SIGKILL, lost host) holds its partitions until its
+    # session expires: kafka-python's 45 s default would stall them that long.
+    session_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+    # Short enough that a node back from an outage is found within seconds.
+    backoff_max_s: float = 10.0
     metrics_port: int | None = None
     # Loopback by default: metrics are not for the world. A container sets 0.0.0.0.
     metrics_addr: str = "127.0.0.1"
     archive_dir: Path | None = None
-    es_api_key: str | None = field(default=None, repr=False)
+    # kafka-python security settings (TLS, SASL) for the consumer and the dead-letter producer,
+    # from hopscope.kafka_security; they hold the SASL password, hence no repr.
+    kafka_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # Credentials and CA for Elasticsearch (secrets kept out of repr); None: from the
+    # HOPSCOPE_ES_* variables when the processor starts (hopscope.es_security).
+    es_security: EsSecurity | None = None
+    # Memory bounds besides max_open_spans (hopscope.processors.assembly; docs/BAD_INPUT.md):
+    # estimated bytes of the open traces (None: no byte bound; assembly.memory_bounds derives
+    # it from a process budget), spans per trace, and estimated record bytes per bulk write
+    # (a poll of large messages is written in parts).
+    max_open_bytes: int | None = None
+    max_trace_spans: int = 100_000
+    max_batch_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass
@@ -85,6 +111,11 @@ class ProcessorCounts:
     retries: int = 0
     late_spans: int = 0
     incomplete_traces: int = 0
+    commit_retries: int = 0
+    # Records indexed with a sanitization flag, by reason (hopscope.processors.sanitize), and
+    # spans of evicted traces indexed without being derived.
+    sanitized: Counter[str] = field(default_factory=Counter)
+    unassembled_spans: int = 0
 
 
 @dataclass
@@ -94,6 +125,7 @@ class _Pending:
     documents: list[Document] = field(default_factory=list)
     releases: list[TopicPartitionOffset] = field(default_factory=list)
     trace_releases: list[set[TopicPartitionOffset]] = field(default_factory=list)
+    bytes: int = 0  # estimated bytes of the records taken (assembly.footprint)
 
 
 class Processor:
@@ -104,8 +136,9 @@ class Processor:
         self.counts = ProcessorCounts()
         self._stop = threading.Event()
         self._assembler = TraceAssembler(
-            trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans
-        )
+            trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans,
+            max_open_bytes=settings.max_open_bytes, max_trace_spans=settings.max_trace_spans,
+        )  # fmt: skip
         self._offsets = OffsetTracker()
         self._consumer: Any = None
         self._needs_seek: set[Any] = set()
@@ -119,23 +152,40 @@ class Processor:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Processor:
-        from elasticsearch import Elasticsearch
         from kafka import KafkaConsumer
 
         settings = self.settings
         if settings.metrics_port is not None:
             self._metrics_server = self.metrics.serve(settings.metrics_port, settings.metrics_addr)
-        self._es = Elasticsearch(settings.es_url, api_key=settings.es_api_key, request_timeout=60)
-        self._sink = ElasticsearchSink(self._es, settings.index_prefix)
-        self._with_backoff(self._sink.install_templates)
-        self._dlq = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.max_poll_records,
-        )
+        self._es = es_client(settings.es_url, settings.es_security, request_timeout=60)
+        self._sink = ElasticsearchSink(self._es, settings.index_prefix, url=settings.es_url)
+        try:
+            self._with_backoff(self._sink.install_templates)
+        except BaseException:
+            # Wrong credentials or CA fail here, before anything is consumed: close what
+            # was opened (the with statement does not call __exit__ for a failed __enter__).
+            self.__exit__(None, None, None)
+            raise
+        kafka_options = dict(settings.kafka_options)
+        try:
+            # A wrong password or CA fails here, after the client's bootstrap timeout, with
+            # the reason (KafkaConnectError); close what was opened, as above.
+            self._dlq = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic, kafka_options)
+            with explained_connect_errors(settings.kafka_bootstrap, kafka_options,
+                                          "the processor's consumer"):  # fmt: skip
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=settings.kafka_bootstrap,
+                    group_id=settings.group,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=settings.max_poll_records,
+                    session_timeout_ms=round(settings.session_timeout_s * 1000),
+                    heartbeat_interval_ms=max(500, round(settings.session_timeout_s * 1000 / 3)),
+                    **kafka_options,
+                )
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         self._consumer.subscribe(
             [settings.spans_topic, settings.logs_topic], listener=_Rebalance(self)
         )
@@ -164,17 +214,23 @@ class Processor:
             polled = self._reseek(self._consumer.poll(timeout_ms=500))
             reassigned = reassigned or self._just_reseeked
             pending = _Pending()
-            for tp, messages in polled.items():
-                for message in messages:
-                    self._take(tp.topic, tp.partition, message, pending)
-            # Never "caught up" in the poll that (re)assigned partitions: what it fetched was
-            # dropped for the seek, and the positions settle only on the next poll.
-            caught_up = drain and not polled and not reassigned and self._caught_up()
-            traces = self._assembler.flush_all(complete=True) if caught_up else []
-            traces += self._assembler.due()
-            for trace in traces:
-                self._derive(trace, pending)
             try:
+                for tp, messages in polled.items():
+                    for message in messages:
+                        self._take(tp.topic, tp.partition, message, pending)
+                        if (
+                            pending.bytes >= self.settings.max_batch_bytes
+                            or self._assembler.over_bound()
+                        ):
+                            # Large messages, or traces past the memory bound: what this poll
+                            # gave so far is written now, so memory stays bounded within a poll.
+                            pending = self._write_part(pending)
+                # Never "caught up" in the poll that (re)assigned partitions: what it fetched
+                # was dropped for the seek, and the positions settle only on the next poll.
+                caught_up = drain and not polled and not reassigned and self._caught_up()
+                traces = self._assembler.flush_all(complete=True) if caught_up else []
+                traces += self._assembler.due()
+                pending = self._derive_traces(traces, pending)
                 self._write(pending)
             except SinkUnavailableError:
                 if not self._stop.is_set():
@@ -194,10 +250,35 @@ class Processor:
         self.counts.late_spans = self._assembler.late_spans
         return self.counts
 
+    def _write_part(self, pending: _Pending) -> _Pending:
+        """Derive the traces due, write, commit; a fresh batch for the rest of the poll."""
+        pending = self._derive_traces(self._assembler.due(), pending)
+        self._write(pending)
+        self._commit()
+        return _Pending()
+
+    def _derive_traces(self, traces: list[OpenTrace], pending: _Pending) -> _Pending:
+        """Derive ``traces`` into ``pending``, writing and committing whenever the batch is
+        full: a drain's last flush, or a burst of evictions, is a whole bound's worth of
+        traces, and their documents must not pile up on top of them."""
+        traces.reverse()  # popped oldest first, so each trace is freed once derived
+        while traces:
+            self._derive(traces.pop(), pending)
+            if pending.bytes >= self.settings.max_batch_bytes:
+                self._write(pending)
+                self._commit()
+                pending = _Pending()
+        return pending
+
     def _observe(self, polled: dict[Any, list[Any]]) -> None:
         """Gauges that are cheap to read every iteration; lag from the last polled offsets."""
         self.metrics.open_traces.set(self._assembler.open_traces)
         self.metrics.open_spans.set(self._assembler.open_spans)
+        self.metrics.held_bytes.set(self._assembler.held_bytes)
+        unassembled = self._assembler.unassembled_spans - self.counts.unassembled_spans
+        if unassembled:
+            self.counts.unassembled_spans += unassembled
+            self.metrics.unassembled_spans.inc(unassembled)
         for tp, messages in polled.items():
             self.metrics.messages.labels(tp.topic).inc(len(messages))
             highwater = self._consumer.highwater(tp)
@@ -217,16 +298,21 @@ class Processor:
         self.counts.messages += 1
         source = (topic, partition, message.offset)
         self._offsets.seen(topic, partition, message.offset)
+        # The Kafka timestamp, not the clock: a replay sanitizes times the same way.
+        received = received_ns(getattr(message, "timestamp", None))
         try:
             if topic == self.settings.spans_topic:
-                spans = decode_spans(message.value or b"")
-                logs = []
+                decoded = decode_span_message(message.value or b"", received_ns=received)
+                spans, logs = decoded.spans, []
+                for rejected in decoded.rejected:  # one unusable span, not its whole message
+                    self._dead_letter(rejected.payload, rejected.reason, message.key, source)
             else:
-                logs = decode_logs(message.value or b"")
+                logs = decode_logs(message.value or b"", received_ns=received)
                 spans = []
         except DecodeError as error:
             self._dead_letter(message.value or b"", str(error), message.key, source)
             return
+        self._count_sanitized(spans, logs, pending)
         prefix = self.settings.index_prefix
         docs = [span_document(s, prefix) for s in spans] + [log_document(g, prefix) for g in logs]
         for trace_id in self._assembler.add_spans(spans, source):
@@ -247,10 +333,28 @@ class Processor:
             pending.documents += docs
             pending.releases.append(source)
 
+    def _count_sanitized(
+        self, spans: list[SpanRecord], logs: list[LogRecord], pending: _Pending
+    ) -> None:
+        """Count flagged records per reason; add the records' estimated bytes to the batch."""
+        for kind, records in (("spans", spans), ("logs", logs)):
+            for record in records:
+                for flag in record.flags:
+                    self.counts.sanitized[flag] += 1
+                    self.metrics.sanitized.labels(kind, flag).inc()
+        pending.bytes += sum(map(footprint, spans)) + LOG_BYTES * len(logs)
+
     def _derive(self, trace: OpenTrace, pending: _Pending) -> None:
         if not trace.complete:
             self.counts.incomplete_traces += 1
-        derived = derive_all(trace.spans.values(), trace.logs, complete=trace.complete)
+        derived = derive_all(
+            trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
+        )
+        for flag in derived.summary.anomalies:
+            self.counts.sanitized[flag] += 1
+            self.metrics.sanitized.labels("traces", flag).inc()
+        # Derived documents, estimated: about as many as the trace's spans, ~1 KB each.
+        pending.bytes += 1024 * (len(trace.spans) + 1)
         self.metrics.observe_hops(derived.hops)
         if not trace.complete:
             self.metrics.incomplete.inc()
@@ -319,14 +423,24 @@ class Processor:
                 self._consumer.resume(*self._consumer.paused())
 
     def _commit(self) -> None:
+        from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         moved = self._offsets.committable()
         if not moved:
             return
-        self._consumer.commit(
-            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in moved.items()}
-        )
+        try:
+            self._consumer.commit(
+                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in moved.items()}
+            )
+        except KafkaError as error:
+            # The broker restarting, the coordinator moving, the group rebalancing: not
+            # committing now loses nothing. The same offsets stay committable for the next
+            # iteration, or the next owner re-reads from the last commit.
+            self.counts.commit_retries += 1
+            self.metrics.commit_failures.inc()
+            logger.warning("offset commit deferred: %s: %s", type(error).__name__, error)
+            return
         self._offsets.committed(moved)
 
     def assigned(self, partitions: Iterable[Any]) -> None:
@@ -338,6 +452,10 @@ class Processor:
         network thread, where blocking calls such as ``committed()`` are not allowed.
         """
         self._needs_seek.update(partitions)
+        logger.info(
+            "assigned %s",
+            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "nothing",
+        )
 
     def _reseek(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
         """Seek newly assigned partitions to their committed offsets; drop what was fetched

@@ -7,7 +7,11 @@ templates use nothing beyond the server core (no data streams, ILM, ingest pipel
 OTel attributes live under ``attributes.*`` with ``subobjects: false``, so ``http.request`` and
 ``http.request.method`` can both be fields; strings map to ``keyword`` and numbers to numbers.
 A field-count guard stops a flood of distinct attribute keys (a mapping explosion) from
-rejecting documents: fields beyond the limit are kept in ``_source`` but not indexed.
+rejecting documents: fields beyond the limit (``FIELD_LIMIT`` per index, so per day) are kept
+in ``_source`` but not mapped, and Elasticsearch lists them in the document's ``_ignored``. The
+decoder caps each span at 128 attributes (:mod:`hopscope.processors.sanitize`), so one span
+cannot fill an index's mapping alone; many spans with distinct keys fill it for the rest of the
+day, after which only the keys already mapped are searchable.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ _BOOL = {"type": "boolean"}
 _ATTRIBUTE_TEMPLATES = [
     {"attr_strings": {"path_match": "attributes.*", "match_mapping_type": "string",
                       "mapping": {"type": "keyword", "ignore_above": 1024}}},
+    # ignore_malformed: a number that is a card number arrives masked, as text
+    # (redaction.mask_pan_number); kept in _source, it must not get the document rejected.
     {"attr_longs": {"path_match": "attributes.*", "match_mapping_type": "long",
-                    "mapping": {"type": "long"}}},
+                    "mapping": {"type": "long", "ignore_malformed": True}}},
     {"attr_doubles": {"path_match": "attributes.*", "match_mapping_type": "double",
-                      "mapping": {"type": "double"}}},
+                      "mapping": {"type": "double", "ignore_malformed": True}}},
     {"resource_strings": {"path_match": "resource.*", "match_mapping_type": "string",
                           "mapping": {"type": "keyword", "ignore_above": 1024}}},
     # Derived records: every other string is an identifier or a name.
@@ -44,6 +50,12 @@ _COMMON = {
     "service.node.name": _KEYWORD,
     "attributes": {"type": "object", "subobjects": False},
     "resource": {"type": "object", "subobjects": False},
+    # What the processor sanitized (reason codes, hopscope.processors.sanitize) and recorded
+    # times it replaced: text, since a uint64 may not fit a long.
+    "hopscope.sanitized": _KEYWORD,
+    "hopscope.original.start_ns": _KEYWORD,
+    "hopscope.original.end_ns": _KEYWORD,
+    "hopscope.original.time_ns": _KEYWORD,
 }
 
 _KIND_FIELDS: dict[str, dict[str, Any]] = {

@@ -31,6 +31,22 @@ ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:8.19.21"
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hopscope fault suite (tests/faults)")
+    group.addoption(
+        "--quick-faults",
+        action="store_true",
+        default=os.environ.get("HOPSCOPE_FAULTS_QUICK") == "1",
+        help="Shorter outages and waits in the fault suite (every case still runs).",
+    )
+    group.addoption(
+        "--reliability-report",
+        metavar="PATH",
+        default=None,
+        help="Write the fault suite's ledger table to PATH (docs/RELIABILITY.md).",
+    )
+
+
 @dataclass(frozen=True)
 class Services:
     kafka_bootstrap: str

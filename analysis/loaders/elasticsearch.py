@@ -28,6 +28,11 @@ Procedure, per index pattern ``<prefix>-<kind>-*`` (the coordination pattern hol
 
 A pattern that matches no index gives an empty frame. Errors raise
 :class:`~hopscope.analysis.errors.LoaderError` naming the pattern and Elasticsearch's answer.
+
+Given a URL, the loaders make their client with :func:`hopscope.es_security.es_client`, so the
+``HOPSCOPE_ES_*`` credentials and CA file apply; the raw searches of step 3 go through that
+client's own nodes and headers, so its TLS settings and ``Authorization`` apply to them too.
+The reader role they need is :func:`hopscope.es_security.reader_role`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import polars as pl
 
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.schema import SCHEMAS, TIME, Dataset, document_fields
+from hopscope.es_security import access_problem, es_client
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -136,9 +142,7 @@ def _client(client_or_url: Elasticsearch | str) -> Iterator[Elasticsearch]:
     if not isinstance(client_or_url, str):
         yield client_or_url
         return
-    from elasticsearch import Elasticsearch
-
-    client = Elasticsearch(client_or_url, request_timeout=REQUEST_TIMEOUT_S)
+    client = es_client(client_or_url, request_timeout=REQUEST_TIMEOUT_S)
     try:
         yield client
     finally:
@@ -157,7 +161,8 @@ class _RawSearch:
         from elastic_transport import HttpHeaders
 
         self._pool = client.transport.node_pool
-        # The client keeps its authentication and product headers here, not in the nodes.
+        # The client keeps its authentication and product headers here, not in the nodes (a
+        # node's own perform_request would go out without credentials and get a 401).
         headers = HttpHeaders(getattr(client, "_headers", None) or {})
         headers["content-type"] = "application/json"
         headers["accept"] = "application/json"
@@ -173,6 +178,9 @@ class _RawSearch:
                 request_timeout=REQUEST_TIMEOUT_S,
             )  # fmt: skip
         except TransportError as error:
+            problem = access_problem(error, node.base_url)
+            if problem is not None:
+                raise LoaderError(f"{what}: {problem}") from None
             self._pool.mark_dead(node)
             raise LoaderError(
                 f"{what}: Elasticsearch at {node.base_url} unreachable: {error}"
@@ -180,7 +188,13 @@ class _RawSearch:
         self._pool.mark_live(node)
         if meta.status != 200:
             text = bytes(raw[:2000]).decode(errors="replace")
-            raise LoaderError(f"{what}: Elasticsearch answered {meta.status}: {text}")
+            hint = {
+                401: "; the credentials were rejected (HOPSCOPE_ES_API_KEY, or "
+                "HOPSCOPE_ES_USERNAME and HOPSCOPE_ES_PASSWORD)",
+                403: "; the user or API key lacks a privilege: give it the reader role in "
+                "docs/SECURITY.md",
+            }.get(meta.status, "")
+            raise LoaderError(f"{what}: Elasticsearch answered {meta.status}{hint}: {text}")
         return bytes(raw)
 
 
@@ -191,7 +205,7 @@ def _api(call: Callable[[], Any], what: str) -> Any:
     try:
         return call()
     except (ApiError, TransportError) as error:
-        raise LoaderError(f"{what}: {error}") from None
+        raise LoaderError(f"{what}: {access_problem(error) or error}") from None
 
 
 def _read_dtype(types: Mapping[str, Any]) -> pl.DataType | None:
@@ -480,7 +494,7 @@ def load_elasticsearch(
 
     Parameters:
         client_or_url: an ``elasticsearch.Elasticsearch`` client (left open) or a URL (a
-            client is made and closed).
+            client is made with the ``HOPSCOPE_ES_*`` credentials and CA, and closed).
         index_prefix: the processors' index prefix; indices are ``<prefix>-<kind>-*``.
         since: first instant (inclusive) on ``@timestamp``; naive datetimes are UTC.
         until: end of the window (exclusive); naive datetimes are UTC.

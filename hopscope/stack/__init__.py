@@ -17,7 +17,9 @@ from hopscope.stack.launcher import (
     env_lines,
     log_path,
     read_endpoints,
+    start_service,
     status,
+    stop_service,
     up,
 )
 
@@ -36,6 +38,8 @@ __all__ = [
     "env_lines",
     "log_path",
     "read_endpoints",
+    "start_service",
     "status",
+    "stop_service",
     "up",
 ]

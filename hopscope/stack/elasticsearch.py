@@ -3,23 +3,45 @@
 Elasticsearch refuses to run as root and has no flag to allow it. When the launcher runs as
 root it creates a dedicated system user (:data:`ES_USER`) and runs the node as that user; the
 node's directories are then owned by it, and its distribution must be readable by it.
+
+A secured node (the security module ships in the zip) takes three more steps, for the tests
+of authentication and TLS:
+
+1. :func:`prepare` with :func:`security_settings` as overrides: security on, HTTPS with PEM
+   files under ``config/certs`` (Elasticsearch reads TLS files only inside its config
+   directory). Transport TLS is not needed: a ``single-node`` cluster bound to loopback passes
+   the bootstrap checks without it;
+2. :func:`write_certs`: a throwaway CA and the node's HTTP certificate, handed to the system
+   user;
+3. :func:`write_roles` and :func:`write_users`: file-based roles and file-realm users. The
+   integ-test-zip cannot create the security index (see :func:`write_roles`), so these are its
+   only principals: no native users, no API keys.
+
+The probes (:func:`health`, :func:`version`) take an ``Authorization`` header value and an SSL
+context for such a node.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import pwd
+import secrets
 import shutil
+import ssl
 import stat
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hopscope.stack import processes
+from hopscope.stack.certs import ServerCerts, make_server_certs
 from hopscope.stack.errors import StackError
 from hopscope.stack.java import JavaRuntime
 from hopscope.stack.ports import LOOPBACK
@@ -27,6 +49,8 @@ from hopscope.stack.ports import LOOPBACK
 ES_USER = "hopscope-es"
 # Enough for tests and the demo; Elasticsearch would otherwise take half the machine's RAM.
 ES_HEAP = "-Xms1g\n-Xmx1g\n"
+# Relative to the config directory, the only place Elasticsearch reads TLS files from.
+CERTS_DIR = "certs"
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,11 @@ class EsLayout:
         return self.root / "es.pid"
 
     @property
+    def certs(self) -> Path:
+        """The HTTP certificate, its key and the CA of a secured node."""
+        return self.config / CERTS_DIR
+
+    @property
     def marker(self) -> str:
         """Appears in the node's command line (``-Des.path.conf``): how we recognise it."""
         return str(self.config)
@@ -94,6 +123,97 @@ def node_settings(
     }
     settings.update(overrides or {})
     return "\n# hopscope local stack\n" + "".join(f"{k}: {v}\n" for k, v in settings.items())
+
+
+def security_settings() -> dict[str, str]:
+    """Overrides for :func:`prepare` that secure the node: authentication on, HTTP over TLS.
+
+    The PEM paths are relative to the config directory; :func:`write_certs` creates the files.
+    The transport layer stays plain: a ``single-node`` cluster on loopback has no peers, and
+    the bootstrap check that demands transport TLS is skipped for it.
+    """
+    return {
+        "xpack.security.enabled": "true",
+        "xpack.security.http.ssl.enabled": "true",
+        "xpack.security.http.ssl.certificate": f"{CERTS_DIR}/server.crt",
+        "xpack.security.http.ssl.key": f"{CERTS_DIR}/server.key",
+        "xpack.security.http.ssl.certificate_authorities": f"{CERTS_DIR}/ca.crt",
+    }
+
+
+def write_certs(layout: EsLayout) -> ServerCerts:
+    """Create the CA and the node's HTTP certificate in ``layout.certs`` (after :func:`prepare`).
+
+    As root the files go to the system user, which must read the private key (owner-only).
+    """
+    certs = make_server_certs(layout.certs)
+    _hand_to_user([layout.certs, certs.ca, certs.cert, certs.key])
+    return certs
+
+
+def write_roles(layout: EsLayout, roles: Mapping[str, Mapping[str, Any]]) -> None:
+    """Define file-based roles in ``config/roles.yml`` (after :func:`prepare`).
+
+    Each role is the JSON body ``PUT /_security/role/<name>`` takes (JSON is YAML). File roles
+    need no security index: the integ-test-zip cannot create one (its mapping uses analyzers
+    of the ``analysis-common`` module, which the zip lacks), so native roles, native users and
+    API keys are unavailable there, and the file realm is how such a node gets its principals.
+    """
+    text = "".join(f"{json.dumps(name)}: {json.dumps(role)}\n" for name, role in roles.items())
+    (layout.config / "roles.yml").write_text(text)
+    _hand_to_user([layout.config / "roles.yml"])
+
+
+def write_users(layout: EsLayout, users: Mapping[str, tuple[str, Sequence[str]]]) -> None:
+    """Define file-realm users (name -> (password, roles)) in ``config/users`` and
+    ``config/users_roles`` (after :func:`prepare`), replacing the ones there.
+
+    The files are what ``bin/elasticsearch-users useradd`` writes, with the passwords as
+    salted PBKDF2 hashes (``{PBKDF2}<cost>$<salt>$<key>``, HMAC-SHA512, one of the file realm's
+    documented hash formats), computed here rather than by starting a JVM per user. Neither
+    file holds a password in clear; both are readable by their owner only.
+    """
+    lines = []
+    members: dict[str, list[str]] = {}
+    for name, (password, roles) in users.items():
+        if not name or any(c in name for c in ":, \n") or not password:
+            raise ValueError(f"unusable file-realm user name or empty password for {name!r}")
+        lines.append(f"{name}:{pbkdf2_hash(password)}\n")
+        for role in roles:
+            members.setdefault(role, []).append(name)
+    written = [layout.config / "users", layout.config / "users_roles"]
+    texts = ["".join(lines), "".join(f"{r}:{','.join(n)}\n" for r, n in members.items())]
+    for path, text in zip(written, texts, strict=True):
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(text)
+    _hand_to_user(written)
+
+
+# Elasticsearch's default PBKDF2 cost; its hash parser expects 32 bytes of salt and of key.
+PBKDF2_COST = 10_000
+
+
+def pbkdf2_hash(password: str, salt: bytes | None = None) -> str:
+    """A file-realm password hash, as ``elasticsearch-users`` writes it with
+    ``xpack.security.authc.password_hashing.algorithm: pbkdf2``.
+
+    PBKDF2 with HMAC-SHA512, 10,000 rounds, a 256-bit key; salt and key in base64. ``salt``
+    (32 bytes) is random unless given (for a known-answer check).
+    """
+    salt = secrets.token_bytes(32) if salt is None else salt
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_COST, 32)
+    encode = base64.b64encode
+    return f"{{PBKDF2}}{PBKDF2_COST}${encode(salt).decode()}${encode(key).decode()}"
+
+
+def _hand_to_user(paths: Sequence[Path]) -> None:
+    """As root, give files written after :func:`prepare` to the node's system user."""
+    if not _must_drop_root():
+        return
+    user = ensure_user()
+    for path in paths:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
 def _must_drop_root() -> bool:
@@ -219,25 +339,41 @@ def start(java: JavaRuntime, run_home: Path, layout: EsLayout) -> int:
     return processes.start(command, log_file=layout.log, env=env, cwd=layout.root, user=user).pid
 
 
-def _get(url: str, timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str,
+    timeout: float,
+    authorization: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an HTTP URL: {url!r}")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    headers = {"Accept": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers.items()), error.read()
 
 
-def health(url: str, timeout: float = 2.0) -> str | None:
+def health(
+    url: str,
+    timeout: float = 2.0,
+    *,
+    authorization: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> str | None:
     """Cluster status ('green'/'yellow'/'red') of a genuine Elasticsearch, else None.
 
     The ``X-Elastic-Product: Elasticsearch`` header is required: without it the Python client
-    refuses to talk to the server (OpenSearch, a proxy's error page...).
+    refuses to talk to the server (OpenSearch, a proxy's error page...). A secured node needs
+    ``authorization`` (an ``Authorization`` header value) and, for a private CA, ``context``;
+    without them it answers 401 or fails the handshake, and the answer is None.
     """
     try:
-        status, headers, body = _get(f"{url}/_cluster/health", timeout)
+        status, headers, body = _get(f"{url}/_cluster/health", timeout, authorization, context)
     except (OSError, ValueError):
         return None
     product = {k.lower(): v for k, v in headers.items()}.get("x-elastic-product")
@@ -246,19 +382,26 @@ def health(url: str, timeout: float = 2.0) -> str | None:
     return str(json.loads(body).get("status"))
 
 
-def is_healthy(url: str) -> bool:
+def is_healthy(
+    url: str, *, authorization: str | None = None, context: ssl.SSLContext | None = None
+) -> bool:
     """True when the cluster is yellow or green (a one-node cluster is yellow with replicas)."""
-    return health(url) in {"yellow", "green"}
+    return health(url, authorization=authorization, context=context) in {"yellow", "green"}
 
 
-def version(url: str) -> str | None:
+def version(
+    url: str, *, authorization: str | None = None, context: ssl.SSLContext | None = None
+) -> str | None:
     """The node's version number.
 
     Read from ``GET /_nodes/_local``: the integ-test-zip lacks the ``rest-root`` module, so
-    ``GET /`` (and the Python client's ``info()``) answers 405 there.
+    ``GET /`` (and the Python client's ``info()``) answers 405 there. ``authorization`` and
+    ``context`` as for :func:`health`.
     """
     try:
-        status, _headers, body = _get(f"{url}/_nodes/_local?filter_path=nodes.*.version", 2.0)
+        status, _headers, body = _get(
+            f"{url}/_nodes/_local?filter_path=nodes.*.version", 2.0, authorization, context
+        )
     except (OSError, ValueError):
         return None
     if status != 200:

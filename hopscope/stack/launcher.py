@@ -264,6 +264,50 @@ def up(options: StackOptions, report: Report = _quiet) -> StackState:
     return state
 
 
+def stop_service(state_dir: Path, name: str, timeout: float = 60.0) -> None:
+    """Stop one service of a running stack (SIGTERM, SIGKILL after ``timeout``), keeping its
+    data, configuration and record: :func:`start_service` brings it back as it was.
+
+    What an operator does to one node during an incident drill; ``down`` stops everything.
+    """
+    svc = require_running(state_dir).services.get(name)
+    if svc is None:
+        raise StackNotRunningError(f"no {name} recorded in {state_dir}")
+    processes.stop(svc.pid, svc.marker, timeout=timeout)
+    if processes.pids_with_marker(svc.marker):
+        raise StackError(f"{name} (pid {svc.pid}) is still running after {timeout:.0f} s")
+
+
+def start_service(
+    state_dir: Path, name: str, cache_dir: Path, timeout: float = 180.0, report: Report = _quiet
+) -> StackState:
+    """Start a stopped service again on its recorded configuration, data and port; wait until
+    it is healthy.
+
+    ``up`` cannot do this: on a partly-down stack it takes everything down and starts afresh
+    on newly picked ports, and the clients of the surviving service would lose it.
+    """
+    state = require_running(state_dir)
+    svc = state.services.get(name)
+    if svc is None:
+        raise StackNotRunningError(f"no {name} recorded in {state_dir}")
+    if processes.pids_with_marker(svc.marker):
+        raise StackError(f"{name} is still running (pid {svc.pid}); stop it first")
+    java = find_java()
+    cached = artifacts_mod.cached_artifacts(cache_dir)
+    if name == "kafka":
+        svc.pid = kafka.start(java, cached.kafka_libs, kafka.KafkaLayout(state_dir / "kafka"))
+    else:
+        layout = es.EsLayout(state_dir / "elasticsearch")
+        home = layout.home_mirror if layout.home_mirror.exists() else cached.es_home
+        svc.pid = es.start(java, home, layout)
+    state.save()
+    report(f"started {name} again (pid {svc.pid})")
+    _wait_healthy(StackState(state.state_dir, state.java, state.started_at, {name: svc}),
+                  timeout, report)  # fmt: skip
+    return state
+
+
 def _distinct_free_ports(count: int, taken: set[int]) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
@@ -318,6 +362,8 @@ __all__ = [
     "log_path",
     "read_endpoints",
     "require_running",
+    "start_service",
     "status",
+    "stop_service",
     "up",
 ]

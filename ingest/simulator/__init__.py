@@ -10,6 +10,8 @@ timestamps included.
 
 The services are careless with card numbers on purpose (span attributes, log lines); the
 export pipeline's redaction must remove them. The ground truth lists them (``seeded_pans``).
+``foreign_pans=True`` adds services of other SDKs that write raw OTLP straight to Kafka with
+card numbers in every field (the processors must mask them; ``ground_truth["foreign"]``).
 
 ::
 
@@ -33,6 +35,7 @@ from hopscope.ingest.simulator._config import (
     SimulationConfig,
     Topology,
 )
+from hopscope.ingest.simulator._foreign import ForeignMessage
 from hopscope.ingest.simulator._ids import SeededIdGenerator
 from hopscope.ingest.simulator._kafka import KafkaRun, simulate_to_kafka
 from hopscope.ingest.simulator._pans import format_pan, generate_pan, is_luhn_valid
@@ -43,6 +46,7 @@ __all__ = [
     "DEFAULT_RATE",
     "DEFAULT_TRACES",
     "ExportIncompleteError",
+    "ForeignMessage",
     "KafkaRun",
     "Scenario",
     "SeededIdGenerator",

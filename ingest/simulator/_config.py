@@ -118,6 +118,12 @@ class SimulationConfig:
     consensus:
         Whether clearing appends each commit decision to its replicated log
         (``consensus.append`` spans).
+    foreign_pans:
+        Besides the network's own telemetry, write that of two services instrumented with other
+        OpenTelemetry SDKs (Java, Go) straight to Kafka as raw OTLP, with Luhn-valid card
+        numbers in every place telemetry has (see :mod:`._foreign`): the card-number audit's
+        traffic, which never passes hopscope's redaction. Off by default; turning it on leaves
+        the network's own telemetry unchanged.
     """
 
     start_ns: int
@@ -132,6 +138,7 @@ class SimulationConfig:
     environment: str = "simulation"
     region: str = "eu-central-1"
     topology: Topology = field(default_factory=Topology)
+    foreign_pans: bool = False
 
     def __post_init__(self) -> None:
         # Accept the scenario's name too (the CLI and JSON configs speak strings).

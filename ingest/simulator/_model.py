@@ -265,6 +265,9 @@ class PaymentNetwork:
         self._used_pans: dict[str, None] = {}  # insertion-ordered set
         self._pan_texts: set[str] = set()
         self._last_lag_warning: dict[str, int] = {}
+        # Told of every issuer call (trace id, CLIENT span id, start, end): the services of
+        # other SDKs that handle it when the run includes them (SimulationConfig.foreign_pans).
+        self.issuer_observer: Callable[[int, int, int, int], None] | None = None
 
         # The fault, resolved to concrete nodes, accounts and addresses.
         scenario = config.scenario
@@ -868,11 +871,15 @@ class PaymentNetwork:
             tracer=node.tracer,
             clock=node.clock,
         ) as call:
+            call_start = node.clock()
             if timed_out:
                 clock.advance(BANK_TIMEOUT_NS)
                 mark_error(call, TIMEOUT, f"no answer within {BANK_TIMEOUT_NS // NS_PER_MS} ms")
             else:
                 clock.advance(latency)
+        if self.issuer_observer is not None:
+            context = call.get_span_context()
+            self.issuer_observer(context.trace_id, context.span_id, call_start, node.clock())
         if timed_out:
             self.stats.bank_timeouts += 1
             node.logger.error(

@@ -5,7 +5,8 @@ Steps (matched by ``Step N`` comments in :func:`simulate`):
 1. Seed the model's random numbers and, separately, the trace/span ids.
 2. Build one node (TracerProvider + LoggerProvider + logger) per service instance, all
    feeding the caller's processors behind a counter; a skewed node gets its own clock view.
-3. Run the arrivals: Poisson, at ``rate`` per virtual second, one trace each.
+3. Run the arrivals: Poisson, at ``rate`` per virtual second, one trace each (with
+   ``foreign_pans``, the other SDKs' services answer every issuer call into ``foreign_sink``).
 4. Detach the nodes (the processors stay the caller's to flush and shut down) and assemble
    the ground truth with the exact counts of what reached the processors.
 """
@@ -31,6 +32,7 @@ from hopscope.ingest.simulator._config import (
     CLOCK_SKEW_OFFSET_NS,
     SimulationConfig,
 )
+from hopscope.ingest.simulator._foreign import ForeignServices, ForeignSink
 from hopscope.ingest.simulator._ids import SeededIdGenerator
 from hopscope.ingest.simulator._model import (
     BANK_ADAPTER,
@@ -86,6 +88,7 @@ def simulate(
     span_processors: Sequence[SpanProcessor],
     log_processors: Sequence[LogRecordProcessor] = (),
     progress: Progress | None = None,
+    foreign_sink: ForeignSink | None = None,
 ) -> SimulationResult:
     """Simulate ``config.trace_count`` payments through the modelled network.
 
@@ -101,13 +104,18 @@ def simulate(
         Where the telemetry goes (an export pipeline, or in-memory exporters in tests).
     progress:
         Called with the number of traces done after each trace.
+    foreign_sink:
+        Required with ``config.foreign_pans``: receives the other SDKs' telemetry as raw
+        OTLP Kafka messages (:class:`~._foreign.ForeignMessage`), one spans and one logs
+        message per issuer call.
 
     Returns
     -------
     SimulationResult
         Counts of traces, spans and log records handed to the processors, and the ground
         truth (scenario, what was injected where and when, the expected effect, the leaked
-        card numbers).
+        card numbers; with ``foreign_pans`` also ``foreign``: the other SDKs' counts and
+        every card number they carry).
 
     Examples
     --------
@@ -119,6 +127,11 @@ def simulate(
     >>> result.traces, result.spans == len(exporter.get_finished_spans())
     (3, True)
     """
+    if config.foreign_pans and foreign_sink is None:
+        raise ValueError(
+            "foreign_pans needs a foreign_sink: the other SDKs' telemetry goes straight to "
+            "Kafka, not through span or log processors"
+        )
     # Step 1: one generator for the model's decisions, another for the ids.
     rng = random.Random(config.seed)  # noqa: S311 (a model's randomness, seeded on purpose)
     id_generator = SeededIdGenerator(f"hopscope-simulator-ids/{config.seed}")
@@ -152,6 +165,12 @@ def simulate(
 
     # Step 3: Poisson arrivals, the first one at the start.
     network = PaymentNetwork(config, clock, rng, nodes)
+    foreign: ForeignServices | None = None
+    if config.foreign_pans and foreign_sink is not None:
+        foreign = ForeignServices(
+            config.seed, foreign_sink, environment=config.environment, region=config.region
+        )
+        network.issuer_observer = foreign.issuer_call
     traces = config.trace_count
     arrival = config.start_ns
     try:
@@ -190,6 +209,8 @@ def simulate(
         "seeded_pans": network.seeded_pans(),
         "seeded_pan_texts": network.seeded_pan_texts(),
     }
+    if foreign is not None:
+        ground_truth["foreign"] = foreign.truth()
     return SimulationResult(
         traces=traces,
         spans=span_counter.count,

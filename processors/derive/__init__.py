@@ -82,6 +82,7 @@ def derive_all(
     *,
     complete: bool = True,
     rules: Sequence[CoordinationRule] = (),
+    anomalies: Iterable[str] = (),
 ) -> DerivedRecords:
     """Derive every record of one trace, indexing the spans and walking the critical path once.
 
@@ -90,6 +91,8 @@ def derive_all(
         logs: log records; ``hopscope.failover`` cluster events become failovers.
         complete: whether the assembler saw the trace finish (copied to the summary).
         rules: extra coordination rules (see :class:`CoordinationRule`).
+        anomalies: reason codes the caller adds to the summary's (the assembler's
+            ``span_limit``, ``duplicate_span_ids``).
 
     Examples:
         >>> from hopscope.processors.records import SpanRecord
@@ -115,6 +118,7 @@ def derive_all(
         retry_count=len(chains.retries),
         hop_count=len(hops),
         complete=complete,
+        anomalies=anomalies,
     )
     return DerivedRecords(
         trace_id=summary.trace_id,

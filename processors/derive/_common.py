@@ -5,7 +5,9 @@ arrive twice (at-least-once delivery), parents go missing (a trace flushed as in
 uninstrumented hop), garbage ids make parent cycles, clocks make ``end < start``. The rules,
 applied here once so that every module agrees:
 
-- **Duplicates**: the first span with a given id wins; later ones are ignored.
+- **Duplicates**: the first span with a given id wins; later ones are ignored (the assembler
+  has already kept the last one in Kafka order, as Elasticsearch does: see
+  :mod:`hopscope.processors.assembly`).
 - **Durations**: ``end < start`` counts as a zero-length span (:func:`end_of`, :func:`duration`).
   The record's raw timestamps are never changed.
 - **Tree**: a span's tree parent is the span named by its ``parent_id`` when that span is in the
@@ -32,6 +34,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from hopscope.ingest import conventions as c
+from hopscope.processors import sanitize
 from hopscope.processors.records import CLIENT, CONSUMER, ERROR, SERVER, SpanRecord
 
 # A SERVER or CONSUMER span is where a service starts handling a request: the "service span" a
@@ -174,8 +177,11 @@ class TraceIndex:
 
     def __init__(self, spans: Iterable[SpanRecord]) -> None:
         by_id: dict[str, SpanRecord] = {}
+        self.conflicting_duplicates = 0  # same id, different content (identical: redelivery)
         for span in spans:
-            by_id.setdefault(span.span_id, span)  # duplicates: the first one wins
+            known = by_id.setdefault(span.span_id, span)  # duplicates: the first one wins
+            if known is not span and known != span:
+                self.conflicting_duplicates += 1
         self.by_id = by_id
         self.spans: list[SpanRecord] = list(by_id.values())
         self.trace_id = self.spans[0].trace_id if self.spans else ""
@@ -249,6 +255,26 @@ class TraceIndex:
             before = len(self.top_down)
             self._grow(top)
             reached.update(s.span_id for s in self.top_down[before:])
+
+    @cached_property
+    def anomalies(self) -> tuple[str, ...]:
+        """Reason codes (:mod:`hopscope.processors.sanitize`) of what is wrong with the tree:
+        orphans, no root, several roots, parent cycles, conflicting duplicate ids, spans that
+        end before they start. Sorted; empty for a clean tree."""
+        found = []
+        if self.orphans:
+            found.append(sanitize.ORPHAN_SPANS)
+        if self.spans and not self.roots:
+            found.append(sanitize.MISSING_ROOT)
+        if len(self.roots) > 1:
+            found.append(sanitize.MULTIPLE_ROOTS)
+        if self.cycle_roots:
+            found.append(sanitize.PARENT_CYCLE)
+        if self.conflicting_duplicates:
+            found.append(sanitize.DUPLICATE_SPAN_IDS)
+        if any(span.end_ns < span.start_ns for span in self.spans):
+            found.append(sanitize.END_BEFORE_START)
+        return tuple(sorted(found))
 
     def coordination_kinds(self, rules: Sequence[CoordinationRule] = ()) -> dict[str, str]:
         """Span id → coordination kind, for the spans that have one; computed once per rule set

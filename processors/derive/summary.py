@@ -16,7 +16,11 @@ Fields and their sources:
 - ``failover_count`` (deduplicated, span events included; log records are counted when given),
   ``retry_count``, ``hop_count``;
 - ``payment_id``: the root's ``payment.id``, else the first span's that has one (by start, then
-  span id), else the first log record's.
+  span id), else the first log record's;
+- ``anomalies``: what is wrong with the trace's tree (orphans, no root, several roots, parent
+  cycles, conflicting duplicate ids, ``end < start``; :attr:`TraceIndex.anomalies`) plus what
+  the caller noticed (the assembler's ``span_limit``), sorted reason codes of
+  :mod:`hopscope.processors.sanitize`.
 
 With no spans the summary is empty: no root, zeros, ``trace_id`` from the logs or ``""``.
 """
@@ -63,6 +67,7 @@ class TraceSummary:
     retry_count: int
     hop_count: int
     payment_id: str | None
+    anomalies: tuple[str, ...] = ()
 
 
 def summarize_trace(
@@ -71,6 +76,7 @@ def summarize_trace(
     *,
     complete: bool = True,
     rules: Sequence[CoordinationRule] = (),
+    anomalies: Iterable[str] = (),
 ) -> TraceSummary:
     """Summarize one trace.
 
@@ -79,6 +85,7 @@ def summarize_trace(
         logs: its log records (for cluster-event failovers and a ``payment.id`` fallback).
         complete: whether the assembler saw the trace finish (passed through).
         rules: extra coordination rules for the critical path's ``coordination`` time.
+        anomalies: reason codes the caller adds to the tree's own (e.g. ``span_limit``).
 
     Examples:
         >>> from hopscope.processors.records import SpanRecord
@@ -107,6 +114,7 @@ def summarize_trace(
         retry_count=len(chains.retries),
         hop_count=len(_derive_hops(index)),
         complete=complete,
+        anomalies=anomalies,
     )
 
 
@@ -136,6 +144,7 @@ def _summarize(
     retry_count: int,
     hop_count: int,
     complete: bool,
+    anomalies: Iterable[str] = (),
 ) -> TraceSummary:
     root = index.main_root
     spans = index.spans
@@ -159,4 +168,5 @@ def _summarize(
         retry_count=retry_count,
         hop_count=hop_count,
         payment_id=_payment_id(index, logs),
+        anomalies=tuple(sorted({*index.anomalies, *anomalies})),
     )

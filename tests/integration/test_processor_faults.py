@@ -1,4 +1,6 @@
-"""The processor under faults: Elasticsearch down, the processor killed, poison messages.
+"""The processor under hand-made faults: poison messages, rejected documents, a restart
+between the parts of a split trace, a rebalance while traces are open. The injected outages
+and kills under steady traffic are the fault suite's (tests/faults/).
 
 DESIGN.md §4: at-least-once from Kafka plus deterministic ids gives every record exactly once
 in Elasticsearch; a partition's offset is committed only up to the lowest message whose records
@@ -13,19 +15,13 @@ the same topics, and every id exactly once.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,14 +31,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from hopscope import stack
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate_to_kafka
 from hopscope.processors.runtime import Processor, ProcessorCounts
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, default_cache_dir
-from hopscope.stack import artifacts, processes
-from hopscope.stack import elasticsearch as es_node
-from hopscope.stack.java import find_java
-from hopscope.stack.launcher import StackState
 from tests.conftest import Services
 from tests.integration.processor_support import (
     Topics,
@@ -139,70 +129,7 @@ def assert_exactly_once(
     return found
 
 
-def assert_committed_were_indexed(
-    es: Elasticsearch, bootstrap: str, topics: Topics, prefix: str, committed: dict[Any, Any]
-) -> None:
-    """Every span below the committed offset is in Elasticsearch, with its trace's summary:
-    a commit never runs ahead of the acknowledged records (DESIGN.md §4)."""
-    below = [
-        m
-        for m in read_topic(bootstrap, topics.spans)
-        if m.offset < (committed.get(TopicPartition(m.topic, m.partition)) or 0)
-    ]
-    ids = sorted(set(span_doc_ids(below)))
-    traces = sorted({i.split("-")[0] for i in ids})
-    refresh(es, prefix)
-    assert count(es, prefix, "spans", {"ids": {"values": ids}}) == len(ids)
-    assert count(es, prefix, "traces", {"ids": {"values": traces}}) == len(traces)
-
-
-# -- (i) Elasticsearch stopped and restarted mid-stream --------------------------------------
-
-
-@pytest.fixture
-def private_stack() -> Iterator[tuple[Path, stack.StackState]]:
-    """A stack of this test's own, so it can stop and restart its Elasticsearch."""
-    # Under /tmp, world-traversable: Elasticsearch's system user must reach it as root.
-    state_dir = Path(tempfile.mkdtemp(prefix="hopscope-outage-", dir="/tmp"))
-    state_dir.chmod(0o755)
-    try:
-        yield (
-            state_dir,
-            stack.up(stack.StackOptions(cache_dir=default_cache_dir(), state_dir=state_dir)),
-        )
-    finally:
-        stack.down(state_dir, timeout=20)
-        shutil.rmtree(state_dir, ignore_errors=True)
-    assert processes.pids_with_marker(str(state_dir)) == []
-
-
-def stop_elasticsearch(state_dir: Path) -> None:
-    """SIGTERM only the node's process group (Kafka keeps running)."""
-    node = StackState.load(state_dir).services["elasticsearch"]  # type: ignore[union-attr]
-    assert processes.stop(node.pid, node.marker, timeout=60)
-    assert processes.pids_with_marker(node.marker) == []
-
-
-def restart_elasticsearch(state_dir: Path) -> None:
-    """Start the node again on its recorded settings, data and port.
-
-    ``stack.up`` cannot do this: on a partly-down stack it takes everything down (Kafka too)
-    and starts afresh on newly picked ports. So the node is started as ``up`` started it.
-    """
-    state = StackState.load(state_dir)
-    assert state is not None
-    layout = es_node.EsLayout(state_dir / "elasticsearch")
-    home = layout.home_mirror
-    if not home.exists():
-        home = artifacts.cached_artifacts(default_cache_dir()).es_home
-    pid = es_node.start(find_java(), home, layout)
-    state.services["elasticsearch"].pid = pid
-    state.save()
-    deadline = time.monotonic() + WAIT_S
-    while not es_node.is_healthy(state.es_url):
-        assert processes.exited(pid) is None, processes.log_excerpt(layout.log)
-        assert time.monotonic() < deadline, "Elasticsearch did not come back"
-        time.sleep(1)
+# -- processors in threads -------------------------------------------------------------
 
 
 class ProcessorThread:
@@ -237,143 +164,7 @@ class ProcessorThread:
         return self.counts
 
 
-@pytest.mark.stack
-def test_an_elasticsearch_outage_loses_and_duplicates_nothing(
-    private_stack: tuple[Path, stack.StackState], topics: Topics, request: pytest.FixtureRequest
-) -> None:
-    state_dir, state = private_stack
-    bootstrap, es_url = state.kafka_bootstrap, state.es_url
-    es = Elasticsearch(es_url, request_timeout=30)
-    request.addfinalizer(es.close)
-    prefix, group = f"hopscope-outage-{uuid.uuid4().hex[:8]}", f"outage-{uuid.uuid4().hex[:8]}"
-    produced = Produced()
-    produced.simulate(bootstrap, topics, seed=41, traces=150)
-
-    # Quick retries, so the test does not wait out a long backoff once the node is back.
-    settings = processor_settings(bootstrap, es_url, topics, prefix, group, backoff_max_s=4.0)
-    worker = ProcessorThread(Processor(settings))
-    worker.start()
-    try:
-        # Step 1: the first traffic is processed and committed while all is well.
-        assert wait_for_count(es, prefix, "traces", produced.traces, WAIT_S) == produced.traces
-        deadline = time.monotonic() + WAIT_S
-        while (before := offsets(bootstrap, group, topics.inputs))[0] != before[1]:
-            assert time.monotonic() < deadline, f"offsets not committed: {before}"
-            time.sleep(0.5)
-
-        assert_committed_were_indexed(es, bootstrap, topics, prefix, before[0])
-
-        # Step 2: Elasticsearch goes away; Kafka stays, and traffic keeps coming.
-        stop_elasticsearch(state_dir)
-        assert {s.name: s.up for s in stack.status(state_dir)} == {
-            "kafka": True,
-            "elasticsearch": False,
-        }
-        outage_started = time.monotonic()
-        produced.simulate(bootstrap, topics, seed=42, traces=150, offset_s=10)
-        committed_during = []
-        while time.monotonic() - outage_started < 30 or worker.processor.counts.retries == 0:
-            assert time.monotonic() - outage_started < WAIT_S, "the processor never retried"
-            committed_during.append(offsets(bootstrap, group, topics.inputs)[0])
-            time.sleep(2)
-        # Nothing could be acknowledged, so nothing was committed past the first traffic.
-        assert all(c == before[0] for c in committed_during), committed_during
-        assert worker.processor.counts.retries > 0
-
-        # Step 3: the node comes back on its own data; the processor catches up by itself.
-        restart_elasticsearch(state_dir)
-        produced.simulate(bootstrap, topics, seed=43, traces=50, offset_s=20)
-        assert wait_for_count(es, prefix, "traces", produced.traces, WAIT_S) == produced.traces
-        deadline = time.monotonic() + WAIT_S
-        while (after := offsets(bootstrap, group, topics.inputs))[0] != after[1]:
-            assert time.monotonic() < deadline, f"offsets not committed: {after}"
-            time.sleep(0.5)
-    finally:
-        worker.stop()
-
-    counts = worker.result()
-    assert counts.retries > 0 and counts.dead_letters == 0
-    assert counts.indexed["spans"] == produced.spans  # a retried batch counts once, when written
-    assert_exactly_once(es, bootstrap, es_url, topics, prefix, produced)
-    committed, ends = offsets(bootstrap, group, topics.inputs)
-    assert committed == ends and sum(ends.values()) > 0
-
-
-# -- (ii) the processor SIGKILLed mid-stream and restarted -----------------------------------
-
-
-def processor_command(group: str, *options: str) -> list[str]:
-    return [sys.executable, "-m", "hopscope.cli", "process", "--group", group, *options]
-
-
-def processor_env(services: Services, topics: Topics, prefix: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        ENV_KAFKA_BOOTSTRAP: services.kafka_bootstrap,
-        ENV_ES_URL: services.es_url,
-        "HOPSCOPE_SPANS_TOPIC": topics.spans,
-        "HOPSCOPE_LOGS_TOPIC": topics.logs,
-        "HOPSCOPE_DLQ_TOPIC": topics.dlq,
-        "HOPSCOPE_INDEX_PREFIX": prefix,
-        "NO_COLOR": "1",
-    }
-
-
-def test_a_killed_processor_restarts_without_loss_or_duplicates(
-    services: Services,
-    topics: Topics,
-    index_prefix: str,
-    es_client: Any,
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> None:
-    bootstrap = services.kafka_bootstrap
-    group = unique_name("group")
-    env = processor_env(services, topics, index_prefix)
-    produced = Produced()
-    produced.simulate(bootstrap, topics, seed=21, traces=120)
-    first_traces = produced.traces
-
-    log = (tmp_path / "first.log").open("wb")
-    # A longer trace idle than the traffic takes to produce: the last traces cannot have been
-    # derived (nor their offsets committed) when the kill comes right after the last send.
-    first = subprocess.Popen(
-        processor_command(group, "--trace-idle", "2"), env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        seen = wait_for_count(es_client, index_prefix, "traces", first_traces, WAIT_S)
-        assert seen == first_traces, (tmp_path / "first.log").read_text()[-3000:]
-        produced.simulate(bootstrap, topics, seed=22, traces=120, offset_s=10)
-    finally:
-        first.kill()  # SIGKILL: no flush, no commit, no goodbye
-        first.wait(timeout=30)
-        log.close()
-    assert first.returncode == -9
-
-    # What the killed processor committed was acknowledged; the rest was not committed.
-    committed, ends = offsets(bootstrap, group, topics.inputs)
-    spans_tp = TopicPartition(topics.spans, 0)
-    assert 0 < committed[spans_tp] < ends[spans_tp]
-    assert_committed_were_indexed(es_client, bootstrap, topics, index_prefix, committed)
-
-    second = subprocess.run(
-        processor_command(group, "--drain", "--trace-idle", "0.5"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert second.returncode == 0, second.stdout + second.stderr[-3000:]
-    assert re.search(r"dead letters 0, retries 0, incomplete traces 0", second.stdout), (
-        second.stdout
-    )
-    assert_exactly_once(es_client, bootstrap, services.es_url, topics, index_prefix, produced)
-    committed, ends = offsets(bootstrap, group, topics.inputs)
-    assert committed == ends
-
-
-# -- (iii) poison messages and rejected documents --------------------------------------------
+# -- poison messages and rejected documents --------------------------------------------
 
 
 def otlp_spans(trace_id: bytes, spans: list[dict[str, Any]], service: str = "poison") -> bytes:
