@@ -11,6 +11,11 @@ was indexed.
     python benchmarks/memory_bounds.py [--traces 1000000] [--max-memory-mb 256]
 
 Needs HOPSCOPE_KAFKA_BOOTSTRAP and HOPSCOPE_ES_URL (``hopscope stack env``).
+
+Measured on a 2-core machine running Kafka and Elasticsearch as well (the defaults: 1,000,000
+traces, two of 100,000 spans, 256 MB): produce 18 s; process 558 s (2,150 spans/s, the
+2.2 million documents at about 3,900 documents/s, Elasticsearch-bound); peak RSS 216 MB; all
+1,200,000 spans indexed, 1,000,001 of the 1,000,002 traces summarized as incomplete.
 """
 
 from __future__ import annotations

@@ -54,8 +54,10 @@ LOG_BYTES: Final = 1_500  # a log record and its document, for the runtime's bat
 # Memory not held by open traces: the interpreter and its libraries, Kafka fetch buffers, one
 # iteration's documents and bulk request (see memory_bounds).
 BASELINE_BYTES: Final = 128 * 1024 * 1024
-# Evicted trace ids remembered so their later spans are not assembled (about 100 B each).
-EVICTED_IDS: Final = 100_000
+# Evicted trace ids remembered so their later spans are not assembled: about 180 B each, so
+# 4 MB at most (part of BASELINE_BYTES); late spans come within seconds, and a flood evicts
+# far more traces than any of them could be waiting for.
+EVICTED_IDS: Final = 20_000
 
 
 def footprint(span: SpanRecord) -> int:

@@ -279,21 +279,32 @@ _OTLP_JSON_KEYS = {
 
 def _prepare_json(node: Any, flags: set[str]) -> Any:
     """OTLP/JSON as protobuf's JSON mapping takes it: hex ids as base64, and strings that
-    are no valid UTF-8 (unpaired surrogates from ``\\ud800`` escapes) repaired."""
+    are no valid UTF-8 (unpaired surrogates from ``\\ud800`` escapes) repaired, in values
+    and in keys (the protobuf runtime fails on such a key with a SystemError)."""
     if isinstance(node, dict):
         return {
-            key: _id_to_base64(value) if key in _ID_KEYS else _prepare_json(value, flags)
+            _repair(key, flags): _id_to_base64(value)
+            if key in _ID_KEYS
+            else _prepare_json(value, flags)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [_prepare_json(item, flags) for item in node]
-    if isinstance(node, str) and not node.isascii():
-        try:
-            node.encode()
-        except UnicodeEncodeError:
-            flags.add(s.INVALID_UTF8)
-            return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in node)
+    if isinstance(node, str):
+        return _repair(node, flags)
     return node
+
+
+def _repair(text: str, flags: set[str]) -> str:
+    """``text`` with unpaired surrogates as U+FFFD (flagged ``invalid_utf8``)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        flags.add(s.INVALID_UTF8)
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
 
 
 def _id_to_base64(value: Any) -> Any:
@@ -365,17 +376,20 @@ def _parse(payload: bytes, message: Any, kind: str, flags: set[str]) -> Any:
                 raise DecodeError(f"JSON without OTLP {kind} content (no {kind} key)")
             json_format.ParseDict(_prepare_json(document, flags), message,
                                   ignore_unknown_fields=True)  # fmt: skip
-        except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
+        # SystemError: the protobuf runtime's C code failing on input it did not expect; no
+        # input may stop the processor, so it is a dead letter like any other parse error.
+        except (json_format.ParseError, ValueError, TypeError, RecursionError,
+                SystemError) as error:  # fmt: skip
             raise DecodeError(f"invalid OTLP/JSON {kind}: {str(error)[:500]}") from None
         return message
     try:
         message.ParseFromString(payload)
-    except (ProtobufDecodeError, RuntimeError, ValueError) as error:
+    except (ProtobufDecodeError, RuntimeError, ValueError, SystemError) as error:
         # Parsed again with bytes for strings: when that works, only UTF-8 was wrong.
         lenient = _lenient_classes()[kind]()
         try:
             lenient.ParseFromString(payload)
-        except (ProtobufDecodeError, RuntimeError, ValueError):
+        except (ProtobufDecodeError, RuntimeError, ValueError, SystemError):
             raise DecodeError(f"invalid OTLP protobuf {kind}: {error}") from None
         return lenient
     return message

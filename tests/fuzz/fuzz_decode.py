@@ -16,7 +16,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["hopscope"]):
     from hopscope.processors.decode import decode_logs, decode_span_message
     from hopscope.processors.documents import log_document, span_document
     from hopscope.processors.errors import DecodeError

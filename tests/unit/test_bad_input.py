@@ -196,6 +196,10 @@ def test_invalid_utf8_and_unpaired_surrogates_in_otlp_json_flag_the_message() ->
         spans = decode_spans(payload)
         assert spans[0].name == "a\ufffdb"
         assert [span.flags for span in spans] == [(s.INVALID_UTF8,)] * 2
+    # In a key, the protobuf runtime's C code failed with a SystemError (found by atheris).
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["x\udc80"] = 1
+    spans = decode_spans(json.dumps(document).encode())
+    assert [span.flags for span in spans] == [(s.INVALID_UTF8,)] * 2
 
 
 def test_a_1mib_value_is_cut_after_masking_card_numbers() -> None:

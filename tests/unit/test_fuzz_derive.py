@@ -86,7 +86,7 @@ def has_cycle(spans: list[SpanRecord]) -> bool:
 
 
 @given(forests())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_derivations_on_random_forests_never_raise_nor_go_negative(
     spans: list[SpanRecord],
 ) -> None:
