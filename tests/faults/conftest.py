@@ -4,6 +4,7 @@ the waits (full or ``--quick-faults``), and the ledger rows that become docs/REL
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -45,8 +46,11 @@ def ledger(request: pytest.FixtureRequest, waits: dict[str, float]) -> Iterator[
 @pytest.fixture(scope="session")
 def fault_stack() -> Iterator[tuple[Path, stack.StackState]]:
     """Kafka and Elasticsearch of the suite's own: cases stop and restart them."""
-    # Under /tmp, world-traversable: Elasticsearch's system user must reach it as root.
-    state_dir = Path(tempfile.mkdtemp(prefix="hopscope-faults-", dir="/tmp"))
+    # World-traversable (Elasticsearch's system user must reach it as root): under /tmp, or
+    # beside the test stack's directory when one is given (CI), whose clean-up then finds it.
+    parent = os.environ.get("HOPSCOPE_TEST_STATE_DIR")
+    base = Path(parent).parent if parent else Path("/tmp")
+    state_dir = Path(tempfile.mkdtemp(prefix="hopscope-faults-", dir=base))
     state_dir.chmod(0o755)
     try:
         yield (

@@ -14,7 +14,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from hopscope.ingest.redaction import (
     luhn_valid,
@@ -26,6 +25,7 @@ from hopscope.ingest.redaction import (
 )
 from hopscope.processors.decode import decode_logs, decode_span_message
 from hopscope.processors.documents import log_document, span_document
+from tests.otlp_builders import any_value, key_values
 
 VISA16 = "4111111111111111"
 VISA13 = "4222222222222"
@@ -221,31 +221,6 @@ def test_the_sdk_masks_bytes_values_too() -> None:
 
 
 # -- the processors' decoding: every AnyValue shape, every place ---------------------------
-
-
-def any_value(value: Any) -> AnyValue:
-    out = AnyValue()
-    if isinstance(value, bool):
-        out.bool_value = value
-    elif isinstance(value, int):
-        out.int_value = value
-    elif isinstance(value, float):
-        out.double_value = value
-    elif isinstance(value, bytes):
-        out.bytes_value = value
-    elif isinstance(value, str):
-        out.string_value = value
-    elif isinstance(value, list):
-        out.array_value.values.extend(any_value(v) for v in value)
-    else:
-        out.kvlist_value.values.extend(
-            KeyValue(key=k, value=any_value(v)) for k, v in value.items()
-        )
-    return out
-
-
-def key_values(attributes: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
 
 
 # One value of each shape, each carrying a card number (or being one).
