@@ -153,3 +153,32 @@ def test_an_unreachable_broker_is_an_error_not_a_silent_loss() -> None:
     config = SimulationConfig(start_ns=parse_iso8601_ns(START), traces=300)
     with pytest.raises(ExportIncompleteError, match=r"127\.0\.0\.1:9"):
         simulate_to_kafka(config, bootstrap="127.0.0.1:9", flush_timeout_s=2)
+
+
+def test_the_foreign_pans_option_writes_other_sdks_telemetry_unmasked(
+    services: Services, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``--foreign-pans``: other SDKs' spans and logs reach the topics raw, card numbers and
+    all (what the processors must mask: tests/integration/test_pan_audit.py)."""
+    spans_topic, logs_topic = unique_name("spans"), unique_name("logs")
+    truth_file = tmp_path / "truth.json"
+    result = runner.invoke(app, [
+        "simulate", "--traces", "3", "--start", START, "--foreign-pans",
+        "--bootstrap", services.kafka_bootstrap, "--spans-topic", spans_topic,
+        "--logs-topic", logs_topic, "--ground-truth", str(truth_file),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    truth = json.loads(truth_file.read_text())
+    foreign = truth["foreign"]
+    assert result.stdout.splitlines()[-1] == (
+        f"other SDKs: {foreign['spans']} spans, {foreign['log_records']} log records, "
+        f"{len(foreign['seeded_pans'])} card numbers"
+    )
+    expected = truth["counts"]["spans"] + foreign["spans"]
+    messages = read_all(services.kafka_bootstrap, [spans_topic, logs_topic], 2)
+    spans = [s for m in messages if m.topic == spans_topic for s in spans_of(m)]
+    services_seen = Counter(attrs(resource.attributes)[c.SERVICE_NAME] for resource, _ in spans)
+    assert services_seen["issuer-gateway"] > 0 and services_seen["token-vault"] > 0
+    assert len(spans) == expected
+    raw = b"".join(m.value for m in messages)
+    assert any(p.encode() in raw for p in foreign["seeded_pan_texts"]), "nothing seeded raw"

@@ -10,7 +10,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from typer.testing import CliRunner
 
-from hopscope.cli import app
 from hopscope.ingest.simulator import (
     ForeignMessage,
-    KafkaRun,
     SimulationConfig,
     SimulationResult,
     is_luhn_valid,
@@ -250,31 +246,3 @@ def test_the_processors_decoding_leaves_no_seeded_card_number() -> None:
     leaked = [p for p in foreign["seeded_pans"] + foreign["seeded_pan_texts"] if p in haystack]
     assert not leaked, leaked[:3]
     assert len(documents) == foreign["spans"] + foreign["log_records"]
-
-
-def test_the_cli_option_turns_it_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--foreign-pans`` reaches the config and the ground truth; Kafka is replaced by the
-    in-memory run here (the run into the real broker: tests/integration/test_pan_audit.py)."""
-    import hopscope.ingest.simulator as simulator
-
-    seen: list[SimulationConfig] = []
-
-    def in_memory(config: SimulationConfig, **_: Any) -> KafkaRun:
-        seen.append(config)
-        messages: list[ForeignMessage] = []
-        result = simulate(config, span_processors=[], foreign_sink=messages.append)
-        return KafkaRun(result, {})
-
-    monkeypatch.setattr(simulator, "simulate_to_kafka", in_memory)
-    truth_file = tmp_path / "truth.json"
-    result = CliRunner().invoke(app, [
-        "simulate", "--traces", "3", "--start", "2026-03-02T09:00:00Z", "--foreign-pans",
-        "--bootstrap", "kafka:9092", "--ground-truth", str(truth_file),
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert [config.foreign_pans for config in seen] == [True]
-    foreign = json.loads(truth_file.read_text())["foreign"]
-    assert result.stdout.splitlines()[-1] == (
-        f"other SDKs: {foreign['spans']} spans, {foreign['log_records']} log records, "
-        f"{len(foreign['seeded_pans'])} card numbers"
-    )
