@@ -260,14 +260,14 @@ class LagSampler:
 
     def ends_at(self, moment: float) -> dict[Any, int]:
         """The end offsets of the first sample at or after ``moment``."""
-        for at, _committed, ends in self.samples:
+        for at, _committed, ends in sorted(self.samples, key=lambda sample: sample[0]):
             if at >= moment:
                 return ends
         raise AssertionError("no lag sample after the fault cleared")
 
     def recovery_s(self, cleared_at: float) -> float:
         backlog = self.ends_at(cleared_at)
-        for at, committed, _ends in self.samples:
+        for at, committed, _ends in sorted(self.samples, key=lambda sample: sample[0]):
             if at >= cleared_at and all(committed.get(tp, 0) >= o for tp, o in backlog.items()):
                 return at - cleared_at
         raise AssertionError("the group never caught up with the backlog of the fault")
@@ -280,6 +280,9 @@ class LagSampler:
             while True:
                 try:
                     committed, ends = self.sample(consumer)
+                    # Also a sample: the thread's consumer may still be reconnecting after a
+                    # broker restart, and the recovery needs a sample after the fault.
+                    self.samples.append((time.monotonic(), committed, ends))
                     if ends and all(committed[tp] >= end for tp, end in ends.items()):
                         return
                     lag = {f"{tp.topic}[{tp.partition}]": end - committed[tp]
