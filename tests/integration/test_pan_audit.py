@@ -42,6 +42,7 @@ from tests.integration.processor_support import (
     read_topic,
     refresh,
 )
+from tests.pan_support import expected_mask
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +53,6 @@ FOREIGN_SERVICES = ("issuer-gateway", "token-vault")
 _DIGIT_GROUPS = re.compile(r"[0-9]+(?:(?:[ +-]|%20|%2[Dd])[0-9]+)*")
 # A value that may be bytes: base64 of 16 bytes or more.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{20,}={0,2}")
-
-
-def expected_mask(text: str) -> str:
-    """One written card number masked to first-6/last-4, from the rule (escapes are
-    separators, not digits), independently of the code under test."""
-    parts = re.findall(r"%20|%2[Dd]|.", text)
-    digit_count = sum(part.isdigit() for part in parts)
-    out, seen = [], 0
-    for part in parts:
-        if part.isdigit():
-            out.append(part if seen < 6 or seen >= digit_count - 4 else "*")
-            seen += 1
-        else:
-            out.append(part)
-    return "".join(out)
 
 
 def leaves(node: Any) -> Iterator[str]:

@@ -26,6 +26,7 @@ from hopscope.ingest.redaction import (
 from hopscope.processors.decode import decode_logs, decode_span_message
 from hopscope.processors.documents import log_document, span_document
 from tests.otlp_builders import any_value, key_values
+from tests.pan_support import expected_mask
 
 VISA16 = "4111111111111111"
 VISA13 = "4222222222222"
@@ -45,21 +46,6 @@ def luhn_complete(partial: str) -> str:
 
 def formatted(pan: str, style: str) -> str:
     return SEPARATORS[style].join(pan[i : i + 4] for i in range(0, len(pan), 4))
-
-
-def expected_mask(text: str) -> str:
-    """``text`` (one card number, any format) masked to first-6/last-4, computed here from the
-    rule rather than by the code under test: escapes are separators, not digits."""
-    parts = re.findall(r"%20|%2[Dd]|.", text)
-    digit_count = sum(part.isdigit() for part in parts)
-    out, seen = [], 0
-    for part in parts:
-        if part.isdigit():
-            out.append(part if seen < 6 or seen >= digit_count - 4 else "*")
-            seen += 1
-        else:
-            out.append(part)
-    return "".join(out)
 
 
 def test_known_cards_in_every_format() -> None:
