@@ -12,10 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Editable install. hopscope/ingest, processors and analysis are symlinks to the top-level
-# folders, so a checkout imports hopscope.ingest the same way with or without an install.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[all,dev]'
+# Every distribution of the workspace, editable, in one resolver run (so the root's extras find
+# the layer distributions here rather than on an index). Each module has exactly one path:
+# <layer>/src/hopscope/<layer>/, src/hopscope/{cli,stack,dashboards}.
+LAYERS := core ingest processors analysis
+$(STAMP): pyproject.toml $(LAYERS:%=%/pyproject.toml) | $(BIN)/python
+	$(BIN)/pip install -q $(LAYERS:%=-e ./%) -e '.[all,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,4 +49,4 @@ status:
 
 clean:
 	-$(BIN)/hopscope stack down
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info */src/*.egg-info src/*.egg-info

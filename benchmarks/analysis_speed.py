@@ -46,6 +46,7 @@ from hopscope.analysis.report import build_report
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.stack import resolve_settings
 
 START = parse_iso8601_ns("2026-06-01T00:00:00Z")
 # A mix, so every job has something to chew on.
@@ -236,14 +237,14 @@ def elasticsearch_loader(docs: int) -> tuple[int, float]:
     import sys
     import uuid
 
-    from hopscope.es_security import es_client
-    from hopscope.settings import Settings
+    from hopscope.core.es_security import es_client
+    from hopscope.core.settings import Settings
 
     sys.path.insert(0, str(Path(__file__).parent))
     from es_loader import measure  # the same measurement as benchmarks/es_loader.py
 
     settings = Settings.from_env()
-    client = es_client(settings.es_url or settings.resolved().es_url, request_timeout=120)
+    client = es_client(settings.es_url or resolve_settings(settings).es_url, request_timeout=120)
     prefix = f"hopscope-bench-{uuid.uuid4().hex[:8]}"
     try:
         return measure(client, prefix, docs, console)

@@ -26,12 +26,12 @@ from elasticsearch import Elasticsearch
 from rich.console import Console
 
 from hopscope.analysis.loaders import count_elasticsearch, load_elasticsearch
-from hopscope.es_security import es_client
+from hopscope.core.es_security import es_client
 from hopscope.ingest.simulator import parse_iso8601_ns
 from hopscope.processors.documents import Document, span_document
 from hopscope.processors.records import CLIENT, ERROR, INTERNAL, OK, SERVER, SpanRecord
 from hopscope.processors.sink import BulkOutcome, ElasticsearchSink
-from hopscope.settings import Settings
+from hopscope.stack import resolve_settings
 
 START_NS = parse_iso8601_ns("2026-05-04T00:00:00Z")
 STEP_NS = 250_000_000  # 1M spans over ~2.9 days: three daily indices
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--es-url", default=os.environ.get("HOPSCOPE_ES_URL"))
     args = parser.parse_args()
     console = Console(stderr=True)
-    client = es_client(args.es_url or Settings.from_env().resolved().es_url,
+    client = es_client(args.es_url or resolve_settings().es_url,
                        request_timeout=120)  # fmt: skip
     prefix = args.prefix or f"hopscope-bench-{uuid.uuid4().hex[:8]}"
     try:

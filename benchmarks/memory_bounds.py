@@ -37,7 +37,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, Settings
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
+from hopscope.stack import resolve_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.otlp_builders import flood_spans
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the indices and topics")
     args = parser.parse_args()
     console = Console()
-    settings = Settings.from_env().resolved()
+    settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url
     run = uuid.uuid4().hex[:8]
     topics = {name: f"bench-mem-{name}-{run}" for name in ("spans", "logs", "dlq")}

@@ -36,7 +36,7 @@ from hopscope.processors.derive import derive_all
 from hopscope.processors.documents import Document, derived_documents, span_document
 from hopscope.processors.runtime import Processor, ProcessorSettings
 from hopscope.processors.sink import ElasticsearchSink
-from hopscope.settings import Settings
+from hopscope.stack import resolve_settings
 
 
 def generate(traces: int) -> tuple[list[tuple[bytes, bytes]], int]:
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=2000)
     args = parser.parse_args()
     console = Console()
-    settings = Settings.from_env().resolved()
+    settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url
     run_id = uuid.uuid4().hex[:8]
 

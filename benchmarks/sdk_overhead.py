@@ -23,7 +23,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from hopscope.ingest import ExportSettings, KafkaPipeline, node_providers
-from hopscope.settings import Settings
+from hopscope.stack import resolve_settings
 
 ATTRIBUTES = {"payment.id": "pay-0001", "rpc.system": "grpc", "rpc.method": "Authorize",
               "peer.service": "risk", "server.address": "risk-2"}  # fmt: skip
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=None)
     args = parser.parse_args()
     console = Console()
-    bootstrap = args.bootstrap or Settings.from_env().resolved().kafka_bootstrap
+    bootstrap = args.bootstrap or resolve_settings().kafka_bootstrap
     assert bootstrap
     topic = f"bench-spans-{uuid.uuid4().hex[:8]}"
 

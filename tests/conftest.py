@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, Settings, default_cache_dir
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, Settings, default_cache_dir
 
 ES_IMAGE = "docker.elastic.co/elasticsearch/elasticsearch:8.19.21"
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hopscope import __version__
-from hopscope.cli import app
+from hopscope.cli import __version__, app
 
 runner = CliRunner()
 

@@ -66,7 +66,7 @@ def test_compose_uses_the_pinned_elasticsearch_version() -> None:
 def test_compose_wires_processors_prometheus_and_grafana() -> None:
     """The mounted files exist, Prometheus scrapes the processors' metrics port, Grafana is
     provisioned with the generated dashboard and the Prometheus datasource."""
-    from hopscope.processors import grafana
+    from hopscope.dashboards import grafana
 
     services = _config()["services"]
     processors = services["processors"]

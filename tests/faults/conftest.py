@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hopscope import stack
-from hopscope.settings import default_cache_dir
+from hopscope.core.settings import default_cache_dir
 from hopscope.stack import processes
 from tests.faults.harness import LedgerRow
 from tests.faults.report import render

@@ -29,8 +29,8 @@ from kafka import KafkaConsumer, TopicPartition
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate_to_kafka
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from tests.integration.processor_support import (
     Topics,
     count,

@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from hopscope import stack
-from hopscope.settings import default_cache_dir
+from hopscope.core.settings import default_cache_dir
 from tests.faults.harness import (
     LagSampler,
     LedgerRow,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hopscope.demo import run_demo
+from hopscope.cli.demo import run_demo
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from hopscope.demo import DEMO_SCENARIO
+from hopscope.cli.demo import DEMO_SCENARIO
+from hopscope.dashboards.kibana import kql, ndjson, parse_ndjson
+from hopscope.dashboards.kibana.fields import field_types
 from hopscope.ingest.simulator import (
     Scenario,
     SimulationConfig,
     parse_iso8601_ns,
     simulate_to_kafka,
 )
-from hopscope.processors.kibana import kql, ndjson, parse_ndjson
-from hopscope.processors.kibana.fields import field_types
 from tests.conftest import Services
 from tests.integration.processor_support import Topics, create_topics, drain, refresh
 

@@ -30,9 +30,9 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from hopscope.processors import sanitize as s
 from hopscope.processors.assembly import memory_bounds
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from tests.conftest import Services
 from tests.integration.processor_support import Topics, count, hits, read_topic, refresh, term
 from tests.otlp_builders import flood_spans, otlp_spans

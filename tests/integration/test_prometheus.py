@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from hopscope.dashboards import grafana
 from hopscope.ingest.simulator import (
     Scenario,
     SimulationConfig,
     parse_iso8601_ns,
     simulate_to_kafka,
 )
-from hopscope.processors import grafana
 from hopscope.processors.runtime import Processor
 from tests.conftest import Services
 from tests.integration.processor_support import Topics, create_topics, processor_settings

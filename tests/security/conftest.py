@@ -36,7 +36,7 @@ from kafka.admin import (
     ResourceType,
 )
 
-from hopscope.kafka_security import (
+from hopscope.core.kafka_security import (
     ENV_SASL_MECHANISM,
     ENV_SASL_PASSWORD,
     ENV_SASL_USERNAME,
@@ -44,7 +44,7 @@ from hopscope.kafka_security import (
     ENV_SSL_CAFILE,
     KafkaSecurity,
 )
-from hopscope.settings import default_cache_dir
+from hopscope.core.settings import default_cache_dir
 from hopscope.stack import artifacts, kafka, processes
 from hopscope.stack.certs import make_server_certs
 from hopscope.stack.java import find_java

@@ -6,7 +6,7 @@ its own ports and a temporary state directory under /tmp (mode 755: when the tes
 the node runs as a system user, which must traverse it).
 
 Its principals are file-based, written before the start: roles in ``roles.yml`` (the JSON of
-``hopscope.es_security``'s role functions, as ``PUT /_security/role`` would take it) and
+``hopscope.core.es_security``'s role functions, as ``PUT /_security/role`` would take it) and
 file-realm users, each with a fresh random password. The zip cannot create the security index
 (its mapping needs the ``analysis-common`` module), so native roles, native users and API keys
 do not exist on this node.
@@ -28,8 +28,8 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AuthenticationException, Elasticsearch
 
-from hopscope.es_security import EsSecurity, es_client
-from hopscope.settings import default_cache_dir
+from hopscope.core.es_security import EsSecurity, es_client
+from hopscope.core.settings import default_cache_dir
 from hopscope.stack import artifacts, processes
 from hopscope.stack import elasticsearch as es
 from hopscope.stack.errors import ServiceExitedError

@@ -1,7 +1,7 @@
 """Elasticsearch with security on: HTTPS with a private CA, basic auth, API keys, least privilege.
 
 One secured node (``tests/security/es_support.py``) serves the module; Kafka is the plain broker
-of the ``services`` fixture. The node's roles are the JSON of :mod:`hopscope.es_security`
+of the ``services`` fixture. The node's roles are the JSON of :mod:`hopscope.core.es_security`
 (quoted by ``docs/SECURITY.md``), its users file-realm users holding them; every test makes its
 own topics, group and index prefix:
 
@@ -38,7 +38,7 @@ from elasticsearch import AuthorizationException, Elasticsearch
 
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.loaders import count_elasticsearch, load_elasticsearch
-from hopscope.es_security import (
+from hopscope.core.es_security import (
     ENV_ES_API_KEY,
     ENV_ES_CA_CERTS,
     ENV_ES_PASSWORD,
@@ -49,6 +49,7 @@ from hopscope.es_security import (
     processor_role,
     reader_role,
 )
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, ENV_STATE_DIR, default_state_dir
 from hopscope.ingest.simulator import (
     Scenario,
     SimulationConfig,
@@ -58,7 +59,6 @@ from hopscope.ingest.simulator import (
 )
 from hopscope.processors.errors import SinkAccessError
 from hopscope.processors.runtime import Processor
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP, ENV_STATE_DIR, default_state_dir
 from hopscope.stack import elasticsearch as stack_es
 from hopscope.stack.artifacts import pinned_versions
 from hopscope.stack.launcher import ServiceState, StackState

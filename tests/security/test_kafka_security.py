@@ -26,12 +26,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import ACLOperation, ResourceType
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from hopscope.core.kafka_security import KafkaConnectError
+from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from hopscope.ingest import ExportSettings, configure
 from hopscope.ingest.kafka_exporter import KafkaWriter
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate_to_kafka
-from hopscope.kafka_security import KafkaConnectError
 from hopscope.processors.runtime import Processor, ProcessorCounts
-from hopscope.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from hopscope.stack.certs import make_server_certs
 from hopscope.stack.ports import free_port
 from tests.conftest import Services

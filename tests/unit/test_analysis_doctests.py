@@ -19,7 +19,7 @@ MODULES = (
     "hopscope.analysis.jobs.database",
     "hopscope.analysis.jobs.cache",
     "hopscope.analysis.html",
-    "hopscope.analyze_cli",
+    "hopscope.cli.analyze",
 )
 
 

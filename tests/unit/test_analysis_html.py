@@ -20,6 +20,7 @@ import pytest
 from hopscope.analysis.findings import Finding, JobResult, ms, rank
 from hopscope.analysis.html import PLOTS, render_html, render_plot, write_html
 from hopscope.analysis.report import Report, build_report
+from hopscope.dashboards.kibana import trace_link
 from tests.analysis_support import simulated
 
 EVIL = "<script>alert('x')</script>"
@@ -334,7 +335,8 @@ def test_max_rows_is_validated(report: Report) -> None:
 def test_example_traces_link_to_kibana_discover_when_a_kibana_url_is_given(
     report: Report,
 ) -> None:
-    linked = dataclasses.replace(report, kibana_url="http://kibana.example:5601", index_prefix="hx")
+    link = trace_link("http://kibana.example:5601", index_prefix="hx")
+    linked = dataclasses.replace(report, trace_link=link)
     finding = next(f for f in linked.findings if f.example_traces)
     trace_id = finding.example_traces[0]
     page = render_html(linked)

@@ -21,8 +21,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig, TlsError
 from elasticsearch import AuthenticationException, AuthorizationException, NotFoundError
 
 from hopscope.analysis.loaders.elasticsearch import _RawSearch
-from hopscope.errors import SettingsError
-from hopscope.es_security import (
+from hopscope.core.errors import SettingsError
+from hopscope.core.es_security import (
     ENV_ES_API_KEY,
     ENV_ES_CA_CERTS,
     ENV_ES_PASSWORD,
@@ -264,7 +264,7 @@ def test_security_doc_quotes_the_roles_the_code_defines() -> None:
 
 def test_the_module_does_not_import_the_elasticsearch_client() -> None:
     code = (
-        "import sys, hopscope.es_security, hopscope.ingest\n"
+        "import sys, hopscope.core.es_security, hopscope.ingest\n"
         "sys.exit(any(m in sys.modules for m in ('elasticsearch', 'elastic_transport')))\n"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -273,6 +273,6 @@ def test_the_module_does_not_import_the_elasticsearch_client() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    import hopscope.es_security
+    import hopscope.core.es_security
 
-    assert doctest.testmod(hopscope.es_security).failed == 0
+    assert doctest.testmod(hopscope.core.es_security).failed == 0

@@ -12,9 +12,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError
 
-from hopscope import kafka_security
-from hopscope.errors import SettingsError
-from hopscope.kafka_security import (
+from hopscope.core import kafka_security
+from hopscope.core.errors import SettingsError
+from hopscope.core.kafka_security import (
     ENV_SASL_MECHANISM,
     ENV_SASL_PASSWORD,
     ENV_SASL_USERNAME,

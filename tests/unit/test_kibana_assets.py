@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from hopscope.cli import app
-from hopscope.processors import grafana
-from hopscope.processors.kibana import AssetError, discover_url, kql, ndjson, parse_ndjson
-from hopscope.processors.kibana import saved_objects as so
-from hopscope.processors.kibana.fields import AGGREGATABLE, DATES, NUMERIC, field_types
+from hopscope.dashboards import grafana
+from hopscope.dashboards.kibana import AssetError, discover_url, kql, ndjson, parse_ndjson
+from hopscope.dashboards.kibana import saved_objects as so
+from hopscope.dashboards.kibana.fields import AGGREGATABLE, DATES, NUMERIC, field_types
 from hopscope.processors.templates import KINDS, index_template
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hopscope.cli import app
-from hopscope.processors.kibana import (
+from hopscope.dashboards.kibana import (
     KibanaAuthError,
     KibanaImportError,
     KibanaResponseError,

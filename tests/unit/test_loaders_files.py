@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hopscope.analysis.errors import AnalysisError, LoaderError
 from hopscope.analysis.loaders import dataset_from_records, load_file
-from hopscope.errors import HopscopeError
+from hopscope.core.errors import HopscopeError
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.decode import decode_logs, decode_spans
 from tests.unit.test_loaders_parquet import assert_same_dataset

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hopscope.errors import SettingsError
+from hopscope.core.errors import SettingsError
 from hopscope.ingest import configure
 from hopscope.ingest.telemetry import _env_bool, _env_int
 

@@ -1,0 +1,138 @@
+"""The report: every job over one dataset, findings ranked across jobs (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hopscope.analysis.findings import Finding, JobResult, rank
+from hopscope.analysis.jobs import JOBS, job
+from hopscope.analysis.schema import Dataset
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``hopscope analyze report`` shows.
+
+    Attributes:
+        source: where the records came from ("elasticsearch http://... hopscope-*",
+            "parquet /path", "file trace.json").
+        window: (start, end) of the analysed records, None when empty.
+        counts: records per kind (spans, traces, hops...).
+        latency: one row per trace: ``trace_id``, ``time``, ``duration_ns``, ``error``
+            (the latency distribution plot).
+        results: each job's tables and findings, by job name.
+        findings: every job's findings, most important first.
+        trace_link: when set, turns an example trace id into a link (the CLI passes Kibana
+            Discover's, :func:`hopscope.dashboards.kibana.trace_link`), or None where it has
+            none. The analysis itself knows no dashboard.
+    """
+
+    source: str
+    window: tuple[datetime, datetime] | None
+    counts: Mapping[str, int]
+    latency: pl.DataFrame
+    results: Mapping[str, JobResult]
+    findings: Sequence[Finding] = field(default_factory=list)
+    trace_link: Callable[[str], str | None] | None = None
+
+    def trace_url(self, trace_id: str) -> str | None:
+        """A link to the trace's spans and logs, None without ``trace_link``."""
+        return self.trace_link(trace_id) if self.trace_link else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``findings`` ordered most important first, tables as row lists."""
+        return {
+            "source": self.source,
+            "window": [t.isoformat() for t in self.window] if self.window else None,
+            "counts": dict(self.counts),
+            "findings": [self._finding_dict(f) for f in self.findings],
+            "tables": {
+                job: {name: table.to_dicts() for name, table in result.tables.items()}
+                for job, result in self.results.items()
+            },
+        }
+
+    def _finding_dict(self, finding: Finding) -> dict[str, Any]:
+        out = finding.to_dict()
+        if self.trace_link:
+            out["example_trace_urls"] = [self.trace_url(t) for t in finding.example_traces]
+        return out
+
+
+def latency_frame(data: Dataset) -> pl.DataFrame:
+    """One row per trace (``trace_id``, ``time``, ``duration_ns``, ``error``), by time."""
+    return (
+        data.traces.select("trace_id", "time", "duration_ns", "error")
+        .sort("time", "trace_id")
+        .collect()
+    )
+
+
+def _window(latency: pl.DataFrame, spans: pl.LazyFrame) -> tuple[datetime, datetime] | None:
+    times = latency.get_column("time")
+    if times.is_empty():
+        times = spans.select("time").collect().get_column("time")
+    if times.is_empty() or times.null_count() == len(times):
+        return None
+    start, end = times.min(), times.max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    return start, end
+
+
+def build_report(
+    data: Dataset,
+    *,
+    source: str,
+    jobs: Sequence[str] = tuple(JOBS),
+    progress: bool = True,
+    trace_link: Callable[[str], str | None] | None = None,
+) -> Report:
+    """Run ``jobs`` over ``data`` and rank every finding.
+
+    Parameters:
+        data: the records of the window (collected once here, then shared by the jobs).
+        source: where they came from, for the report's header.
+        jobs: job names (keys of :data:`hopscope.analysis.jobs.JOBS`), in report order.
+        progress: show a progress bar on stderr.
+        trace_link: links example traces (see :class:`Report`).
+
+    Returns:
+        The :class:`Report`, findings most important first.
+    """
+    data = data.collect()
+    counts = {
+        f.name: int(getattr(data, f.name).select(pl.len()).collect().item()) for f in fields(data)
+    }
+    latency = latency_frame(data)
+    results: dict[str, JobResult] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} jobs"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("analysing", total=len(jobs))
+        for name in jobs:
+            bar.update(task, description=f"analysing: {name}")
+            results[name] = job(name)(data)
+            bar.advance(task)
+    findings = rank([f for result in results.values() for f in result.findings])
+    return Report(
+        source=source,
+        window=_window(latency, data.spans),
+        counts=counts,
+        latency=latency,
+        results=results,
+        findings=findings,
+        trace_link=trace_link,
+    )

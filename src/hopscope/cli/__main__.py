@@ -1,0 +1,5 @@
+"""``python -m hopscope.cli``."""
+
+from hopscope.cli.app import main
+
+main()

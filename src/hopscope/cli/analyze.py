@@ -1,0 +1,201 @@
+"""``hopscope analyze <job>``: load a window of records, run a job (or the report), print it.
+
+Sources, in this order: ``--file PATH`` (an OTLP or Jaeger JSON export), ``--parquet DIR``
+(the processors' archive), else the Elasticsearch named by ``HOPSCOPE_ES_URL`` (or the local
+stack's). The window is ``--since``/``--until``; for Elasticsearch it defaults to the last 24
+hours, for Parquet and files to everything they hold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+from rich.console import Console
+
+from hopscope.core.errors import HopscopeError
+from hopscope.stack import resolve_settings
+
+if TYPE_CHECKING:
+    from hopscope.analysis.schema import Dataset
+
+DEFAULT_WINDOW: Final = timedelta(hours=24)
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class AnalysisUnavailableError(HopscopeError):
+    """The analysis extra (polars, the Elasticsearch client) is not installed."""
+
+
+class AnalyzeJob(StrEnum):
+    """The jobs of ``hopscope analyze`` (``report`` runs them all)."""
+
+    REPORT = "report"
+    BOTTLENECKS = "bottlenecks"
+    HOPS = "hops"
+    FAILOVERS = "failovers"
+    COORDINATION = "coordination"
+    TAIL = "tail"
+    BALANCE = "balance"
+    DB = "db"
+    CACHE = "cache"
+
+
+def parse_time(text: str, *, now: datetime) -> datetime:
+    """An ISO 8601 instant (UTC when no offset is given) or a duration before ``now``.
+
+    >>> now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    >>> parse_time("90m", now=now).isoformat(), parse_time("2026-11-25T08:00", now=now).isoformat()
+    ('2026-11-26T10:30:00+00:00', '2026-11-25T08:00:00+00:00')
+    """
+    text = text.strip()
+    if match := _RELATIVE.match(text):
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO 8601 time (2026-11-26T08:00:00Z) nor a duration "
+            "before now (30m, 24h, 7d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _load(
+    *,
+    file: Path | None,
+    parquet: Path | None,
+    index_prefix: str,
+    since: datetime | None,
+    until: datetime | None,
+    services: list[str] | None,
+    progress: bool,
+) -> tuple[Dataset, str]:
+    from hopscope.analysis import loaders
+
+    if file is not None:
+        return loaders.load_file(file), f"file {file}"
+    if parquet is not None:
+        data = loaders.load_parquet(
+            parquet, since=since, until=until, services=services, progress=progress
+        )
+        return data, f"parquet {parquet}"
+    from hopscope.core.settings import Settings
+
+    settings = Settings.from_env()
+    es_url = settings.es_url or resolve_settings(settings).es_url
+    assert es_url is not None
+    data = loaders.load_elasticsearch(
+        es_url,
+        index_prefix=index_prefix,
+        since=since,
+        until=until,
+        services=services,
+        progress=progress,
+    )
+    return data, f"elasticsearch {es_url} {index_prefix}-*"
+
+
+def _kibana_links(kibana_url: str | None, index_prefix: str) -> Callable[[str], str | None] | None:
+    if not kibana_url:
+        return None
+    from hopscope.dashboards.kibana import trace_link
+
+    try:
+        return trace_link(kibana_url, index_prefix=index_prefix)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--kibana-url") from None
+
+
+def analyze_command(
+    job: Annotated[AnalyzeJob, typer.Argument(help="What to run; `report` runs every job.")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Window start: ISO 8601 or a duration before now (24h, 30m, 7d)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (default: now).")] = None,
+    parquet: Annotated[
+        Path | None,
+        typer.Option(help="Read the processors' Parquet archive in DIR instead of Elasticsearch."),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="Read an OTLP JSON or Jaeger JSON export instead.")
+    ] = None,
+    index_prefix: Annotated[
+        str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
+    ] = "hopscope",
+    service: Annotated[
+        list[str] | None, typer.Option(help="Only these services' records (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")] = (
+        False
+    ),
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report with plots.")
+    ] = None,
+    kibana_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HOPSCOPE_KIBANA_URL",
+            help="Link example traces to this Kibana's Discover (HTML and JSON).",
+        ),
+    ] = None,
+) -> None:
+    """Find bottlenecks and say what to change: per-hop latency, failovers, coordination,
+    tail attribution, load balance, database and cache."""
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        raise AnalysisUnavailableError(
+            "hopscope analyze needs the analysis extra: pip install 'hopscope[analysis]'"
+        ) from None
+    from hopscope.analysis.jobs import JOBS
+    from hopscope.analysis.jobs import job as job_function
+    from hopscope.analysis.report import build_report
+    from hopscope.analysis.terminal import job_json, print_job, print_report, report_json
+
+    if file is not None and parquet is not None:
+        raise typer.BadParameter("give --file or --parquet, not both")
+    now = datetime.now(UTC)
+    start = parse_time(since, now=now) if since else None
+    end = parse_time(until, now=now) if until else None
+    if file is None and parquet is None:
+        end = end or now
+        start = start or end - DEFAULT_WINDOW
+    if start and end and start >= end:
+        raise typer.BadParameter(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) is not before --until")
+    out, err = Console(), Console(stderr=True)
+    data, source = _load(
+        file=file, parquet=parquet, index_prefix=index_prefix, since=start, until=end,
+        services=service, progress=err.is_terminal,
+    )  # fmt: skip
+    if job is AnalyzeJob.REPORT or html is not None:
+        jobs = list(JOBS) if job is AnalyzeJob.REPORT else [job.value]
+        report = build_report(
+            data, source=source, jobs=jobs, progress=err.is_terminal,
+            trace_link=_kibana_links(kibana_url, index_prefix),
+        )  # fmt: skip
+        if html is not None:
+            from hopscope.analysis.html import write_html
+
+            write_html(report, html)
+            err.print(f"HTML report: {html.resolve()}", markup=False, highlight=False)
+        if job is AnalyzeJob.REPORT:
+            if as_json:
+                out.out(report_json(report), end="")
+            else:
+                print_report(report, out)
+            return
+        result = report.results[job.value]
+    else:
+        result = job_function(job.value)(data.collect())
+    if as_json:
+        out.out(job_json(result), end="")
+    else:
+        print_job(result, out)

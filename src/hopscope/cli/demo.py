@@ -1,0 +1,218 @@
+"""The demo: simulated payment traffic through Kafka and the processors into Elasticsearch.
+
+Steps (matched by ``Step N`` comments below):
+
+1. Resolve the endpoints (environment, else the running local stack).
+2. Simulate payment traffic with a fault injected. The simulator drives the real SDK, so spans
+   and logs reach ``otlp_spans``/``otlp_logs`` as OTLP protobuf, keyed by trace id, card numbers
+   masked, exactly as an instrumented service's would; it also writes down the ground truth.
+3. Run the stream processor until it has caught up: spans, logs, hops, failovers, coordination
+   delays and trace summaries land in Elasticsearch, offsets committed after acknowledgement.
+4. Ask Elasticsearch what happened, and set it beside the ground truth.
+5. Run the batch analysis over the run's window in Elasticsearch: print the ranked findings,
+   write the HTML report, and check that the top finding names the injected fault.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from hopscope.core.errors import HopscopeError
+from hopscope.core.settings import Settings
+from hopscope.ingest import conventions as c
+from hopscope.stack import resolve_settings
+
+DEMO_TRACES = 400
+DEMO_SCENARIO = "node-failure"
+DEMO_REPORT = Path("hopscope-demo-report.html")
+
+
+class DemoError(HopscopeError):
+    """The demo flow did not complete, or Elasticsearch disagrees with the ground truth."""
+
+
+def _window(start_ns: int, end_ns: int) -> dict[str, Any]:
+    from hopscope.processors.documents import timestamp
+
+    # A millisecond of margin: log times pass through float seconds in stdlib logging.
+    margin = 1_000_000
+    return {"range": {"@timestamp": {"gte": timestamp(start_ns - margin),
+                                     "lte": timestamp(end_ns + margin)}}}  # fmt: skip
+
+
+def run_demo(
+    out: Console,
+    err: Console,
+    *,
+    settings: Settings | None = None,
+    traces: int = DEMO_TRACES,
+    scenario: str = DEMO_SCENARIO,
+    spans_topic: str = c.TOPIC_SPANS,
+    logs_topic: str = c.TOPIC_LOGS,
+    dlq_topic: str = c.TOPIC_DLQ,
+    index_prefix: str = "hopscope",
+    group: str = "hopscope-processors",
+    html: Path | None = DEMO_REPORT,
+) -> dict[str, int]:
+    """Run the demo end to end, print what flowed, return the documents found per kind.
+
+    Topics, index prefix and group default to the production names; tests pass their own so
+    that they never see each other's data. ``html``: where the analysis report goes (None:
+    not written).
+    """
+    from hopscope.core.es_security import es_client
+    from hopscope.core.kafka_security import KafkaSecurity
+    from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate_to_kafka
+    from hopscope.processors.runtime import Processor, ProcessorSettings
+
+    # Step 1: endpoints.
+    settings = resolve_settings(settings)
+    assert settings.kafka_bootstrap and settings.es_url
+    err.print(f"Kafka {settings.kafka_bootstrap} · Elasticsearch {settings.es_url}",
+              highlight=False)  # fmt: skip
+
+    # Step 2: simulate into Kafka.
+    config = SimulationConfig(start_ns=time.time_ns() // 10**9 * 10**9,
+                              scenario=Scenario(scenario), traces=traces)  # fmt: skip
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(f"simulating {scenario}", total=traces)
+        run = simulate_to_kafka(
+            config, bootstrap=settings.kafka_bootstrap, spans_topic=spans_topic,
+            logs_topic=logs_topic, progress=lambda done: progress.update(task, completed=done),
+        )  # fmt: skip
+    result, truth = run.result, run.result.ground_truth
+
+    # Step 3: the stream processor, until caught up.
+    processor_settings = ProcessorSettings(
+        kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
+        spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
+        index_prefix=index_prefix, trace_idle_s=1.0,
+        kafka_options=KafkaSecurity.from_env().client_options(),
+    )  # fmt: skip
+    with err.status("processing"), Processor(processor_settings) as processor:
+        counts = processor.run(drain=True)
+
+    # Step 4: what Elasticsearch knows about this run's time window.
+    es = es_client(settings.es_url, request_timeout=60)
+    try:
+        es.indices.refresh(index=f"{index_prefix}-*")
+        window = _window(result.start_ns, result.end_ns)
+        found = {
+            kind: es.count(index=f"{index_prefix}-{kind}-*", query=window,
+                           ignore_unavailable=True)["count"]
+            for kind in ("spans", "logs", "traces", "hops", "failovers", "coordination")
+        }  # fmt: skip
+        by_edge = es.search(
+            index=f"{index_prefix}-hops-*", size=0, query=window,
+            aggs={"source": {"terms": {"field": "hopscope.hop.source_service", "size": 20},
+                             "aggs": {"target": {
+                                 "terms": {"field": "hopscope.hop.target_service", "size": 20},
+                                 "aggs": {"p99": {"percentiles": {
+                                     "field": "hopscope.hop.client_ns", "percents": [99]}}}}}}},
+        )["aggregations"]["source"]["buckets"]  # fmt: skip
+        edges = sorted(
+            ((s["key"], t["key"], t["p99"]["values"]["99.0"] or 0.0)
+             for s in by_edge for t in s["target"]["buckets"]),
+            key=lambda edge: -edge[2],
+        )[:5]  # fmt: skip
+        failovers = es.search(
+            index=f"{index_prefix}-failovers-*", size=0, query=window,
+            aggs={"source": {"terms": {"field": "hopscope.failover.from_node"},
+                             "aggs": {"target": {"terms": {
+                                 "field": "hopscope.failover.to_node"}}}}},
+        )["aggregations"]["source"]["buckets"]  # fmt: skip
+        moves = [(s["key"], t["key"], t["doc_count"])
+                 for s in failovers for t in s["target"]["buckets"]]  # fmt: skip
+    finally:
+        es.close()
+
+    stats = run.stats
+    spans_out, logs_out = stats["span_messages"], stats["log_messages"]
+    masked = spans_out["redacted_strings"] + logs_out["redacted_strings"]
+    table = Table("step", "what flowed", title=f"hopscope demo: {scenario}")
+    table.add_row("simulator", f"{result.traces} payments → {result.spans} spans, "
+                  f"{result.log_records} log records (real SDK, virtual time); "
+                  f"injected: {truth['effect'].get('description', scenario)}")  # fmt: skip
+    table.add_row("Kafka", f"{spans_out['messages']} span + "
+                  f"{logs_out['messages']} log OTLP messages; {masked} card "
+                  "numbers masked at the source")  # fmt: skip
+    table.add_row("processor", f"{counts.messages} messages → "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.indexed.items()))
+                  + f"; dead letters {counts.dead_letters}; offsets committed after "
+                  "Elasticsearch acknowledged")  # fmt: skip
+    table.add_row("Elasticsearch", ", ".join(f"{k} {v}" for k, v in found.items()))
+    table.add_row(
+        "slowest hops (p99)",
+        "; ".join(f"{source} → {target} {p99 / 1e6:.1f} ms" for source, target, p99 in edges)
+        or "-",
+    )
+    truth_failovers = truth["effect"].get("failovers")
+    found_moves = "; ".join(f"{a} → {b} ×{n}" for a, b, n in moves) or "none"
+    if truth_failovers is not None:
+        found_moves += f" (ground truth: {truth_failovers} failovers)"
+    table.add_row("failovers", found_moves)
+    out.print(table)
+    out.print(f"Kafka bootstrap: {settings.kafka_bootstrap}\nElasticsearch:   {settings.es_url}",
+              highlight=False)  # fmt: skip
+    expected = {"spans": result.spans, "logs": result.log_records, "traces": result.traces}
+    wrong = {k: (found[k], v) for k, v in expected.items() if found[k] != v}
+    if wrong:
+        raise DemoError(f"Elasticsearch holds other counts than were emitted: {wrong}")
+
+    # Step 5: the batch analysis of this run, read back from Elasticsearch.
+    _analyze(out, err, settings.es_url, index_prefix, result.start_ns, result.end_ns, truth, html)
+    return found
+
+
+def _analyze(
+    out: Console,
+    err: Console,
+    es_url: str,
+    index_prefix: str,
+    start_ns: int,
+    end_ns: int,
+    truth: dict[str, Any],
+    html: Path | None,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hopscope.analysis.loaders import load_elasticsearch
+    from hopscope.analysis.report import build_report
+    from hopscope.analysis.terminal import print_report
+
+    margin = timedelta(minutes=5)  # as in the counts above: spans may end after the last arrival
+    since = datetime.fromtimestamp(start_ns / 1e9, UTC) - margin
+    until = datetime.fromtimestamp(end_ns / 1e9, UTC) + margin
+    data = load_elasticsearch(
+        es_url, index_prefix=index_prefix, since=since, until=until, progress=err.is_terminal
+    )
+    report = build_report(
+        data, source=f"elasticsearch {es_url} {index_prefix}-*", progress=err.is_terminal
+    )
+    print_report(report, out)
+    if html is not None:
+        from hopscope.analysis.html import write_html
+
+        written = write_html(report, html)
+        out.print(f"HTML report: {written.resolve()}", markup=False, highlight=False)
+    injected = (truth.get("injected") or [{}])[0]
+    node = injected.get("node")
+    top = report.findings[0] if report.findings else None
+    if node and (top is None or top.subject.get("node") != node):
+        raise DemoError(
+            f"the analysis's top finding does not name the failed node {node}: "
+            f"{top.title if top else 'no findings'}"
+        )
+
+
+def demo_command() -> None:
+    """Send real OTLP spans through Kafka into Elasticsearch and search them back."""
+    from hopscope.cli._support import err, out
+
+    run_demo(out, err)

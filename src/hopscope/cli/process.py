@@ -1,0 +1,122 @@
+"""``hopscope process``: the stream processor, Kafka → Elasticsearch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hopscope.cli._support import err, out
+from hopscope.stack import resolve_settings
+
+
+def process_command(
+    drain: Annotated[
+        bool, typer.Option(help="Stop once caught up with the topics (batch use, demo, tests).")
+    ] = False,
+    group: Annotated[str, typer.Option(help="Consumer group.")] = "hopscope-processors",
+    index_prefix: Annotated[
+        str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
+    ] = "hopscope",
+    spans_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_SPANS_TOPIC")] = "otlp_spans",
+    logs_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC")] = "otlp_logs",
+    dlq_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_DLQ_TOPIC")] = "hopscope.dlq",
+    trace_idle: Annotated[
+        float, typer.Option(help="Seconds without a new span after which a trace is complete.")
+    ] = 5.0,
+    max_open_spans: Annotated[
+        int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
+    ] = 200_000,
+    max_memory_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="Memory bound in MB of resident memory: sets the open traces' byte bound "
+            "(and lowers --max-open-spans to fit); traces past it are flushed incomplete."
+        ),
+    ] = None,
+    max_trace_spans: Annotated[
+        int, typer.Option(help="Spans of one trace before it is flushed incomplete.")
+    ] = 100_000,
+    session_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds before the group gives a silent member's partitions to the others."
+        ),
+    ] = 10.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on ADDR:PORT/metrics.")
+    ] = None,
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            envvar="HOPSCOPE_METRICS_ADDR",
+            help="Address the metrics listen on (0.0.0.0 in a container).",
+        ),
+    ] = "127.0.0.1",
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the records as hourly Parquet files here (after ES "
+            "acknowledged them), for the batch analysis."
+        ),
+    ] = None,
+) -> None:
+    """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
+    summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged.
+
+    A secured Elasticsearch: HOPSCOPE_ES_API_KEY, or HOPSCOPE_ES_USERNAME and
+    HOPSCOPE_ES_PASSWORD; HOPSCOPE_ES_CA_CERTS for a private CA.
+
+    A secured Kafka: HOPSCOPE_KAFKA_SECURITY_PROTOCOL (e.g. SASL_SSL),
+    HOPSCOPE_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD; HOPSCOPE_KAFKA_SSL_CAFILE."""
+    import signal
+
+    from hopscope.core.es_security import EsSecurity
+    from hopscope.core.kafka_security import KafkaSecurity
+    from hopscope.processors.runtime import Processor, ProcessorSettings
+
+    settings = resolve_settings()
+    assert settings.kafka_bootstrap and settings.es_url
+    # Read (and checked) before anything connects: HOPSCOPE_ES_API_KEY, _USERNAME/_PASSWORD,
+    # _CA_CERTS, _VERIFY_CERTS.
+    es_security = EsSecurity.from_env()
+    max_open_bytes = None
+    if max_memory_mb is not None:
+        from hopscope.processors.assembly import memory_bounds
+
+        try:
+            spans_fit, max_open_bytes = memory_bounds(max_memory_mb)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--max-memory-mb") from None
+        max_open_spans = min(max_open_spans, spans_fit)
+    processor_settings = ProcessorSettings(
+        kafka_bootstrap=settings.kafka_bootstrap, es_url=settings.es_url, group=group,
+        spans_topic=spans_topic, logs_topic=logs_topic, dlq_topic=dlq_topic,
+        index_prefix=index_prefix, trace_idle_s=trace_idle, max_open_spans=max_open_spans,
+        session_timeout_s=session_timeout,
+        metrics_port=metrics_port, metrics_addr=metrics_addr, archive_dir=archive_dir,
+        es_security=es_security, max_open_bytes=max_open_bytes, max_trace_spans=max_trace_spans,
+        # Checked before anything connects, like the Elasticsearch settings.
+        kafka_options=KafkaSecurity.from_env().client_options(),
+    )  # fmt: skip
+    with Processor(processor_settings) as processor:
+        # Signals only request the stop; the loop finishes its iteration and commits.
+        signal.signal(signal.SIGTERM, lambda *_: processor.stop())
+        signal.signal(signal.SIGINT, lambda *_: processor.stop())
+        with err.status("processing") as status:
+            counts = processor.run(
+                drain=drain,
+                progress=lambda n: status.update(
+                    f"processing: {n.messages} messages, "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(n.indexed.items()))
+                ),
+            )
+    indexed = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.indexed.items()))
+    out.print(
+        f"processed {counts.messages} messages: {indexed or 'nothing indexed'}; "
+        f"dead letters {counts.dead_letters}, retries {counts.retries}, "
+        f"incomplete traces {counts.incomplete_traces}, late spans {counts.late_spans}, "
+        f"sanitized {counts.sanitized.total()}",
+        markup=False, highlight=False, soft_wrap=True,
+    )  # fmt: skip
