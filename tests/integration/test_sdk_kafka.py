@@ -184,7 +184,7 @@ def test_kafka_down_costs_the_request_thread_nothing(caplog: pytest.LogCaptureFi
     ))  # fmt: skip
     provider, _ = node_providers("gw", "gw-1", span_processors=[pipeline.span_processor])
     tracer = provider.get_tracer("test")
-    with caplog.at_level(logging.WARNING, logger="hopscope.ingest.batching"):
+    with caplog.at_level(logging.WARNING, logger="hopscope.ingest.bounded"):
         for _ in range(30_000):
             with tracer.start_as_current_span("Authorize"):
                 pass
