@@ -186,6 +186,8 @@ class ExportBooks:
         failure_reason: Callable[[], str | None] = lambda: None,
         endpoint: str = "the exporter",
     ) -> None:
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
         self.name = name
         self.max_queue_size = max_queue_size
         self._warn_interval_s = warn_interval_s

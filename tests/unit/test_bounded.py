@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from hopscope.ingest import ExportSettings, KafkaPipeline
 from hopscope.ingest.bounded import (
     BatchLimits,
     BoundedLogProcessor,
@@ -318,3 +319,23 @@ def test_malformed_environment_variable_is_logged_and_the_default_used(
         assert BatchLimits.resolve("spans") == BatchLimits()
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "OTEL_BSP_MAX_QUEUE_SIZE='lots'" in logged and "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in logged
+
+
+def test_the_pipeline_takes_its_bounds_from_settings_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "256")
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "1000")
+    # No export runs, so the unreachable address is never dialled.
+    pipeline = KafkaPipeline(ExportSettings(kafka_bootstrap="127.0.0.1:9", max_queue_size=4000))
+    try:
+        assert pipeline.limits == {
+            "spans": BatchLimits(4000, 256, 200),
+            "logs": BatchLimits(4000, 2000, 1000),
+        }
+        assert set(pipeline.stats()["spans"]) == {
+            "offered", "exported", "dropped_queue_full", "dropped_export_failed",
+            "dropped_after_shutdown", "queued", "in_flight",
+        }  # fmt: skip
+    finally:
+        pipeline.shutdown(5)
