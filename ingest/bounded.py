@@ -210,9 +210,10 @@ class ExportBooks:
         self._stats = QueueStats()
         self._accepting = True
         self._written_off = False
-        self._taken = 0  # records handed to the exporter (or written off), ever
+        self._taken = 0  # records handed to the exporter, ever
         self._last_warning = -float("inf")
         self._drops_since_warning = 0
+        # One export at a time: OpenTelemetry holds its export lock around every call.
         self._export_started: float | None = None
         self._last_outcome: tuple[bool, int, float] | None = None  # ok, records, seconds
         self._started = time.monotonic()
@@ -264,8 +265,8 @@ class ExportBooks:
             reason = self._failure_reason() or "see the warnings above"
             return f"exports to {self._endpoint} are failing ({reason})"
         if outcome is None:
-            # Before OpenTelemetry re-created its worker at fork, this was the pre-fork
-            # server's case; say what is known rather than guess at the network.
+            # A worker that never ran (a thread that did not survive a fork) looks like this;
+            # say what is known rather than guess at the network.
             return (
                 f"no export has started in this process (pid {os.getpid()}) in the "
                 f"{now - self._started:.1f} s since it was set up"
@@ -339,16 +340,20 @@ class ExportBooks:
 
 
 def _bounded_call(target: Callable[[], Any], timeout_s: float, name: str) -> bool:
-    """Run ``target`` on a daemon thread; True when it returned within ``timeout_s``.
+    """Run ``target`` on a daemon thread; True when it returned a true value within
+    ``timeout_s`` (``None`` counts as true: ``shutdown()`` returns nothing).
 
     OpenTelemetry's ``shutdown()`` joins its worker for up to 30 s and its ``force_flush``
     exports on the caller's thread without a deadline; an export stuck on a dead broker must
     not hold the service's shutdown that long. The thread finishes on its own later.
     """
-    thread = threading.Thread(target=target, name=f"hopscope-{name}", daemon=True)
+    results: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: results.append(target()), name=f"hopscope-{name}", daemon=True
+    )
     thread.start()
     thread.join(max(0.0, timeout_s))
-    return not thread.is_alive()
+    return bool(results) and results[0] is not False
 
 
 class _CountedSpanExporter(SpanExporter):
@@ -400,7 +405,8 @@ class _Bounded:
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Export what is queued; True when all of it reached the exporter successfully
-        within ``timeout_s`` (OpenTelemetry's own flush reports True even when it failed)."""
+        within ``timeout_s`` (OpenTelemetry's own flush reports True even when exports failed,
+        False only after shutdown)."""
         before = self.books.failures()
         done = _bounded_call(self._flush, timeout_s, f"{self.books.name}-flush")
         return done and self.books.failures() == before

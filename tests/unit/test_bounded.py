@@ -189,6 +189,7 @@ def test_close_flushes_what_is_queued(
     emit(provider, 30)
     processor.close(5)
     assert len(exporter.names) == 30 and processor.books.stats().exported == 30
+    assert processor.flush(1) is False  # nothing can be flushed after close
 
 
 def test_exporter_exception_is_counted_and_the_worker_survives(
