@@ -1,7 +1,8 @@
 """Every scenario: simulate → Kafka → processor → Elasticsearch + Parquet → ``analyze report``.
 
 The report's top finding must name the injected cause, read from Elasticsearch and from the
-processor's Parquet archive alike (the ground truth is ``ingest/src/hopscope/ingest/simulator/_truth.py``):
+processor's Parquet archive alike (the ground truth is
+``hopscope.ingest.simulator._truth``):
 
 - node-failure: the failed node, with its failover count;
 - slow-hop: the slowed edge;

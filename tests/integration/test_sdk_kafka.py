@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,14 +178,15 @@ def test_kafka_down_costs_the_request_thread_nothing(caplog: pytest.LogCaptureFi
 
     The exporter is stuck bootstrapping for its whole send timeout (60 s); the request thread
     records 30,000 spans meanwhile, which it could not do if it ever waited for the exporter.
+    The warning says what is going on: an export waiting on that broker.
     """
+    bootstrap = f"127.0.0.1:{_closed_port()}"
     pipeline = KafkaPipeline(ExportSettings(
-        kafka_bootstrap=f"127.0.0.1:{_closed_port()}", max_queue_size=1000,
-        max_export_batch=100, send_timeout_s=60,
+        kafka_bootstrap=bootstrap, max_queue_size=1000, max_export_batch=100, send_timeout_s=60,
     ))  # fmt: skip
     provider, _ = node_providers("gw", "gw-1", span_processors=[pipeline.span_processor])
     tracer = provider.get_tracer("test")
-    with caplog.at_level(logging.WARNING, logger="hopscope.ingest.batching"):
+    with caplog.at_level(logging.WARNING, logger="hopscope.ingest.bounded"):
         for _ in range(30_000):
             with tracer.start_as_current_span("Authorize"):
                 pass
@@ -192,11 +194,88 @@ def test_kafka_down_costs_the_request_thread_nothing(caplog: pytest.LogCaptureFi
         assert stats["offered"] == 30_000
         # Only the queue (1000) and the batch the worker holds (≤100) are kept.
         assert 30_000 - 1100 <= stats["dropped_queue_full"] <= 30_000 - 1000
-        assert len([r for r in caplog.records if "queue full" in r.message]) == 1
+        warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+        assert len(warnings) == 1
+        assert f"an export has been waiting on Kafka at {bootstrap}" in warnings[0]
     started = time.monotonic()
     pipeline.shutdown(timeout_s=2)
     assert time.monotonic() - started < 2.5
-    assert pipeline.stats()["spans"]["exported"] == 0
+    stats = pipeline.stats()["spans"]
+    assert stats["exported"] == 0 and stats["queued"] == 0
+    # Everything is accounted for; the batch stuck bootstrapping is counted when it returns.
+    assert (
+        stats["offered"]
+        == stats["dropped_queue_full"] + stats["dropped_export_failed"] + (stats["in_flight"])
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_keeps_exporting(services: Services, topics: tuple[str, str]) -> None:
+    """``configure()``, then ``os.fork()``, as a pre-fork server does: the child's spans and
+    logs reach the broker.
+
+    The parent exports before forking, so the child inherits a connected producer (a master
+    that logged while booting) and must not use it: its sender thread stayed in the parent.
+    """
+    spans_topic, logs_topic = topics
+    telemetry = configure("payment-gateway", "gw-master", kafka_bootstrap=services.kafka_bootstrap,
+                          spans_topic=spans_topic, logs_topic=logs_topic, set_global=False,
+                          bridge_logging=False)  # fmt: skip
+    tracer = telemetry.tracer()
+    log = telemetry.logger_provider.get_logger("payments.gateway")
+    with rpc_server("payment-gateway", "Boot", tracer=tracer):
+        pass
+    assert telemetry.force_flush(30)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report on the pipe and exit, never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            child = os.getpid()
+            for n in range(20):
+                attributes = {"worker.pid": child, "payment.id": f"p{n}"}
+                with rpc_server(
+                    "payment-gateway", "Authorize", tracer=tracer, attributes=attributes
+                ):
+                    log.emit(body=f"authorized p{n}", attributes={"worker.pid": child})
+            flushed = telemetry.force_flush(30)
+            telemetry.shutdown(30)
+            stats = telemetry.stats()
+            report = f"{child} {flushed} {stats['spans']['exported']} {stats['logs']['exported']}"
+            os.write(write_end, report.encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report == f"{pid} True 20 20"  # the child's own counts: it exported everything
+    # The parent keeps exporting too.
+    with rpc_server("payment-gateway", "Settle", tracer=tracer):
+        pass
+    telemetry.shutdown(30)
+    assert telemetry.stats()["spans"]["exported"] == 2
+
+    messages = read_all(services.kafka_bootstrap, [spans_topic, logs_topic], 22 + 1)
+    spans = [span for m in messages if m.topic == spans_topic for _, span in spans_of(m)]
+    from_child = [s for s in spans if attrs(s.attributes).get("worker.pid") == pid]
+    assert sorted(attrs(s.attributes)["payment.id"] for s in from_child) == sorted(
+        f"p{n}" for n in range(20)
+    )
+    assert sorted(s.name for s in spans if s not in from_child) == [
+        "payment-gateway/Boot", "payment-gateway/Settle"
+    ]  # fmt: skip
+    records = [r for m in messages if m.topic == logs_topic for r in logs_of(m)]
+    assert sorted(r.body.string_value for r in records) == sorted(
+        f"authorized p{n}" for n in range(20)
+    )
+    assert {attrs(r.attributes)["worker.pid"] for r in records} == {pid}
 
 
 @pytest.fixture

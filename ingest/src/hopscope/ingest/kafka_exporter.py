@@ -8,14 +8,18 @@ message before it is sent (:mod:`hopscope.ingest.redaction`).
 The producer is idempotent with ``acks=all``. It is created lazily on the export thread, so a
 service starts even while Kafka is down; after a failure the exporter backs off and answers
 FAILURE at once until the backoff ends, so a dead broker costs the payment path nothing and
-shutdown stays fast.
+shutdown stays fast. A producer does not survive ``os.fork()`` (its sender thread stays in the
+parent, its sockets would be shared): the child of a fork forgets the parent's producer and
+creates its own on its first export.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +88,23 @@ class KafkaWriter:
         self._not_before = 0.0
         self._lock = threading.Lock()
         self._closed = False
+        self.last_error: str | None = None
+        if hasattr(os, "register_at_fork"):
+            weak_forget = weakref.WeakMethod(self._forget_in_child)
+
+            def after_in_child() -> None:
+                if (forget := weak_forget()) is not None:
+                    forget()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _forget_in_child(self) -> None:
+        # The parent's producer is neither closed nor used here: closing it would flush and
+        # shut sockets the parent still writes to. The lock may have been held by the parent's
+        # export thread at the fork, and that thread does not exist here.
+        self._producer = None
+        self._lock = threading.Lock()
+        self._not_before = 0.0
 
     def _get_producer(self) -> Any:
         if self._producer is not None or self._closed:
@@ -98,6 +119,7 @@ class KafkaWriter:
         except KafkaConnectError as error:
             # Says why (refused credentials, untrusted certificate...), never the password.
             self._not_before = time.monotonic() + self._retry_backoff_s
+            self.last_error = str(error)
             logger.warning(
                 "hopscope: %s; telemetry is dropped, retrying in %.0f s",
                 error,
@@ -105,6 +127,7 @@ class KafkaWriter:
             )
         except (KafkaError, OSError) as error:
             self._not_before = time.monotonic() + self._retry_backoff_s
+            self.last_error = f"Kafka at {self.bootstrap} unreachable: {type(error).__name__}"
             logger.warning(
                 "hopscope: Kafka at %s unreachable (%s); telemetry is dropped, retrying in %.0f s",
                 self.bootstrap,
@@ -148,6 +171,7 @@ class KafkaWriter:
                     future.get(timeout=0.001)
             except (KafkaError, OSError) as error:
                 self._not_before = time.monotonic() + self._retry_backoff_s
+                self.last_error = f"sending to {topic} failed: {type(error).__name__}"
                 logger.warning(
                     "hopscope: sending to Kafka topic %s failed (%s); retrying in %.0f s",
                     topic,
@@ -159,6 +183,7 @@ class KafkaWriter:
                 if self._closed and self._producer is not None:
                     self._producer.close(timeout=1)
                     self._producer = None
+            self.last_error = None
             return True
 
     def close(self, timeout_s: float = 10.0) -> None:

@@ -1,28 +1,27 @@
-"""The export pipeline: bounded queues feeding the Kafka exporters, for spans and for logs.
+"""The export pipeline: OpenTelemetry's batch processors feeding the Kafka exporters.
 
 One :class:`KafkaPipeline` serves every provider of a process (``configure()`` has one node;
-the simulator has many nodes sharing one pipeline, as many processes share one cluster).
+the simulator has many nodes sharing one pipeline, as many processes share one cluster). The
+queues are OpenTelemetry's ``BatchSpanProcessor`` and ``BatchLogRecordProcessor`` (bounded,
+drop-oldest, re-created in the child of a fork); :mod:`hopscope.ingest.bounded` keeps the
+counts, the full-queue warning and the shutdown deadline around them.
 """
 
 from __future__ import annotations
 
-import copy
+import os
+import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExportResult
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExportResult
-
 from hopscope.ingest import conventions as c
-from hopscope.ingest.batching import BatchQueue
+from hopscope.ingest.bounded import BatchLimits, BoundedLogProcessor, BoundedSpanProcessor
 from hopscope.ingest.kafka_exporter import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    ExporterStats,
     KafkaLogExporter,
     KafkaSpanExporter,
     KafkaWriter,
@@ -33,69 +32,33 @@ from hopscope.ingest.kafka_exporter import (
 class ExportSettings:
     """Where and how telemetry goes to Kafka.
 
-    ``producer_options`` are extra ``KafkaProducer`` settings (TLS, SASL) and are never logged.
+    The queue bounds left ``None`` come from OpenTelemetry's variables, ``OTEL_BSP_*`` for
+    spans and ``OTEL_BLRP_*`` for logs, else hopscope's defaults (20,000 records, batches of
+    2,000, 0.2 s): :meth:`hopscope.ingest.bounded.BatchLimits.resolve`. A value given here
+    applies to both signals. ``producer_options`` are extra ``KafkaProducer`` settings (TLS,
+    SASL) and are never logged.
     """
 
     kafka_bootstrap: str
     spans_topic: str = c.TOPIC_SPANS
     logs_topic: str = c.TOPIC_LOGS
     redact_pans: bool = True
-    max_queue_size: int = 20_000
-    max_export_batch: int = 2_000
-    schedule_delay_s: float = 0.2
+    max_queue_size: int | None = None
+    max_export_batch: int | None = None
+    schedule_delay_s: float | None = None
     send_timeout_s: float = 10.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     producer_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
-class QueueSpanProcessor(SpanProcessor):
-    """Hands finished spans to a :class:`BatchQueue`; nothing else on the request thread."""
-
-    def __init__(self, queue: BatchQueue[ReadableSpan]) -> None:
-        self.queue = queue
-
-    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
-        return None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.queue.put(span)
-
-    def shutdown(self) -> None:
-        return None  # the pipeline owns the queue and shuts it down once for all providers
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.queue.force_flush(timeout_millis / 1000)
-
-
-class QueueLogProcessor(LogRecordProcessor):
-    """Hands emitted log records to a :class:`BatchQueue` as immutable readable records."""
-
-    def __init__(self, queue: BatchQueue[ReadableLogRecord]) -> None:
-        self.queue = queue
-
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        # A shallow copy without the context: the context can hold large objects, and the
-        # record outlives the request.
-        api_record = copy.copy(log_record.log_record)
-        api_record.context = Context()
-        self.queue.put(
-            ReadableLogRecord(
-                log_record=api_record,
-                resource=log_record.resource or Resource({}),
-                instrumentation_scope=log_record.instrumentation_scope,
-                limits=log_record.limits,
-            )
-        )
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.queue.force_flush(timeout_millis / 1000)
-
-
 class KafkaPipeline:
-    """Span and log queues, exporters and one shared Kafka producer."""
+    """Span and log batch processors, their exporters and one shared Kafka producer.
+
+    Attach :attr:`span_processor` and :attr:`log_processor` to any number of providers; the
+    pipeline owns them and :meth:`shutdown` closes them once. After ``os.fork()`` the child
+    keeps exporting with its own worker threads and producer, and its :meth:`stats` count its
+    own records from zero.
+    """
 
     def __init__(self, settings: ExportSettings) -> None:
         self.settings = settings
@@ -111,45 +74,77 @@ class KafkaPipeline:
         self.log_exporter = KafkaLogExporter(
             self.writer, settings.logs_topic, redact=settings.redact_pans
         )
-        queue_args: dict[str, Any] = {
-            "max_queue": settings.max_queue_size,
-            "max_batch": settings.max_export_batch,
-            "delay_s": settings.schedule_delay_s,
+        delay_ms = None if settings.schedule_delay_s is None else settings.schedule_delay_s * 1000
+        bounds: dict[str, Any] = {
+            "max_queue_size": settings.max_queue_size,
+            "max_export_batch_size": settings.max_export_batch,
+            "schedule_delay_millis": delay_ms,
         }
-        self.span_queue: BatchQueue[ReadableSpan] = BatchQueue(
-            lambda batch: self.span_exporter.export(batch) is SpanExportResult.SUCCESS,
-            name="spans",
-            **queue_args,
+        describe: dict[str, Any] = {
+            "failure_reason": lambda: self.writer.last_error,
+            "endpoint": f"Kafka at {settings.kafka_bootstrap}",
+        }
+        self.span_processor = BoundedSpanProcessor(
+            self.span_exporter, BatchLimits.resolve("spans", **bounds), **describe
         )
-        self.log_queue: BatchQueue[ReadableLogRecord] = BatchQueue(
-            lambda batch: self.log_exporter.export(batch) is LogRecordExportResult.SUCCESS,
-            name="logs",
-            **queue_args,
+        self.log_processor = BoundedLogProcessor(
+            self.log_exporter, BatchLimits.resolve("logs", **bounds), **describe
         )
-        self.span_processor = QueueSpanProcessor(self.span_queue)
-        self.log_processor = QueueLogProcessor(self.log_queue)
         self._shut = False
+        if hasattr(os, "register_at_fork"):
+            weak_reset = weakref.WeakMethod(self._reset_in_child)
+
+            def after_in_child() -> None:
+                if (reset := weak_reset()) is not None:
+                    reset()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _reset_in_child(self) -> None:
+        # The processors' books and the writer reset themselves; the message counters are the
+        # exporters', which know nothing of processes.
+        self.span_exporter.stats = ExporterStats()
+        self.log_exporter.stats = ExporterStats()
+
+    @property
+    def limits(self) -> dict[str, BatchLimits]:
+        """The queue bounds in force, per signal (``"spans"``, ``"logs"``)."""
+        return {"spans": self.span_processor.limits, "logs": self.log_processor.limits}
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
-        """Export everything queued so far."""
-        spans = self.span_queue.force_flush(timeout_s)
-        return self.log_queue.force_flush(timeout_s) and spans
+        """Export everything queued so far; True when all of it reached Kafka in time."""
+        deadline = time.monotonic() + timeout_s
+        spans = self.span_processor.flush(timeout_s)
+        return self.log_processor.flush(max(0.0, deadline - time.monotonic())) and spans
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
-        """Flush both queues within ``timeout_s`` in all, then close the producer."""
+        """Flush both processors within ``timeout_s`` in all, then close the producer.
+
+        What is still queued at the deadline is counted as dropped (``dropped_export_failed``)
+        and a warning says how much.
+        """
         if self._shut:
             return
         self._shut = True
         deadline = time.monotonic() + timeout_s
-        self.span_queue.shutdown(max(0.0, (deadline - time.monotonic()) * 0.6))
-        self.log_queue.shutdown(max(0.0, deadline - time.monotonic() - 0.5))
+        # Both signals drain at once (the producer serialises their sends); a margin is kept
+        # for closing the producer.
+        drain_s = max(0.0, timeout_s - min(0.5, timeout_s / 4))
+        closers = [
+            threading.Thread(target=processor.close, args=(drain_s,), daemon=True)
+            for processor in (self.span_processor, self.log_processor)
+        ]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
         self.writer.close(max(0.1, deadline - time.monotonic()))
 
     def stats(self) -> dict[str, Any]:
-        """Counters: queued, exported and dropped records, Kafka messages and bytes."""
+        """Counters: records offered, exported, dropped and queued; Kafka messages and bytes."""
         return {
-            "spans": asdict(self.span_queue.stats),
-            "logs": asdict(self.log_queue.stats),
+            "spans": asdict(self.span_processor.books.stats()),
+            "logs": asdict(self.log_processor.books.stats()),
             "span_messages": asdict(self.span_exporter.stats),
             "log_messages": asdict(self.log_exporter.stats),
         }

@@ -4,8 +4,9 @@
     >>> telemetry = configure("payment-gateway", "gw-1") # doctest: +SKIP
     >>> ...; telemetry.shutdown()                        # doctest: +SKIP
 
-It installs global tracer and logger providers whose records go through bounded queues to Kafka
-(OTLP protobuf, the Collector's Kafka exporter format), and bridges stdlib ``logging`` so every
+It installs global tracer and logger providers whose records go through OpenTelemetry's batch
+processors (bounded queues that keep working in the child of a fork) to Kafka (OTLP protobuf,
+the Collector's Kafka exporter format), and bridges stdlib ``logging`` so every
 log record carries the current trace and span ids and its ``extra`` fields as attributes.
 """
 
@@ -57,7 +58,7 @@ def _env_bool(name: str, default: bool) -> bool:
     return default
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int | None) -> int | None:
     value = os.environ.get(name)
     if value is None:
         return default
@@ -68,7 +69,7 @@ def _env_int(name: str, default: int) -> int:
         return parsed
     except ValueError:
         logger.warning(
-            "ignoring %s=%r (expected a positive integer); using %d", name, value, default
+            "ignoring %s=%r (expected a positive integer); using %s", name, value, default
         )
         return default
 
@@ -134,7 +135,12 @@ def configure(
     Every setting left ``None`` comes from the environment: ``HOPSCOPE_KAFKA_BOOTSTRAP`` (required:
     a service never falls back to a dev stack), ``HOPSCOPE_ENVIRONMENT``, ``HOPSCOPE_REGION``,
     ``HOPSCOPE_SPANS_TOPIC``, ``HOPSCOPE_LOGS_TOPIC``, ``HOPSCOPE_REDACT_PANS`` (default true),
-    ``HOPSCOPE_MAX_QUEUE_SIZE``. A malformed variable is logged and its default used.
+    ``HOPSCOPE_MAX_QUEUE_SIZE`` (both queues; else OpenTelemetry's ``OTEL_BSP_*`` for spans
+    and ``OTEL_BLRP_*`` for logs, which also set the batch size and the schedule delay). A
+    malformed variable is logged and its default used.
+
+    Safe before ``os.fork()`` (gunicorn ``--preload``, uWSGI): the child gets its own export
+    threads and Kafka producer, and :meth:`Telemetry.stats` in the child count its records.
 
     Kafka security (TLS, SASL) comes from the ``HOPSCOPE_KAFKA_SECURITY_PROTOCOL`` and
     ``HOPSCOPE_KAFKA_SASL_*`` / ``HOPSCOPE_KAFKA_SSL_*`` variables
@@ -167,7 +173,8 @@ def configure(
         spans_topic=spans_topic or os.environ.get(ENV_SPANS_TOPIC) or c.TOPIC_SPANS,
         logs_topic=logs_topic or os.environ.get(ENV_LOGS_TOPIC) or c.TOPIC_LOGS,
         redact_pans=redact_pans if redact_pans is not None else _env_bool(ENV_REDACT_PANS, True),
-        max_queue_size=max_queue_size or _env_int(ENV_MAX_QUEUE, 20_000),
+        # Unset: OpenTelemetry's OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE, else 20,000.
+        max_queue_size=max_queue_size or _env_int(ENV_MAX_QUEUE, None),
         producer_options=kafka_client_options(producer_options),
     )
     pipeline = KafkaPipeline(settings)

@@ -58,7 +58,8 @@ def simulate_to_kafka(
     settings = ExportSettings(kafka_bootstrap=bootstrap, spans_topic=spans_topic,
                               logs_topic=logs_topic, producer_options=options)  # fmt: skip
     pipeline = KafkaPipeline(settings)
-    flush_every = max(1, settings.max_queue_size // (4 * RECORDS_PER_TRACE_BOUND))
+    max_queue = min(limits.max_queue_size for limits in pipeline.limits.values())
+    flush_every = max(1, max_queue // (4 * RECORDS_PER_TRACE_BOUND))
     topics = {SPANS: spans_topic, LOGS: logs_topic}
     foreign_writer = KafkaWriter(bootstrap, send_timeout_s=flush_timeout_s,
                                  producer_options=options)  # fmt: skip
