@@ -45,7 +45,7 @@ from hopscope.processors.retry import Backoff
 from hopscope.processors.sanitize import received_ns
 from hopscope.processors.sink import ElasticsearchSink, Sink
 
-__all__ = ["Processor", "ProcessorCounts", "ProcessorSettings", "Seams", "connect"]
+__all__ = ["Processor", "ProcessorCounts", "ProcessorSettings", "Seams", "connect_services"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Seams:
 Connect = Callable[[ProcessorSettings, ExitStack], Seams]
 
 
-def connect(settings: ProcessorSettings, stack: ExitStack) -> Seams:
+def connect_services(settings: ProcessorSettings, stack: ExitStack) -> Seams:
     """The production seams: Elasticsearch (and the Parquet archive), the dead-letter
     producer, the Kafka consumer. What opened is closed by ``stack`` if a later one fails:
     wrong Kafka credentials or CA raise ``KafkaConnectError`` after the client's bootstrap
@@ -137,15 +137,16 @@ def connect(settings: ProcessorSettings, stack: ExitStack) -> Seams:
 class Processor:
     """One consumer-group member. Use as a context manager, then :meth:`run`.
 
-    ``connect`` opens the seams on entry (default: Kafka and Elasticsearch, :func:`connect`);
-    unit tests pass in-memory doubles.
+    ``connect`` opens the seams on entry (default: Kafka and Elasticsearch,
+    :func:`connect_services`); unit tests pass in-memory doubles. Production code builds it
+    with :meth:`from_settings`.
     """
 
     def __init__(self, settings: ProcessorSettings, *, connect: Connect | None = None) -> None:
         self.settings = settings
         self.counts = ProcessorCounts()
         self.metrics = ProcessorMetrics()
-        self._connect = connect or globals()["connect"]
+        self._connect = connect or connect_services
         self._stop = threading.Event()
         self._assembler = TraceAssembler(
             trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans,
@@ -158,7 +159,7 @@ class Processor:
     @classmethod
     def from_settings(cls, settings: ProcessorSettings) -> Processor:
         """A processor on the Kafka cluster and the Elasticsearch cluster ``settings`` name."""
-        return cls(settings, connect=connect)
+        return cls(settings, connect=connect_services)
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Processor:
