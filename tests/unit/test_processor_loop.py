@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
+from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.checkpoint import OffsetTracker
 from hopscope.processors.consumer import InMemoryConsumer
 from hopscope.processors.dlq import InMemoryDeadLetters
@@ -24,7 +26,7 @@ from hopscope.processors.errors import SinkAccessError, SinkUnavailableError
 from hopscope.processors.pipeline import DeadLetter, decode, documents_from_records
 from hopscope.processors.retry import Backoff, retry
 from hopscope.processors.runtime import Processor, ProcessorCounts, ProcessorSettings, Seams
-from hopscope.processors.sink import InMemorySink
+from hopscope.processors.sink import InMemorySink, Sink
 from tests.otlp_builders import otlp_logs, otlp_spans
 
 SPANS, LOGS = "otlp_spans", "otlp_logs"
@@ -57,6 +59,7 @@ class Rig:
         self.sink = InMemorySink()
         self.dead_letters = InMemoryDeadLetters()
         self.partitions = partitions
+        self.others: list[Sink] = []  # sinks after the primary one (the archive)
 
     def produce(self, topic: str, value: bytes, partition: int = 0) -> None:
         self.consumer.produce(topic, value, partition=partition, timestamp=NOW_MS)
@@ -71,7 +74,7 @@ class Rig:
 
         def connect(settings: ProcessorSettings, stack: ExitStack) -> Seams:
             del settings, stack  # the doubles hold nothing to close
-            return Seams(self.consumer, [self.sink], self.dead_letters)
+            return Seams(self.consumer, [self.sink, *self.others], self.dead_letters)
 
         return Processor(ProcessorSettings(**options), connect=connect)  # type: ignore[arg-type]
 
@@ -322,6 +325,17 @@ def test_documents_the_sink_rejects_are_dead_lettered_and_the_rest_committed() -
     assert letter.reason.startswith("elasticsearch rejected logs ")
     assert counts.dead_letters == 1 and counts.indexed["logs"] == 0
     assert rig.consumer.commits == {(LOGS, 0): 1}
+
+
+def test_the_archive_gets_only_what_the_primary_sink_acknowledged(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.others = [ParquetArchive(tmp_path)]
+    rig.sink.reject = lambda doc: "mapper_parsing_exception" if doc.kind == "logs" else None
+    rig.produce(LOGS, log_message("approved"))
+    rig.produce(SPANS, spans_message(TRACE_A, span(ROOT)))
+    rig.drain()
+    archived = {path.parts[len(tmp_path.parts)] for path in tmp_path.rglob("*.parquet")}
+    assert archived == {"spans", "traces"}  # the rejected log document is not archived
 
 
 def test_an_undecodable_message_is_held_until_its_dead_letter_is_flushed() -> None:
