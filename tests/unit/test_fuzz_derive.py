@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from hopscope.ingest import conventions as c
 from hopscope.processors import sanitize as s
 from hopscope.processors.assembly import TraceAssembler
+from hopscope.processors.checkpoint import OffsetTracker
 from hopscope.processors.derive import derive_all
 from hopscope.processors.documents import derived_documents
-from hopscope.processors.offsets import OffsetTracker
 from hopscope.processors.records import CLIENT, CONSUMER, INTERNAL, PRODUCER, SERVER, SpanRecord
 
 T0 = 1_775_030_400_000_000_000

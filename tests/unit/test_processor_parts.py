@@ -8,10 +8,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from hopscope.processors.assembly import TraceAssembler
+from hopscope.processors.checkpoint import OffsetTracker
 from hopscope.processors.decode import decode_logs, decode_spans
 from hopscope.processors.documents import log_document, span_document, timestamp
 from hopscope.processors.errors import DecodeError
-from hopscope.processors.offsets import OffsetTracker
 from hopscope.processors.records import SpanRecord
 from hopscope.processors.templates import KINDS, index_name, index_template
 

@@ -95,7 +95,7 @@ def run_demo(
         index_prefix=index_prefix, trace_idle_s=1.0,
         kafka_options=KafkaSecurity.from_env().client_options(),
     )  # fmt: skip
-    with err.status("processing"), Processor(processor_settings) as processor:
+    with err.status("processing"), Processor.from_settings(processor_settings) as processor:
         counts = processor.run(drain=True)
 
     # Step 4: what Elasticsearch knows about this run's time window.

@@ -100,7 +100,7 @@ def process_command(
         # Checked before anything connects, like the Elasticsearch settings.
         kafka_options=KafkaSecurity.from_env().client_options(),
     )  # fmt: skip
-    with Processor(processor_settings) as processor:
+    with Processor.from_settings(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
         signal.signal(signal.SIGTERM, lambda *_: processor.stop())
         signal.signal(signal.SIGINT, lambda *_: processor.stop())

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hopscope.processors.documents import Document
+from hopscope.processors.sink import WriteOutcome
 
 _SCALARS = (str, int, float, bool)
 # Maps spread into one text column per key (the keys are attribute names, never nested).
@@ -94,13 +95,24 @@ def _partition(document: Document) -> str:
 
 
 class ParquetArchive:
-    """Appends acknowledged documents to hourly Parquet part files under ``root``."""
+    """Appends acknowledged documents to hourly Parquet part files under ``root``.
+
+    A :class:`~hopscope.processors.sink.Sink`: the runtime writes it after Elasticsearch, with
+    what Elasticsearch acknowledged. A failed file write (disk full) raises ``OSError``, which
+    stops the processor with the batch uncommitted.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files_written = 0
 
-    def write(self, documents: Sequence[Document]) -> None:
+    def setup(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Nothing stays open: every part file is complete once written."""
+
+    def write(self, documents: Sequence[Document]) -> WriteOutcome:
         import polars as pl
 
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -121,3 +133,4 @@ class ParquetArchive:
             frame.write_parquet(partial, compression="zstd")
             partial.rename(target)
             self.files_written += 1
+        return WriteOutcome(acknowledged=len(documents))

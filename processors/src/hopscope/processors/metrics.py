@@ -6,7 +6,9 @@ group in one process) never collide on metric names.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -14,6 +16,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 # Hop latencies in payment systems range from sub-millisecond to bank timeouts of seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                    5, 10, 30)  # fmt: skip
+
+
+@dataclass
+class ProcessorCounts:
+    """Records written per kind, dead letters, retries: what ``--drain`` prints.
+
+    The in-process tally of what :class:`ProcessorMetrics` exports, summed over the run.
+    """
+
+    messages: int = 0
+    indexed: Tally[str] = field(default_factory=Tally)
+    dead_letters: int = 0
+    retries: int = 0
+    late_spans: int = 0
+    incomplete_traces: int = 0
+    commit_retries: int = 0
+    # Records indexed with a sanitization flag, by reason (hopscope.processors.sanitize), and
+    # spans of evicted traces indexed without being derived.
+    sanitized: Tally[str] = field(default_factory=Tally)
+    unassembled_spans: int = 0
 
 
 class ProcessorMetrics:

@@ -1,15 +1,19 @@
 """The processor: a consumer-group member turning OTLP from Kafka into Elasticsearch documents.
 
-One loop iteration:
+A short loop over seams, each replaceable in tests:
 
-1. Poll a batch of messages from ``otlp_spans`` and ``otlp_logs``.
-2. Decode each message; an undecodable one goes to the dead-letter topic with the reason.
-3. Spans and logs become documents at once; spans also feed the trace assembler.
-4. Traces idle for ``trace_idle_s`` (or evicted by the memory bound) become derived records.
-5. Write all documents in one bulk request. When Elasticsearch is unreachable or overloaded,
-   pause every partition and retry the same documents with exponential backoff: nothing is
-   dropped, nothing committed past. Documents Elasticsearch rejects go to the dead-letter topic.
-6. Commit, per partition, up to the lowest message not fully acknowledged.
+- the consumer (:mod:`hopscope.processors.consumer`: Kafka, or an in-memory double);
+- the pure pipeline (:mod:`hopscope.processors.pipeline`): message → documents, holds and
+  dead letters; assembled trace → derived documents;
+- the checkpoint (:mod:`hopscope.processors.checkpoint`): write a batch to the sinks
+  (Elasticsearch, then the Parquet archive), flush the dead letters, commit what that freed;
+  while a sink is unavailable, partitions paused and the same batch retried with jittered
+  backoff (:mod:`hopscope.processors.retry`), nothing dropped, nothing committed past.
+
+One loop iteration: poll a batch of messages from ``otlp_spans`` and ``otlp_logs``; take each
+through the pipeline; derive the traces idle for ``trace_idle_s`` (or evicted by the memory
+bound); checkpoint. A poll of large messages, or traces past the memory bound, checkpoint
+within the poll, so memory stays bounded.
 
 SIGTERM (or :meth:`Processor.stop`) ends the loop after the current iteration; what was written
 is committed, open traces stay uncommitted for the next owner to rebuild, and the run exits 0.
@@ -19,47 +23,34 @@ open trace, commits and returns.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import ConsumerRebalanceListener
-
-from hopscope.core.es_security import EsSecurity, es_client
-from hopscope.core.kafka_security import explained_connect_errors
+from hopscope.core.es_security import EsSecurity
 from hopscope.ingest import conventions as c
-from hopscope.processors.archive import ParquetArchive
-from hopscope.processors.assembly import (
-    LOG_BYTES,
-    OpenTrace,
-    TopicPartitionOffset,
-    TraceAssembler,
-    footprint,
-)
-from hopscope.processors.decode import decode_logs, decode_span_message
-from hopscope.processors.derive import derive_all
-from hopscope.processors.derive.failovers import derive_failovers
-from hopscope.processors.dlq import DeadLetters
-from hopscope.processors.documents import (
-    Document,
-    derived_documents,
-    failover_document,
-    log_document,
-    span_document,
-)
-from hopscope.processors.errors import DecodeError, SinkUnavailableError
-from hopscope.processors.metrics import ProcessorMetrics
-from hopscope.processors.offsets import OffsetTracker
-from hopscope.processors.records import LogRecord, SpanRecord
+from hopscope.core.kafka_security import explained_connect_errors
+from hopscope.processors.assembly import OpenTrace, TraceAssembler
+from hopscope.processors.checkpoint import Checkpoint
+from hopscope.processors.consumer import Consumer, KafkaSource, Message, TopicPartition
+from hopscope.processors.dlq import DeadLetters, DeadLetterSink
+from hopscope.processors.errors import SinkUnavailableError
+from hopscope.processors.metrics import ProcessorCounts, ProcessorMetrics
+from hopscope.processors.pipeline import Batch, DerivedTrace, derive_trace, take_message
+from hopscope.processors.retry import Backoff
 from hopscope.processors.sanitize import received_ns
-from hopscope.processors.sink import ElasticsearchSink
+from hopscope.processors.sink import ElasticsearchSink, Sink
+
+__all__ = ["Processor", "ProcessorCounts", "ProcessorSettings", "Seams", "connect_services"]
 
 logger = logging.getLogger(__name__)
+
+# How long one poll waits for messages: short, so a stop request is seen within it.
+POLL_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -102,104 +93,101 @@ class ProcessorSettings:
 
 
 @dataclass
-class ProcessorCounts:
-    """Records written per kind, dead letters, retries: what ``--drain`` prints."""
+class Seams:
+    """What a processor reads from and writes to: ``sinks[0]`` is the primary sink (its
+    acknowledgement frees offsets); the others get what it acknowledged."""
 
-    messages: int = 0
-    indexed: Counter[str] = field(default_factory=Counter)
-    dead_letters: int = 0
-    retries: int = 0
-    late_spans: int = 0
-    incomplete_traces: int = 0
-    commit_retries: int = 0
-    # Records indexed with a sanitization flag, by reason (hopscope.processors.sanitize), and
-    # spans of evicted traces indexed without being derived.
-    sanitized: Counter[str] = field(default_factory=Counter)
-    unassembled_spans: int = 0
+    consumer: Consumer
+    sinks: Sequence[Sink]
+    dead_letters: DeadLetterSink
 
 
-@dataclass
-class _Pending:
-    """Documents of this iteration and the holds their acknowledgement releases."""
+# Opens the seams for the settings, registering their clean-up on the stack.
+Connect = Callable[[ProcessorSettings, ExitStack], Seams]
 
-    documents: list[Document] = field(default_factory=list)
-    releases: list[TopicPartitionOffset] = field(default_factory=list)
-    trace_releases: list[set[TopicPartitionOffset]] = field(default_factory=list)
-    bytes: int = 0  # estimated bytes of the records taken (assembly.footprint)
+
+def connect_services(settings: ProcessorSettings, stack: ExitStack) -> Seams:
+    """The production seams: Elasticsearch (and the Parquet archive), the dead-letter
+    producer, the Kafka consumer. What opened is closed by ``stack`` if a later one fails:
+    wrong Kafka credentials or CA raise ``KafkaConnectError`` after the client's bootstrap
+    timeout, with the reason."""
+    sinks: list[Sink] = [ElasticsearchSink.connect(settings.es_url, settings.es_security,
+                                                   settings.index_prefix)]  # fmt: skip
+    stack.callback(sinks[0].close)
+    if settings.archive_dir is not None:
+        from hopscope.processors.archive import ParquetArchive
+
+        sinks.append(ParquetArchive(settings.archive_dir))
+    kafka_options = dict(settings.kafka_options)
+    dead_letters = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic, kafka_options)
+    stack.callback(dead_letters.close)
+    with explained_connect_errors(settings.kafka_bootstrap, kafka_options,
+                                  "the processor's consumer"):  # fmt: skip
+        consumer = KafkaSource(
+            settings.kafka_bootstrap, settings.group,
+            max_poll_records=settings.max_poll_records,
+            session_timeout_ms=round(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=max(500, round(settings.session_timeout_s * 1000 / 3)),
+            **kafka_options,
+        )  # fmt: skip
+    stack.callback(consumer.close)
+    return Seams(consumer, sinks, dead_letters)
 
 
 class Processor:
-    """One consumer-group member. Use as a context manager, then :meth:`run`."""
+    """One consumer-group member. Use as a context manager, then :meth:`run`.
 
-    def __init__(self, settings: ProcessorSettings) -> None:
+    ``connect`` opens the seams on entry (default: Kafka and Elasticsearch,
+    :func:`connect_services`); unit tests pass in-memory doubles. Production code builds it
+    with :meth:`from_settings`.
+    """
+
+    def __init__(self, settings: ProcessorSettings, *, connect: Connect | None = None) -> None:
         self.settings = settings
         self.counts = ProcessorCounts()
+        self.metrics = ProcessorMetrics()
+        self._connect = connect or connect_services
         self._stop = threading.Event()
         self._assembler = TraceAssembler(
             trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans,
             max_open_bytes=settings.max_open_bytes, max_trace_spans=settings.max_trace_spans,
         )  # fmt: skip
-        self._offsets = OffsetTracker()
-        self._consumer: Any = None
-        self._needs_seek: set[Any] = set()
-        self._just_reseeked = False
-        self._sink: ElasticsearchSink | None = None
-        self._dlq: DeadLetters | None = None
-        self._es: Any = None
-        self.metrics = ProcessorMetrics()
-        self._archive = ParquetArchive(settings.archive_dir) if settings.archive_dir else None
-        self._metrics_server: Any = None
+        self._stack = ExitStack()
+        self._needs_seek: set[TopicPartition] = set()
+        self._checkpoint: Checkpoint | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ProcessorSettings) -> Processor:
+        """A processor on the Kafka cluster and the Elasticsearch cluster ``settings`` name."""
+        return cls(settings, connect=connect_services)
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Processor:
-        from kafka import KafkaConsumer
-
         settings = self.settings
-        if settings.metrics_port is not None:
-            self._metrics_server = self.metrics.serve(settings.metrics_port, settings.metrics_addr)
-        self._es = es_client(settings.es_url, settings.es_security, request_timeout=60)
-        self._sink = ElasticsearchSink(self._es, settings.index_prefix, url=settings.es_url)
         try:
-            self._with_backoff(self._sink.install_templates)
+            if settings.metrics_port is not None:
+                server = self.metrics.serve(settings.metrics_port, settings.metrics_addr)
+                self._stack.callback(server.shutdown)
+            seams = self._connect(settings, self._stack)
+            self._checkpoint = Checkpoint(
+                seams.consumer, seams.sinks, seams.dead_letters, stop=self._stop,
+                backoff=Backoff(settings.backoff_initial_s, settings.backoff_max_s),
+                metrics=self.metrics, counts=self.counts,
+            )  # fmt: skip
+            for sink in seams.sinks:
+                # Wrong credentials or CA fail here (SinkAccessError), before anything is
+                # consumed; an unreachable Elasticsearch is waited for.
+                self._checkpoint.retry(sink.setup)
         except BaseException:
-            # Wrong credentials or CA fail here, before anything is consumed: close what
-            # was opened (the with statement does not call __exit__ for a failed __enter__).
-            self.__exit__(None, None, None)
+            # The with statement does not call __exit__ for a failed __enter__.
+            self._stack.close()
             raise
-        kafka_options = dict(settings.kafka_options)
-        try:
-            # A wrong password or CA fails here, after the client's bootstrap timeout, with
-            # the reason (KafkaConnectError); close what was opened, as above.
-            self._dlq = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic, kafka_options)
-            with explained_connect_errors(settings.kafka_bootstrap, kafka_options,
-                                          "the processor's consumer"):  # fmt: skip
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=settings.kafka_bootstrap,
-                    group_id=settings.group,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_poll_records=settings.max_poll_records,
-                    session_timeout_ms=round(settings.session_timeout_s * 1000),
-                    heartbeat_interval_ms=max(500, round(settings.session_timeout_s * 1000 / 3)),
-                    **kafka_options,
-                )
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        self._consumer.subscribe(
-            [settings.spans_topic, settings.logs_topic], listener=_Rebalance(self)
-        )
+        seams.consumer.subscribe((settings.spans_topic, settings.logs_topic),
+                                 on_assigned=self._assigned, on_revoked=self._revoked)  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._consumer is not None:
-            self._consumer.close(autocommit=False)
-        if self._dlq is not None:
-            self._dlq.close()
-        if self._es is not None:
-            self._es.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+        self._stack.close()
 
     def stop(self) -> None:
         """Request a stop (signal handlers call this); the loop ends after its iteration."""
@@ -209,68 +197,110 @@ class Processor:
     def run(self, *, drain: bool = False, progress: Callable[[ProcessorCounts], None] | None = None
             ) -> ProcessorCounts:  # fmt: skip
         """Process until stopped (or, with ``drain``, until caught up)."""
+        checkpoint = self._started()
         while not self._stop.is_set():
-            reassigned = bool(self._needs_seek)
-            polled = self._reseek(self._consumer.poll(timeout_ms=500))
-            reassigned = reassigned or self._just_reseeked
-            pending = _Pending()
+            polled, reassigned = self._poll(checkpoint.consumer)
+            batch = Batch()
             try:
-                for tp, messages in polled.items():
+                for messages in polled.values():
                     for message in messages:
-                        self._take(tp.topic, tp.partition, message, pending)
-                        if (
-                            pending.bytes >= self.settings.max_batch_bytes
-                            or self._assembler.over_bound()
-                        ):
-                            # Large messages, or traces past the memory bound: what this poll
-                            # gave so far is written now, so memory stays bounded within a poll.
-                            pending = self._write_part(pending)
+                        batch = self._take(message, batch)
                 # Never "caught up" in the poll that (re)assigned partitions: what it fetched
                 # was dropped for the seek, and the positions settle only on the next poll.
                 caught_up = drain and not polled and not reassigned and self._caught_up()
                 traces = self._assembler.flush_all(complete=True) if caught_up else []
-                traces += self._assembler.due()
-                pending = self._derive_traces(traces, pending)
-                self._write(pending)
+                checkpoint.commit(self._derive(traces + self._assembler.due(), batch))
             except SinkUnavailableError:
                 if not self._stop.is_set():
                     raise
-                # Stopped while Elasticsearch is unavailable: what was not written keeps its
-                # offsets uncommitted, so the next owner reads it again. A clean stop.
+                # Stopped while a sink is unavailable: what was not written keeps its offsets
+                # uncommitted, so the next owner reads it again. A clean stop.
                 logger.warning("stopping during an outage: %d documents left to the next owner",
-                               len(pending.documents))  # fmt: skip
+                               len(batch.documents))  # fmt: skip
                 break
-            self._commit()
             self._observe(polled)
             if progress is not None:
                 progress(self.counts)
             if caught_up:
                 break
-        self._commit()
+        checkpoint.commit_offsets()
         self.counts.late_spans = self._assembler.late_spans
         return self.counts
 
-    def _write_part(self, pending: _Pending) -> _Pending:
-        """Derive the traces due, write, commit; a fresh batch for the rest of the poll."""
-        pending = self._derive_traces(self._assembler.due(), pending)
-        self._write(pending)
-        self._commit()
-        return _Pending()
+    def _started(self) -> Checkpoint:
+        if self._checkpoint is None:
+            raise RuntimeError("Processor.run() outside its with statement")
+        return self._checkpoint
 
-    def _derive_traces(self, traces: list[OpenTrace], pending: _Pending) -> _Pending:
-        """Derive ``traces`` into ``pending``, writing and committing whenever the batch is
-        full: a drain's last flush, or a burst of evictions, is a whole bound's worth of
-        traces, and their documents must not pile up on top of them."""
+    def _poll(self, consumer: Consumer) -> tuple[dict[TopicPartition, list[Message]], bool]:
+        """Poll; seek partitions (re)assigned since the last poll to their committed offsets,
+        dropping what was fetched for them from the old position. Also says whether any were.
+
+        A partition revoked and handed back to this same consumer keeps its read position in
+        the client, but its open traces were dropped on revocation: without the seek they
+        would never be read again. The seek happens here, not in the rebalance callback: that
+        runs inside the client's poll, where blocking calls such as ``committed()`` are not
+        allowed.
+        """
+        reassigned = bool(self._needs_seek)
+        polled = consumer.poll(POLL_TIMEOUT_S)
+        sought, self._needs_seek = self._needs_seek, set()
+        for tp in sought:
+            # Nothing committed yet (None): from the start, as auto_offset_reset says.
+            consumer.seek(tp, consumer.committed(tp))
+        kept = {tp: messages for tp, messages in polled.items() if tp not in sought}
+        return kept, reassigned or bool(sought)
+
+    def _take(self, message: Message, batch: Batch) -> Batch:
+        """One message through the pipeline into ``batch``; checkpoint when the batch is full."""
+        checkpoint = self._started()
+        self.counts.messages += 1
+        source = (message.topic, message.partition, message.offset)
+        checkpoint.offsets.seen(*source)
+        taken = take_message(
+            message.value or b"", source=source, key=message.key,
+            kind="spans" if message.topic == self.settings.spans_topic else "logs",
+            # The Kafka timestamp, not the clock: a replay sanitizes times the same way.
+            received_ns=received_ns(message.timestamp),
+            assembler=self._assembler, prefix=self.settings.index_prefix,
+        )  # fmt: skip
+        if taken.holds:
+            checkpoint.offsets.hold(*source, count=taken.holds)
+        for (kind, flag), count in taken.sanitized.items():
+            self.counts.sanitized[flag] += count
+            self.metrics.sanitized.labels(kind, flag).inc(count)
+        batch.add_message(source, taken)
+        if batch.bytes >= self.settings.max_batch_bytes or self._assembler.over_bound():
+            # Large messages, or traces past the memory bound: what this poll gave so far is
+            # written now, so memory stays bounded within a poll.
+            checkpoint.commit(self._derive(self._assembler.due(), batch))
+            return Batch()
+        return batch
+
+    def _derive(self, traces: list[OpenTrace], batch: Batch) -> Batch:
+        """Derive ``traces`` into ``batch``, checkpointing whenever the batch is full: a
+        drain's last flush, or a burst of evictions, is a whole bound's worth of traces, and
+        their documents must not pile up on top of them."""
         traces.reverse()  # popped oldest first, so each trace is freed once derived
         while traces:
-            self._derive(traces.pop(), pending)
-            if pending.bytes >= self.settings.max_batch_bytes:
-                self._write(pending)
-                self._commit()
-                pending = _Pending()
-        return pending
+            derived = derive_trace(traces.pop(), self.settings.index_prefix)
+            self._count(derived)
+            batch.add_trace(derived)
+            if batch.bytes >= self.settings.max_batch_bytes:
+                self._started().commit(batch)
+                batch = Batch()
+        return batch
 
-    def _observe(self, polled: dict[Any, list[Any]]) -> None:
+    def _count(self, derived: DerivedTrace) -> None:
+        if not derived.complete:
+            self.counts.incomplete_traces += 1
+            self.metrics.incomplete.inc()
+        for flag in derived.records.summary.anomalies:
+            self.counts.sanitized[flag] += 1
+            self.metrics.sanitized.labels("traces", flag).inc()
+        self.metrics.observe_hops(derived.records.hops)
+
+    def _observe(self, polled: Mapping[TopicPartition, list[Message]]) -> None:
         """Gauges that are cheap to read every iteration; lag from the last polled offsets."""
         self.metrics.open_traces.set(self._assembler.open_traces)
         self.metrics.open_spans.set(self._assembler.open_spans)
@@ -279,217 +309,35 @@ class Processor:
         if unassembled:
             self.counts.unassembled_spans += unassembled
             self.metrics.unassembled_spans.inc(unassembled)
-        for tp, messages in polled.items():
-            self.metrics.messages.labels(tp.topic).inc(len(messages))
-            highwater = self._consumer.highwater(tp)
+        consumer = self._started().consumer
+        for (topic, partition), messages in polled.items():
+            self.metrics.messages.labels(topic).inc(len(messages))
+            highwater = consumer.highwater((topic, partition))
             if highwater is not None and messages:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                self.metrics.lag.labels(topic, str(partition)).set(
                     max(0, highwater - messages[-1].offset - 1)
                 )
 
     def _caught_up(self) -> bool:
-        assignment = self._consumer.assignment()
+        consumer = self._started().consumer
+        assignment = consumer.assignment()
         if not assignment:
             return False
-        ends = self._consumer.end_offsets(list(assignment))
-        return all(self._consumer.position(tp) >= ends[tp] for tp in assignment)
+        ends = consumer.end_offsets(assignment)
+        return all(consumer.position(tp) >= ends[tp] for tp in assignment)
 
-    def _take(self, topic: str, partition: int, message: Any, pending: _Pending) -> None:
-        self.counts.messages += 1
-        source = (topic, partition, message.offset)
-        self._offsets.seen(topic, partition, message.offset)
-        # The Kafka timestamp, not the clock: a replay sanitizes times the same way.
-        received = received_ns(getattr(message, "timestamp", None))
-        try:
-            if topic == self.settings.spans_topic:
-                decoded = decode_span_message(message.value or b"", received_ns=received)
-                spans, logs = decoded.spans, []
-                for rejected in decoded.rejected:  # one unusable span, not its whole message
-                    self._dead_letter(rejected.payload, rejected.reason, message.key, source)
-            else:
-                logs = decode_logs(message.value or b"", received_ns=received)
-                spans = []
-        except DecodeError as error:
-            self._dead_letter(message.value or b"", str(error), message.key, source)
-            return
-        self._count_sanitized(spans, logs, pending)
-        prefix = self.settings.index_prefix
-        docs = [span_document(s, prefix) for s in spans] + [log_document(g, prefix) for g in logs]
-        for trace_id in self._assembler.add_spans(spans, source):
-            del trace_id  # one hold per trace fed: released when its derived records land
-            self._offsets.hold(*source)
-        for log in logs:
-            if log.trace_id:
-                attached = self._assembler.add_log(log, source)
-                if attached == "new_source":
-                    self._offsets.hold(*source)
-                if attached != "not_open":
-                    continue
-            if log.event_name == c.LOG_FAILOVER and not log.trace_id:
-                # A cluster event outside any trace is a failover record of its own.
-                docs += [failover_document(f, prefix) for f in derive_failovers((), (log,))]
-        if docs:
-            self._offsets.hold(*source)
-            pending.documents += docs
-            pending.releases.append(source)
-
-    def _count_sanitized(
-        self, spans: list[SpanRecord], logs: list[LogRecord], pending: _Pending
-    ) -> None:
-        """Count flagged records per reason; add the records' estimated bytes to the batch."""
-        for kind, records in (("spans", spans), ("logs", logs)):
-            for record in records:
-                for flag in record.flags:
-                    self.counts.sanitized[flag] += 1
-                    self.metrics.sanitized.labels(kind, flag).inc()
-        pending.bytes += sum(map(footprint, spans)) + LOG_BYTES * len(logs)
-
-    def _derive(self, trace: OpenTrace, pending: _Pending) -> None:
-        if not trace.complete:
-            self.counts.incomplete_traces += 1
-        derived = derive_all(
-            trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
-        )
-        for flag in derived.summary.anomalies:
-            self.counts.sanitized[flag] += 1
-            self.metrics.sanitized.labels("traces", flag).inc()
-        # Derived documents, estimated: about as many as the trace's spans, ~1 KB each.
-        pending.bytes += 1024 * (len(trace.spans) + 1)
-        self.metrics.observe_hops(derived.hops)
-        if not trace.complete:
-            self.metrics.incomplete.inc()
-        pending.documents += derived_documents(derived, self.settings.index_prefix)
-        pending.trace_releases.append(trace.sources)
-
-    def _write(self, pending: _Pending) -> None:
-        assert self._sink is not None
-        if pending.documents:
-            outcome = self._with_backoff(lambda: self._sink.write(pending.documents))  # type: ignore[union-attr]
-            self.metrics.bulk_seconds.observe(outcome.took_s)
-            for doc, reason in outcome.rejected:
-                self._dead_letter(json.dumps(doc.body, default=str).encode(),
-                                  f"elasticsearch rejected {doc.kind} {doc.id}: {reason}",
-                                  doc.id.encode(), None)  # fmt: skip
-            if self._archive is not None:
-                # Durable in Elasticsearch now; archived before the offsets move.
-                rejected_ids = {id(doc) for doc, _ in outcome.rejected}
-                self._archive.write([d for d in pending.documents if id(d) not in rejected_ids])
-            written = Counter(d.kind for d in pending.documents)
-            written.subtract(doc.kind for doc, _ in outcome.rejected)
-            self.counts.indexed.update(written)
-            for kind, count in written.items():
-                self.metrics.indexed.labels(kind).inc(count)
-        for source in pending.releases:
-            self._offsets.release(*source)
-        for sources in pending.trace_releases:
-            self._offsets.release_trace(sources)
-
-    def _dead_letter(
-        self, value: bytes, reason: str, key: bytes | None, source: TopicPartitionOffset | None
-    ) -> None:
-        assert self._dlq is not None
-        topic, partition, offset = source if source else (None, None, None)
-        self._with_backoff(lambda: self._dlq.send(  # type: ignore[union-attr]
-            value, reason, key=key, topic=topic, partition=partition, offset=offset))  # fmt: skip
-        self.counts.dead_letters += 1
-        self.metrics.dead_letters.labels("decode" if source else "rejected").inc()
-
-    def _with_backoff(self, call: Callable[[], Any]) -> Any:
-        """Retry ``call`` while the sink is unavailable, partitions paused, waking on stop.
-
-        Even a stop request does not abandon the documents: they are retried until written, so
-        that what was read is never lost (the runtime would otherwise commit nothing for them,
-        which is also safe, but a clean SIGTERM should leave nothing half-done).
-        """
-        delay = self.settings.backoff_initial_s
-        paused = False
-        try:
-            while True:
-                try:
-                    return call()
-                except SinkUnavailableError as error:
-                    self.counts.retries += 1
-                    self.metrics.retries.inc()
-                    if self._consumer is not None and not paused:
-                        self._consumer.pause(*self._consumer.assignment())
-                        paused = True
-                    logger.warning("%s; retrying in %.1f s (partitions paused)", error, delay)
-                    if self._stop.wait(delay):
-                        # Stopping: give up on this batch; its offsets stay uncommitted.
-                        raise
-                    delay = min(delay * 2, self.settings.backoff_max_s)
-        finally:
-            if paused and self._consumer is not None:
-                self._consumer.resume(*self._consumer.paused())
-
-    def _commit(self) -> None:
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
-        moved = self._offsets.committable()
-        if not moved:
-            return
-        try:
-            self._consumer.commit(
-                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in moved.items()}
-            )
-        except KafkaError as error:
-            # The broker restarting, the coordinator moving, the group rebalancing: not
-            # committing now loses nothing. The same offsets stay committable for the next
-            # iteration, or the next owner re-reads from the last commit.
-            self.counts.commit_retries += 1
-            self.metrics.commit_failures.inc()
-            logger.warning("offset commit deferred: %s: %s", type(error).__name__, error)
-            return
-        self._offsets.committed(moved)
-
-    def assigned(self, partitions: Iterable[Any]) -> None:
-        """Mark assigned partitions to restart at their committed offsets (see :meth:`_reseek`).
-
-        A partition revoked and handed back to this same consumer keeps its read position in
-        the client, but its open traces were dropped on revocation: without the seek they would
-        never be read again. The seek happens in the loop: the listener runs on the client's
-        network thread, where blocking calls such as ``committed()`` are not allowed.
-        """
+    # -- rebalance callbacks (inside poll) ------------------------------------------------
+    def _assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Mark assigned partitions to restart at their committed offsets (see :meth:`_poll`)."""
         self._needs_seek.update(partitions)
-        logger.info(
-            "assigned %s",
-            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "nothing",
-        )
+        logger.info("assigned %s", ", ".join(sorted(f"{t}[{p}]" for t, p in partitions))
+                    or "nothing")  # fmt: skip
 
-    def _reseek(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
-        """Seek newly assigned partitions to their committed offsets; drop what was fetched
-        for them from the old position."""
-        self._just_reseeked = bool(self._needs_seek)
-        if not self._needs_seek:
-            return polled
-        partitions, self._needs_seek = set(self._needs_seek), set()
-        for tp in partitions:
-            committed = self._consumer.committed(tp)
-            if committed is None:
-                # Nothing committed yet: from the start, as auto_offset_reset="earliest" says.
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-        return {tp: messages for tp, messages in polled.items() if tp not in partitions}
-
-    def revoked(self, partitions: Iterable[Any]) -> None:
-        keys = {(tp.topic, tp.partition) for tp in partitions}
+    def _revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the state of revoked partitions: their offsets were not committed past it."""
+        keys = set(partitions)
         dropped = self._assembler.drop_partitions(keys)
-        self._offsets.forget(keys)
+        self._started().offsets.forget(keys)
         if dropped:
             logger.info("rebalance: dropped %d open traces of %d revoked partitions",
                         dropped, len(keys))  # fmt: skip
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Drops the state of revoked partitions (their offsets were not committed)."""
-
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.processor.revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.processor.assigned(assigned)

@@ -1,4 +1,13 @@
-"""The Elasticsearch sink: templates at start, bulk writes with every item checked.
+"""Sinks: the :class:`Sink` protocol, the Elasticsearch sink and an in-memory double.
+
+A sink is set up once (:meth:`Sink.setup`), takes batches (:meth:`Sink.write` → a
+:class:`WriteOutcome`: acknowledged count and rejected documents with reasons) and is closed
+once. ``write`` raises :class:`SinkUnavailableError` when the whole batch must be retried
+(the runtime pauses its partitions and retries with backoff, never dropping and never
+committing past it) and :class:`SinkAccessError` when retrying cannot help. Document ids are
+deterministic, so writing a batch twice overwrites, never duplicates.
+
+The Elasticsearch sink: templates at start, bulk writes with every item checked.
 
 A bulk answer is sorted item by item:
 
@@ -21,9 +30,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hopscope.core.es_security import access_problem
 from hopscope.processors.documents import Document
@@ -38,22 +47,58 @@ ACCESS_DENIED = frozenset({401, 403})
 
 
 @dataclass
-class BulkOutcome:
-    """What one bulk write did: acknowledged ids and rejected documents with reasons."""
+class WriteOutcome:
+    """What one write did: acknowledged count and rejected documents with reasons."""
 
     acknowledged: int = 0
     rejected: list[tuple[Document, str]] = field(default_factory=list)
     took_s: float = 0.0
 
 
+BulkOutcome = WriteOutcome  # the name the Elasticsearch sink's callers know
+
+
+class Sink(Protocol):
+    """Where documents go. ``setup`` and ``write`` may raise :class:`SinkUnavailableError`
+    (retried) or :class:`SinkAccessError` (fatal); ``close`` is idempotent."""
+
+    def setup(self) -> None: ...
+
+    def write(self, documents: Sequence[Document]) -> WriteOutcome: ...
+
+    def close(self) -> None: ...
+
+
 class ElasticsearchSink:
     """Bulk writer for one cluster. ``client`` is an ``elasticsearch.Elasticsearch``;
-    ``url`` only names the cluster in error messages."""
+    ``url`` only names the cluster in error messages. ``owns_client``: :meth:`close` closes
+    the client too (the sink built it, see :meth:`connect`)."""
 
-    def __init__(self, client: Any, prefix: str = "hopscope", url: str | None = None) -> None:
+    def __init__(
+        self, client: Any, prefix: str = "hopscope", url: str | None = None,
+        *, owns_client: bool = False,
+    ) -> None:  # fmt: skip
         self.client = client
         self.prefix = prefix
         self.url = url
+        self._owns_client = owns_client
+
+    @classmethod
+    def connect(cls, url: str, security: Any, prefix: str) -> ElasticsearchSink:
+        """A sink with its own client for ``url`` (``security``: an
+        :class:`~hopscope.core.es_security.EsSecurity`, None: from the environment)."""
+        from hopscope.core.es_security import es_client
+
+        return cls(es_client(url, security, request_timeout=60), prefix, url, owns_client=True)
+
+    def setup(self) -> None:
+        """Install the index templates (:meth:`install_templates`)."""
+        self.install_templates()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            self.client.close()
 
     def install_templates(self) -> None:
         """Create or update the composable template of every record kind."""
@@ -74,13 +119,13 @@ class ElasticsearchSink:
                     f"could not install the {kind} index template: {error}"
                 ) from None
 
-    def write(self, documents: Sequence[Document]) -> BulkOutcome:
+    def write(self, documents: Sequence[Document]) -> WriteOutcome:
         """Index ``documents``; raise :class:`SinkUnavailableError` when it must be retried,
         :class:`SinkAccessError` when the credentials, a privilege or the CA is wrong."""
         from elastic_transport import TlsError
         from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
 
-        outcome = BulkOutcome()
+        outcome = WriteOutcome()
         if not documents:
             return outcome
         operations: list[dict[str, Any]] = []
@@ -134,3 +179,46 @@ class ElasticsearchSink:
                 f"retryable status (e.g. 429: write queue full)"
             )
         return outcome
+
+
+class InMemorySink:
+    """A :class:`Sink` double: documents kept by (index, id), last write wins, as in
+    Elasticsearch. For unit tests of the code around the sink.
+
+    ``unavailable``: while true, every write raises :class:`SinkUnavailableError` (an outage);
+    ``reject``: documents it returns a reason for are rejected (a mapping error);
+    ``on_write``: called with each batch before it is taken (tests end an outage there).
+    """
+
+    def __init__(self, reject: Callable[[Document], str | None] | None = None) -> None:
+        self.documents: dict[tuple[str, str], Document] = {}
+        self.writes: list[list[Document]] = []
+        self.attempts = 0
+        self.unavailable = False
+        self.reject = reject
+        self.on_write: Callable[[Sequence[Document]], None] | None = None
+        self.set_up = False
+        self.closed = False
+
+    def setup(self) -> None:
+        self.set_up = True
+
+    def write(self, documents: Sequence[Document]) -> WriteOutcome:
+        self.attempts += 1
+        if self.on_write is not None:
+            self.on_write(documents)
+        if self.unavailable:
+            raise SinkUnavailableError("in-memory sink unavailable (test outage)")
+        outcome = WriteOutcome()
+        for document in documents:
+            reason = self.reject(document) if self.reject else None
+            if reason is None:
+                self.documents[(document.index, document.id)] = document
+                outcome.acknowledged += 1
+            else:
+                outcome.rejected.append((document, reason))
+        self.writes.append(list(documents))
+        return outcome
+
+    def close(self) -> None:
+        self.closed = True

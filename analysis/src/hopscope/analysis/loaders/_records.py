@@ -15,14 +15,8 @@ from typing import Any
 import polars as pl
 
 from hopscope.analysis.schema import Dataset
-from hopscope.ingest import conventions as c
-from hopscope.processors.derive import derive_all, derive_failovers
-from hopscope.processors.documents import (
-    Document,
-    derived_documents,
-    failover_document,
-    span_document,
-)
+from hopscope.processors import pipeline
+from hopscope.processors.documents import Document
 from hopscope.processors.records import LogRecord, SpanRecord
 
 # Document kinds -> dataset frames; coordination documents split by their record type.
@@ -34,20 +28,10 @@ def documents_from_records(
 ) -> Iterator[Document]:
     """Span documents and the derived documents of every trace, as the processors index them.
 
-    Every trace is taken as complete; cluster-event logs outside a trace become failovers.
+    Every trace is taken as complete; cluster-event logs outside a trace become failovers
+    (the processors' pipeline: :func:`hopscope.processors.pipeline.documents_from_records`).
     """
-    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
-    for span in spans:
-        by_trace[span.trace_id].append(span)
-    logs_by_trace: dict[str, list[LogRecord]] = defaultdict(list)
-    for log in logs:
-        if log.trace_id:
-            logs_by_trace[log.trace_id].append(log)
-        elif log.event_name == c.LOG_FAILOVER:
-            yield from (failover_document(f, prefix) for f in derive_failovers((), (log,)))
-    for trace_id, trace_spans in by_trace.items():
-        yield from (span_document(s, prefix) for s in trace_spans)
-        yield from derived_documents(derive_all(trace_spans, logs_by_trace[trace_id]), prefix)
+    return pipeline.documents_from_records(spans, logs, prefix=prefix)
 
 
 def flat_body(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from hopscope.analysis.loaders._records import dataset_from_records
 from hopscope.analysis.schema import Dataset
 from hopscope.ingest import conventions as c
 from hopscope.ingest.redaction import mask_pans
-from hopscope.processors.decode import decode_logs, decode_spans
 from hopscope.processors.errors import DecodeError
+from hopscope.processors.pipeline import decode
 from hopscope.processors.records import (
     CLIENT,
     CONSUMER,
@@ -143,10 +143,12 @@ def load_file(path: Path) -> Dataset:
         if isinstance(document, dict) and isinstance(document.get("result"), dict):
             document = document["result"]
         try:
-            if kind == "otlp_spans":
-                spans += decode_spans(json.dumps(document).encode())
-            elif kind == "otlp_logs":
-                logs += decode_logs(json.dumps(document).encode())
+            if kind in ("otlp_spans", "otlp_logs"):
+                # Strict: a malformed span in a file the user handed in fails the load.
+                payload = json.dumps(document).encode()
+                decoded = decode("spans" if kind == "otlp_spans" else "logs", payload, strict=True)
+                spans += decoded.spans
+                logs += decoded.logs
             else:
                 spans += jaeger_spans(document)
         except (DecodeError, LoaderError) as error:
