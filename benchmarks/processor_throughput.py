@@ -34,7 +34,8 @@ from hopscope.processors.assembly import TraceAssembler
 from hopscope.processors.decode import decode_spans
 from hopscope.processors.derive import derive_all
 from hopscope.processors.documents import Document, derived_documents, span_document
-from hopscope.processors.runtime import Processor, ProcessorSettings
+from hopscope.processors.runtime import Processor
+from hopscope.processors.settings import ProcessorSettings
 from hopscope.processors.sink import ElasticsearchSink
 from hopscope.stack import resolve_settings
 

@@ -17,7 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from hopscope.processors.runtime import Processor, ProcessorCounts, ProcessorSettings
+from hopscope.processors.runtime import Processor, ProcessorCounts
+from hopscope.processors.settings import ProcessorSettings
 from hopscope.processors.templates import KINDS
 
 

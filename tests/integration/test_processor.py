@@ -9,7 +9,8 @@ from elasticsearch import helpers
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate_to_kafka
-from hopscope.processors.runtime import Processor, ProcessorSettings
+from hopscope.processors.runtime import Processor
+from hopscope.processors.settings import ProcessorSettings
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration

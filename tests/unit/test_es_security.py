@@ -37,7 +37,7 @@ from hopscope.core.es_security import (
 )
 from hopscope.processors.documents import Document
 from hopscope.processors.errors import SinkAccessError
-from hopscope.processors.runtime import ProcessorSettings
+from hopscope.processors.settings import ProcessorSettings
 from hopscope.processors.sink import ElasticsearchSink
 from hopscope.stack.certs import make_server_certs
 from hopscope.stack.elasticsearch import pbkdf2_hash

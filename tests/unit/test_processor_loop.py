@@ -25,7 +25,8 @@ from hopscope.processors.documents import Document
 from hopscope.processors.errors import SinkAccessError, SinkUnavailableError
 from hopscope.processors.pipeline import DeadLetter, decode, documents_from_records
 from hopscope.processors.retry import Backoff, retry
-from hopscope.processors.runtime import Processor, ProcessorCounts, ProcessorSettings, Seams
+from hopscope.processors.runtime import Processor, ProcessorCounts, Seams
+from hopscope.processors.settings import ProcessorSettings
 from hopscope.processors.sink import InMemorySink, Sink
 from tests.otlp_builders import otlp_logs, otlp_spans
 

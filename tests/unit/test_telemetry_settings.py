@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from hopscope.core.env import env_bool, env_int
 from hopscope.core.errors import SettingsError
 from hopscope.ingest import configure
-from hopscope.ingest.telemetry import _env_bool, _env_int
 
 
 def test_malformed_variables_are_logged_and_defaults_used(
@@ -15,9 +15,9 @@ def test_malformed_variables_are_logged_and_defaults_used(
 ) -> None:
     monkeypatch.setenv("HOPSCOPE_REDACT_PANS", "maybe")
     monkeypatch.setenv("HOPSCOPE_MAX_QUEUE_SIZE", "-5")
-    with caplog.at_level(logging.WARNING, logger="hopscope.ingest.telemetry"):
-        assert _env_bool("HOPSCOPE_REDACT_PANS", True) is True
-        assert _env_int("HOPSCOPE_MAX_QUEUE_SIZE", 20_000) == 20_000
+    with caplog.at_level(logging.WARNING, logger="hopscope.core.env"):
+        assert env_bool("HOPSCOPE_REDACT_PANS", True) is True
+        assert env_int("HOPSCOPE_MAX_QUEUE_SIZE", 20_000, minimum=1) == 20_000
     messages = " ".join(r.message for r in caplog.records)
     assert "HOPSCOPE_REDACT_PANS='maybe'" in messages
     assert "HOPSCOPE_MAX_QUEUE_SIZE='-5'" in messages
@@ -26,7 +26,7 @@ def test_malformed_variables_are_logged_and_defaults_used(
 @pytest.mark.parametrize(("raw", "value"), [("0", False), ("off", False), ("TRUE", True)])
 def test_boolean_spellings(monkeypatch: pytest.MonkeyPatch, raw: str, value: bool) -> None:
     monkeypatch.setenv("HOPSCOPE_REDACT_PANS", raw)
-    assert _env_bool("HOPSCOPE_REDACT_PANS", not value) is value
+    assert env_bool("HOPSCOPE_REDACT_PANS", not value) is value
 
 
 def test_no_endpoint_anywhere_is_a_clear_error(

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from hopscope.core.errors import HopscopeError
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.stack import resolve_settings
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def analyze_command(
     ] = None,
     index_prefix: Annotated[
         str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
-    ] = "hopscope",
+    ] = DEFAULT_INDEX_PREFIX,
     service: Annotated[
         list[str] | None, typer.Option(help="Only these services' records (repeatable).")
     ] = None,

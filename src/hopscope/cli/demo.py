@@ -25,7 +25,7 @@ from rich.table import Table
 
 from hopscope.core.errors import HopscopeError
 from hopscope.core.settings import Settings
-from hopscope.ingest import conventions as c
+from hopscope.processors.settings import default
 from hopscope.stack import resolve_settings
 
 DEMO_TRACES = 400
@@ -53,11 +53,11 @@ def run_demo(
     settings: Settings | None = None,
     traces: int = DEMO_TRACES,
     scenario: str = DEMO_SCENARIO,
-    spans_topic: str = c.TOPIC_SPANS,
-    logs_topic: str = c.TOPIC_LOGS,
-    dlq_topic: str = c.TOPIC_DLQ,
-    index_prefix: str = "hopscope",
-    group: str = "hopscope-processors",
+    spans_topic: str = default("spans_topic"),
+    logs_topic: str = default("logs_topic"),
+    dlq_topic: str = default("dlq_topic"),
+    index_prefix: str = default("index_prefix"),
+    group: str = default("group"),
     html: Path | None = DEMO_REPORT,
 ) -> dict[str, int]:
     """Run the demo end to end, print what flowed, return the documents found per kind.
@@ -69,7 +69,8 @@ def run_demo(
     from hopscope.core.es_security import es_client
     from hopscope.core.kafka_security import KafkaSecurity
     from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate_to_kafka
-    from hopscope.processors.runtime import Processor, ProcessorSettings
+    from hopscope.processors.runtime import Processor
+    from hopscope.processors.settings import ProcessorSettings
 
     # Step 1: endpoints.
     settings = resolve_settings(settings)

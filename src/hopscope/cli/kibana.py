@@ -15,6 +15,7 @@ import typer
 from rich.text import Text
 
 from hopscope.cli._support import err, out, reports_errors
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 
 kibana_app = typer.Typer(
     help="Kibana data views, saved searches and dashboards for hopscope's indices.",
@@ -63,7 +64,7 @@ def kibana_import(
             show_default=False,
         ),
     ] = None,
-    index_prefix: IndexPrefix = "hopscope",
+    index_prefix: IndexPrefix = DEFAULT_INDEX_PREFIX,
 ) -> None:
     """Import the data views, searches, visualizations and dashboards (overwriting)."""
     from hopscope.dashboards.kibana import import_saved_objects, ndjson
@@ -100,7 +101,7 @@ def kibana_export(
             "--out", help="Write here instead of stdout.", dir_okay=False, show_default=False
         ),
     ] = None,
-    index_prefix: IndexPrefix = "hopscope",
+    index_prefix: IndexPrefix = DEFAULT_INDEX_PREFIX,
 ) -> None:
     """Write the saved objects as Kibana import NDJSON (stdout, or --out FILE)."""
     from hopscope.dashboards.kibana import ndjson
@@ -140,7 +141,7 @@ def trace_url_command(
     trace_id: Annotated[str, typer.Argument(help="Trace id: 32 hex digits.")],
     kibana_url: KibanaUrl = "http://127.0.0.1:5601",
     space: Space = None,
-    index_prefix: IndexPrefix = "hopscope",
+    index_prefix: IndexPrefix = DEFAULT_INDEX_PREFIX,
     since: Annotated[
         str, typer.Option("--from", help="Start of the time range (date math or ISO 8601).")
     ] = "now-7d",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hopscope.cli._support import err, out
+from hopscope.processors.settings import ProcessorSettings, default
 from hopscope.stack import resolve_settings
 
 
@@ -15,19 +16,21 @@ def process_command(
     drain: Annotated[
         bool, typer.Option(help="Stop once caught up with the topics (batch use, demo, tests).")
     ] = False,
-    group: Annotated[str, typer.Option(help="Consumer group.")] = "hopscope-processors",
+    group: Annotated[str, typer.Option(help="Consumer group.")] = default("group"),
     index_prefix: Annotated[
         str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
-    ] = "hopscope",
-    spans_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_SPANS_TOPIC")] = "otlp_spans",
-    logs_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC")] = "otlp_logs",
-    dlq_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_DLQ_TOPIC")] = "hopscope.dlq",
+    ] = default("index_prefix"),
+    spans_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_SPANS_TOPIC")] = default(
+        "spans_topic"
+    ),
+    logs_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC")] = default("logs_topic"),
+    dlq_topic: Annotated[str, typer.Option(envvar="HOPSCOPE_DLQ_TOPIC")] = default("dlq_topic"),
     trace_idle: Annotated[
         float, typer.Option(help="Seconds without a new span after which a trace is complete.")
-    ] = 5.0,
+    ] = default("trace_idle_s"),
     max_open_spans: Annotated[
         int, typer.Option(help="Memory bound: open spans before the oldest traces are flushed.")
-    ] = 200_000,
+    ] = default("max_open_spans"),
     max_memory_mb: Annotated[
         int | None,
         typer.Option(
@@ -37,13 +40,13 @@ def process_command(
     ] = None,
     max_trace_spans: Annotated[
         int, typer.Option(help="Spans of one trace before it is flushed incomplete.")
-    ] = 100_000,
+    ] = default("max_trace_spans"),
     session_timeout: Annotated[
         float,
         typer.Option(
             help="Seconds before the group gives a silent member's partitions to the others."
         ),
-    ] = 10.0,
+    ] = default("session_timeout_s"),
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on ADDR:PORT/metrics.")
     ] = None,
@@ -53,7 +56,7 @@ def process_command(
             envvar="HOPSCOPE_METRICS_ADDR",
             help="Address the metrics listen on (0.0.0.0 in a container).",
         ),
-    ] = "127.0.0.1",
+    ] = default("metrics_addr"),
     archive_dir: Annotated[
         Path | None,
         typer.Option(
@@ -74,7 +77,7 @@ def process_command(
 
     from hopscope.core.es_security import EsSecurity
     from hopscope.core.kafka_security import KafkaSecurity
-    from hopscope.processors.runtime import Processor, ProcessorSettings
+    from hopscope.processors.runtime import Processor
 
     settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url

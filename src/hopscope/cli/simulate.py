@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hopscope.cli._support import err, out
+from hopscope.ingest import conventions
 from hopscope.stack import resolve_settings
 
 
@@ -66,10 +67,10 @@ def simulate_command(
     ] = None,
     spans_topic: Annotated[
         str, typer.Option(envvar="HOPSCOPE_SPANS_TOPIC", help="Topic for OTLP spans.")
-    ] = "otlp_spans",
+    ] = conventions.TOPIC_SPANS,
     logs_topic: Annotated[
         str, typer.Option(envvar="HOPSCOPE_LOGS_TOPIC", help="Topic for OTLP logs.")
-    ] = "otlp_logs",
+    ] = conventions.TOPIC_LOGS,
     foreign_pans: Annotated[
         bool,
         typer.Option(
@@ -83,7 +84,6 @@ def simulate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from hopscope.core.settings import Settings
-    from hopscope.ingest import conventions
     from hopscope.ingest.simulator import (
         Scenario,
         SimulationConfig,

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from hopscope.core.errors import SettingsError
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -282,7 +283,7 @@ def _first_line(error: BaseException) -> str:
 # -- least-privilege roles ------------------------------------------------------------------
 
 
-def processor_role(index_prefix: str = "hopscope") -> dict[str, Any]:
+def processor_role(index_prefix: str = DEFAULT_INDEX_PREFIX) -> dict[str, Any]:
     """The role a stream processor needs, for indices ``<index_prefix>-*``.
 
     Cluster ``manage_index_templates``: the processor installs its composable templates at
@@ -303,7 +304,7 @@ def processor_role(index_prefix: str = "hopscope") -> dict[str, Any]:
     }
 
 
-def reader_role(index_prefix: str = "hopscope") -> dict[str, Any]:
+def reader_role(index_prefix: str = DEFAULT_INDEX_PREFIX) -> dict[str, Any]:
     """The role the analysis loaders need, for indices ``<index_prefix>-*``: read only.
 
     ``read`` covers field capabilities, point-in-time, sliced searches and counts;

@@ -24,6 +24,10 @@ ENV_CACHE_DIR = "HOPSCOPE_CACHE_DIR"
 ENV_STATE_DIR = "HOPSCOPE_STATE_DIR"
 ENV_JAVA_HOME = "HOPSCOPE_JAVA_HOME"
 
+# The processors' Elasticsearch indices are <prefix>-<kind>-YYYY.MM.DD; the analysis, the
+# Kibana assets and the least-privilege roles all name the same prefix.
+DEFAULT_INDEX_PREFIX = "hopscope"
+
 
 def default_cache_dir() -> Path:
     """Where downloaded Maven artifacts live: ``$HOPSCOPE_CACHE_DIR`` or ``~/.cache/hopscope``."""

@@ -55,6 +55,8 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from hopscope.core.env import env_int
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -119,32 +121,23 @@ class BatchLimits:
         BatchLimits(max_queue_size=100, max_export_batch_size=100, schedule_delay_millis=200.0)
         """
         queue_env, batch_env, delay_env = _ENV[signal]
-        queue = max_queue_size if max_queue_size is not None else _env_positive(queue_env)
+        queue = (
+            max_queue_size if max_queue_size is not None else env_int(queue_env, None, minimum=1)
+        )
         batch = (
-            max_export_batch_size if max_export_batch_size is not None else _env_positive(batch_env)
+            max_export_batch_size
+            if max_export_batch_size is not None
+            else env_int(batch_env, None, minimum=1)
         )
         delay = (
-            schedule_delay_millis if schedule_delay_millis is not None else _env_positive(delay_env)
+            schedule_delay_millis
+            if schedule_delay_millis is not None
+            else env_int(delay_env, None, minimum=1)
         )
         queue = DEFAULT_MAX_QUEUE_SIZE if queue is None else queue
         batch = min(DEFAULT_MAX_EXPORT_BATCH_SIZE, queue) if batch is None else batch
         delay = DEFAULT_SCHEDULE_DELAY_MILLIS if delay is None else delay
         return cls(int(queue), int(batch), float(delay))
-
-
-def _env_positive(name: str) -> int | None:
-    """A positive integer from the environment; None when unset or malformed (logged)."""
-    value = os.environ.get(name)
-    if value is None or not value.strip():
-        return None
-    try:
-        parsed = int(value)
-    except ValueError:
-        parsed = 0
-    if parsed < 1:
-        logger.warning("ignoring %s=%r (expected a positive integer)", name, value)
-        return None
-    return parsed
 
 
 @dataclass

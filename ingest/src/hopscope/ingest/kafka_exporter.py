@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from hopscope.core.kafka_security import KafkaConnectError, explained_connect_errors
+from hopscope.ingest import conventions as c
 from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.redaction import may_contain_pan, redact_export_request
 
@@ -248,7 +249,7 @@ def _encode_logs(records: Sequence[ReadableLogRecord]) -> bytes:
 class KafkaSpanExporter(SpanExporter):
     """Spans to ``topic`` as OTLP ``ExportTraceServiceRequest`` messages, keyed by trace id."""
 
-    def __init__(self, writer: KafkaWriter, topic: str = "otlp_spans", *, redact: bool = True):
+    def __init__(self, writer: KafkaWriter, topic: str = c.TOPIC_SPANS, *, redact: bool = True):
         self.writer, self.topic, self.redact = writer, topic, redact
         self.stats = ExporterStats()
 
@@ -284,7 +285,7 @@ class KafkaLogExporter(LogRecordExporter):
     """Log records to ``topic`` as OTLP ``ExportLogsServiceRequest`` messages, keyed by trace id
     when the record has one (records outside any trace share one unkeyed message)."""
 
-    def __init__(self, writer: KafkaWriter, topic: str = "otlp_logs", *, redact: bool = True):
+    def __init__(self, writer: KafkaWriter, topic: str = c.TOPIC_LOGS, *, redact: bool = True):
         self.writer, self.topic, self.redact = writer, topic, redact
         self.stats = ExporterStats()
 

@@ -13,7 +13,6 @@ log record carries the current trace and span ids and its ``extra`` fields as at
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
+from hopscope.core.env import env_bool, env_int, env_optional, env_str
 from hopscope.core.errors import SettingsError
 from hopscope.core.kafka_security import kafka_client_options
 from hopscope.core.settings import ENV_KAFKA_BOOTSTRAP
@@ -44,34 +44,6 @@ ENV_MAX_QUEUE = "HOPSCOPE_MAX_QUEUE_SIZE"
 # Loggers whose records never enter the bridge: our own export machinery and the Kafka client
 # (logging about a failing export would feed the export it is about).
 _NOT_BRIDGED = ("hopscope.ingest", "kafka", "opentelemetry")
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    if value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.strip().lower() in {"0", "false", "no", "off"}:
-        return False
-    logger.warning("ignoring %s=%r (expected true/false); using %s", name, value, default)
-    return default
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        parsed = int(value)
-        if parsed < 1:
-            raise ValueError
-        return parsed
-    except ValueError:
-        logger.warning(
-            "ignoring %s=%r (expected a positive integer); using %s", name, value, default
-        )
-        return default
 
 
 class _NotOurOwn(logging.Filter):
@@ -162,7 +134,7 @@ def configure(
     """
     if not service_name or not node_id:
         raise ValueError("service_name and node_id must be non-empty")
-    bootstrap = kafka_bootstrap or os.environ.get(ENV_KAFKA_BOOTSTRAP)
+    bootstrap = kafka_bootstrap or env_optional(ENV_KAFKA_BOOTSTRAP)
     if not bootstrap:
         # No dev-stack fallback here: a production service must say where its Kafka is.
         raise SettingsError(
@@ -170,11 +142,11 @@ def configure(
         )
     settings = ExportSettings(
         kafka_bootstrap=bootstrap,
-        spans_topic=spans_topic or os.environ.get(ENV_SPANS_TOPIC) or c.TOPIC_SPANS,
-        logs_topic=logs_topic or os.environ.get(ENV_LOGS_TOPIC) or c.TOPIC_LOGS,
-        redact_pans=redact_pans if redact_pans is not None else _env_bool(ENV_REDACT_PANS, True),
+        spans_topic=spans_topic or env_str(ENV_SPANS_TOPIC, c.TOPIC_SPANS),
+        logs_topic=logs_topic or env_str(ENV_LOGS_TOPIC, c.TOPIC_LOGS),
+        redact_pans=redact_pans if redact_pans is not None else env_bool(ENV_REDACT_PANS, True),
         # Unset: OpenTelemetry's OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE, else 20,000.
-        max_queue_size=max_queue_size or _env_int(ENV_MAX_QUEUE, None),
+        max_queue_size=max_queue_size or env_int(ENV_MAX_QUEUE, None, minimum=1),
         producer_options=kafka_client_options(producer_options),
     )
     pipeline = KafkaPipeline(settings)
@@ -183,8 +155,8 @@ def configure(
         node_id,
         span_processors=[pipeline.span_processor],
         log_processors=[pipeline.log_processor],
-        environment=environment or os.environ.get(ENV_ENVIRONMENT),
-        region=region or os.environ.get(ENV_REGION),
+        environment=environment or env_optional(ENV_ENVIRONMENT),
+        region=region or env_optional(ENV_REGION),
         id_generator=id_generator,
     )
     if set_global:

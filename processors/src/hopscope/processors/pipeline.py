@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.ingest import conventions as c
 from hopscope.processors.assembly import (
     LOG_BYTES,
@@ -210,7 +211,10 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
 
 
 def documents_from_records(
-    spans: Iterable[SpanRecord], logs: Iterable[LogRecord] = (), *, prefix: str = "hopscope"
+    spans: Iterable[SpanRecord],
+    logs: Iterable[LogRecord] = (),
+    *,
+    prefix: str = DEFAULT_INDEX_PREFIX,
 ) -> Iterator[Document]:
     """Span documents and the derived documents of every trace, every trace taken as complete.
 

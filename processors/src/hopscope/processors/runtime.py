@@ -27,12 +27,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from hopscope.core.es_security import EsSecurity
-from hopscope.ingest import conventions as c
 from hopscope.core.kafka_security import explained_connect_errors
 from hopscope.processors.assembly import OpenTrace, TraceAssembler
 from hopscope.processors.checkpoint import Checkpoint
@@ -43,53 +39,15 @@ from hopscope.processors.metrics import ProcessorCounts, ProcessorMetrics
 from hopscope.processors.pipeline import Batch, DerivedTrace, derive_trace, take_message
 from hopscope.processors.retry import Backoff
 from hopscope.processors.sanitize import received_ns
+from hopscope.processors.settings import ProcessorSettings
 from hopscope.processors.sink import ElasticsearchSink, Sink
 
-__all__ = ["Processor", "ProcessorCounts", "ProcessorSettings", "Seams", "connect_services"]
+__all__ = ["Processor", "ProcessorCounts", "Seams", "connect_services"]
 
 logger = logging.getLogger(__name__)
 
 # How long one poll waits for messages: short, so a stop request is seen within it.
 POLL_TIMEOUT_S = 0.5
-
-
-@dataclass(frozen=True)
-class ProcessorSettings:
-    """Where to read, where to write, and the bounds."""
-
-    kafka_bootstrap: str
-    es_url: str
-    group: str = "hopscope-processors"
-    spans_topic: str = c.TOPIC_SPANS
-    logs_topic: str = c.TOPIC_LOGS
-    dlq_topic: str = c.TOPIC_DLQ
-    index_prefix: str = "hopscope"
-    trace_idle_s: float = 5.0
-    max_open_spans: int = 200_000
-    max_poll_records: int = 500
-    # A member that died without leaving (SIGKILL, lost host) holds its partitions until its
-    # session expires: kafka-python's 45 s default would stall them that long.
-    session_timeout_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    # Short enough that a node back from an outage is found within seconds.
-    backoff_max_s: float = 10.0
-    metrics_port: int | None = None
-    # Loopback by default: metrics are not for the world. A container sets 0.0.0.0.
-    metrics_addr: str = "127.0.0.1"
-    archive_dir: Path | None = None
-    # kafka-python security settings (TLS, SASL) for the consumer and the dead-letter producer,
-    # from hopscope.core.kafka_security; they hold the SASL password, hence no repr.
-    kafka_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    # Credentials and CA for Elasticsearch (secrets kept out of repr); None: from the
-    # HOPSCOPE_ES_* variables when the processor starts (hopscope.core.es_security).
-    es_security: EsSecurity | None = None
-    # Memory bounds besides max_open_spans (hopscope.processors.assembly; docs/BAD_INPUT.md):
-    # estimated bytes of the open traces (None: no byte bound; assembly.memory_bounds derives
-    # it from a process budget), spans per trace, and estimated record bytes per bulk write
-    # (a poll of large messages is written in parts).
-    max_open_bytes: int | None = None
-    max_trace_spans: int = 100_000
-    max_batch_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hopscope.core.es_security import access_problem
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.processors.documents import Document
 from hopscope.processors.errors import SinkAccessError, SinkUnavailableError
 from hopscope.processors.templates import KINDS, index_template, template_name
@@ -75,7 +76,7 @@ class ElasticsearchSink:
     the client too (the sink built it, see :meth:`connect`)."""
 
     def __init__(
-        self, client: Any, prefix: str = "hopscope", url: str | None = None,
+        self, client: Any, prefix: str = DEFAULT_INDEX_PREFIX, url: str | None = None,
         *, owns_client: bool = False,
     ) -> None:  # fmt: skip
         self.client = client

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from hopscope.analysis.schema import Dataset
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.processors import pipeline
 from hopscope.processors.documents import Document
 from hopscope.processors.records import LogRecord, SpanRecord
@@ -24,7 +25,10 @@ _NESTED = ("attributes", "resource")
 
 
 def documents_from_records(
-    spans: Iterable[SpanRecord], logs: Iterable[LogRecord] = (), *, prefix: str = "hopscope"
+    spans: Iterable[SpanRecord],
+    logs: Iterable[LogRecord] = (),
+    *,
+    prefix: str = DEFAULT_INDEX_PREFIX,
 ) -> Iterator[Document]:
     """Span documents and the derived documents of every trace, as the processors index them.
 

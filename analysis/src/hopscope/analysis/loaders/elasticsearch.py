@@ -54,6 +54,7 @@ import polars as pl
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.schema import SCHEMAS, TIME, Dataset, document_fields
 from hopscope.core.es_security import access_problem, es_client
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -481,7 +482,7 @@ def _check_kinds(kinds: Sequence[str]) -> set[str]:
 def load_elasticsearch(
     client_or_url: Elasticsearch | str,
     *,
-    index_prefix: str = "hopscope",
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
     since: datetime | None = None,
     until: datetime | None = None,
     services: Sequence[str] | None = None,
@@ -586,7 +587,7 @@ def _close_pit(client: Elasticsearch, target: _Pattern) -> None:
 def count_elasticsearch(
     client_or_url: Elasticsearch | str,
     *,
-    index_prefix: str = "hopscope",
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
     since: datetime | None = None,
     until: datetime | None = None,
     services: Sequence[str] | None = None,
