@@ -9,6 +9,7 @@ import pytest
 
 MODULES = (
     "hopscope.analysis.schema",
+    "hopscope.analysis.expr",
     "hopscope.analysis.findings",
     "hopscope.analysis.jobs",
     "hopscope.analysis.loaders._records",
