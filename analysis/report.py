@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hopscope.analysis.findings import Finding, JobResult, rank
-from hopscope.analysis.jobs import JOBS, job
+from hopscope.analysis.jobs import JOB_NAMES, job
 from hopscope.analysis.schema import Dataset
 
 
@@ -52,6 +52,12 @@ class Report:
             return discover_url(self.kibana_url, trace_id, index_prefix=self.index_prefix)
         except ValueError:  # not a W3C trace id (e.g. from a Jaeger export): no link
             return None
+
+    def __rich__(self) -> RenderableType:
+        """The header and ranked findings, so ``console.print(report)`` shows the report."""
+        from hopscope.analysis.render import report_renderable  # render imports Report
+
+        return report_renderable(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``findings`` ordered most important first, tables as row lists."""
@@ -97,7 +103,7 @@ def build_report(
     data: Dataset,
     *,
     source: str,
-    jobs: Sequence[str] = tuple(JOBS),
+    jobs: Sequence[str] = JOB_NAMES,
     progress: bool = True,
     kibana_url: str | None = None,
     index_prefix: str = "hopscope",
@@ -107,7 +113,7 @@ def build_report(
     Parameters:
         data: the records of the window (collected once here, then shared by the jobs).
         source: where they came from, for the report's header.
-        jobs: job names (keys of :data:`hopscope.analysis.jobs.JOBS`), in report order.
+        jobs: job names (of :data:`hopscope.analysis.jobs.JOB_NAMES`), in report order.
         progress: show a progress bar on stderr.
         kibana_url, index_prefix: link example traces to Kibana Discover (see :class:`Report`).
 

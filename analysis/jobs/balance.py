@@ -28,7 +28,8 @@ from typing import Any, Final
 import polars as pl
 
 from hopscope.analysis.expr import error_rate, example_traces, percentile_ns, share
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "balance"

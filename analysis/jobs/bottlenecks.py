@@ -40,7 +40,8 @@ from typing import Any, Final
 import polars as pl
 
 from hopscope.analysis.expr import example_traces, percentile_ns
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "bottlenecks"

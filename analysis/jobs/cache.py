@@ -29,8 +29,9 @@ from typing import Any, Final
 import polars as pl
 
 from hopscope.analysis.expr import example_traces
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.findings import Finding, Impact, JobResult
 from hopscope.analysis.jobs.tail import proportion_p_value
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "cache"

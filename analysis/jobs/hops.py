@@ -41,7 +41,8 @@ from typing import Any, Final
 import polars as pl
 
 from hopscope.analysis.expr import error_rate, example_traces, percentile_ns
-from hopscope.analysis.findings import Finding, JobResult, ms
+from hopscope.analysis.findings import Finding, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "hops"

@@ -19,7 +19,8 @@ MODULES = (
     "hopscope.analysis.jobs.balance",
     "hopscope.analysis.jobs.database",
     "hopscope.analysis.jobs.cache",
-    "hopscope.analysis.html",
+    "hopscope.analysis.render._format",
+    "hopscope.analysis.render._page",
     "hopscope.analyze_cli",
 )
 
