@@ -12,9 +12,10 @@ Percentile rule
     - a percentile is then a latency some request really had, which a person can look up
       (``p99 = 412 ms`` names a trace that took 412 ms), and it is the same value whichever
       numeric type the column has;
-    - a threshold taken from it (the slow-trace cut of ``tail``, the p99 population of
-      ``bottlenecks``) splits the data at an observed value, so "at or below the p99" counts
-      the p99 trace itself;
+    - a threshold taken from it (the slow-trace cut of ``tail``) splits the data at an
+      observed value, so "above the p95" never depends on how two neighbours are averaged.
+      (``bottlenecks`` states its populations as counts, the fastest ``ceil(P/100 · N)``
+      traces, not through a percentile value.)
     - over the small groups jobs often see (a dozen failovers, one node's requests in a
       five-minute bucket) ``linear`` invents a value between two observations, and the
       invented value moves when an unrelated request is added.
