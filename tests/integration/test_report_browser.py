@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from hopscope.analysis.html import PLOTS, write_html
+from hopscope.analysis.render import PLOTS, write_html
 from hopscope.analysis.report import Report
 from tests.unit.test_analysis_html import report_from_simulation
 

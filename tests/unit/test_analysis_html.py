@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hopscope.analysis.findings import Finding, JobResult, ms, rank
-from hopscope.analysis.html import PLOTS, render_html, render_plot, write_html
+from hopscope.analysis.findings import Finding, JobResult, rank
+from hopscope.analysis.render import PLOTS, ms, render_html, render_plot, write_html
 from hopscope.analysis.report import Report, build_report
 from hopscope.dashboards.kibana import trace_link
 from tests.analysis_support import simulated
@@ -209,7 +209,8 @@ def test_every_job_table_is_rendered_with_units(report: Report, page: str) -> No
     assert "<th class=num>client_p99 (ms)</th>" in table
     assert "<th class=num>error_rate</th>" in table
     client_p99 = top["client_p99_ns"] / 1e6
-    shown = f"{client_p99:,.1f}" if client_p99 >= 10 else f"{client_p99:.2f}"
+    # The format policy: whole milliseconds from 10 ms, two decimals below.
+    shown = f"{client_p99:.0f}" if client_p99 >= 10 else f"{client_p99:.2f}"
     assert f"<td class=num>{shown}</td>" in table
     assert f"<td class=num>{top['calls']:,}</td>" in table
     # Shares in percent, datetimes to the millisecond.
@@ -354,7 +355,7 @@ def test_example_traces_link_to_kibana_discover_when_a_kibana_url_is_given(
 def test_terminal_output_keeps_bracketed_operation_names(report: Report) -> None:
     from rich.console import Console
 
-    from hopscope.analysis.terminal import print_job, print_report
+    from hopscope.analysis.render import print_job, print_report
 
     console = Console(record=True, width=400)
     print_report(report, console)
@@ -364,3 +365,31 @@ def test_terminal_output_keeps_bracketed_operation_names(report: Report) -> None
     operations = report.results["bottlenecks"].tables["operations"]
     assert operations.height and operations["operation"][0] in text
     assert report.findings[0].title in text
+
+
+def test_a_report_renders_itself_in_rich(report: Report) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    console.print(report)  # Report.__rich__
+    text = console.export_text()
+    assert text.startswith("hopscope report")
+    assert report.findings[0].title in text
+
+
+def test_terminal_and_page_format_figures_by_one_rule(report: Report) -> None:
+    from rich.console import Console
+
+    from hopscope.analysis.render import table
+
+    edges = report.results["hops"].tables["edges"].head(1)
+    console = Console(record=True, width=1000)
+    console.print(table("edges", edges))
+    text = console.export_text()
+    page = render_html(report)
+    row = edges.row(0, named=True)
+    p99, share = ms(row["network_p99_ns"]).removesuffix(" ms"), row["error_rate"]
+    # The same millisecond number and percentage in both outputs, and the unit in the header.
+    assert "network_p99 (ms)" in text and "network_p99 (ms)" in page
+    assert p99 in text and f"<td class=num>{p99}</td>" in page
+    assert (f"{share * 100:.1f}%" if share < 0.1 else f"{share * 100:.0f}%") in text

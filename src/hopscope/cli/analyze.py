@@ -156,10 +156,10 @@ def analyze_command(
         raise AnalysisUnavailableError(
             "hopscope analyze needs the analysis extra: pip install 'hopscope[analysis]'"
         ) from None
-    from hopscope.analysis.jobs import JOBS
+    from hopscope.analysis.jobs import JOB_NAMES
     from hopscope.analysis.jobs import job as job_function
+    from hopscope.analysis.render import job_json, print_job, print_report, report_json
     from hopscope.analysis.report import build_report
-    from hopscope.analysis.terminal import job_json, print_job, print_report, report_json
 
     if file is not None and parquet is not None:
         raise typer.BadParameter("give --file or --parquet, not both")
@@ -177,13 +177,13 @@ def analyze_command(
         services=service, progress=err.is_terminal,
     )  # fmt: skip
     if job is AnalyzeJob.REPORT or html is not None:
-        jobs = list(JOBS) if job is AnalyzeJob.REPORT else [job.value]
+        jobs = list(JOB_NAMES) if job is AnalyzeJob.REPORT else [job.value]
         report = build_report(
             data, source=source, jobs=jobs, progress=err.is_terminal,
             trace_link=_kibana_links(kibana_url, index_prefix),
         )  # fmt: skip
         if html is not None:
-            from hopscope.analysis.html import write_html
+            from hopscope.analysis.render import write_html
 
             write_html(report, html)
             err.print(f"HTML report: {html.resolve()}", markup=False, highlight=False)

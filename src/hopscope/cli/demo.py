@@ -184,8 +184,8 @@ def _analyze(
     from datetime import UTC, datetime, timedelta
 
     from hopscope.analysis.loaders import load_elasticsearch
+    from hopscope.analysis.render import print_report
     from hopscope.analysis.report import build_report
-    from hopscope.analysis.terminal import print_report
 
     margin = timedelta(minutes=5)  # as in the counts above: spans may end after the last arrival
     since = datetime.fromtimestamp(start_ns / 1e9, UTC) - margin
@@ -198,7 +198,7 @@ def _analyze(
     )
     print_report(report, out)
     if html is not None:
-        from hopscope.analysis.html import write_html
+        from hopscope.analysis.render import write_html
 
         written = write_html(report, html)
         out.print(f"HTML report: {written.resolve()}", markup=False, highlight=False)

@@ -78,17 +78,3 @@ class JobResult:
     job: str
     tables: Mapping[str, pl.DataFrame] = field(default_factory=dict)
     findings: Sequence[Finding] = ()
-
-
-def ms(ns: float | int | None) -> str:
-    """Nanoseconds as a person reads them.
-
-    >>> ms(40_000_000), ms(1_250_000), ms(950_000), ms(None)
-    ('40 ms', '1.25 ms', '0.95 ms', '–')
-    """
-    if ns is None:
-        return "–"
-    value = ns / 1e6
-    if abs(value) >= 10:
-        return f"{value:.0f} ms"
-    return f"{value:.2f} ms"

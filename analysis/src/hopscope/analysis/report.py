@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hopscope.analysis.findings import Finding, JobResult, rank
-from hopscope.analysis.jobs import JOBS, job
+from hopscope.analysis.jobs import JOB_NAMES, job
 from hopscope.analysis.schema import Dataset
 
 
@@ -45,6 +45,12 @@ class Report:
     def trace_url(self, trace_id: str) -> str | None:
         """A link to the trace's spans and logs, None without ``trace_link``."""
         return self.trace_link(trace_id) if self.trace_link else None
+
+    def __rich__(self) -> RenderableType:
+        """The header and ranked findings, so ``console.print(report)`` shows the report."""
+        from hopscope.analysis.render import report_renderable  # render imports Report
+
+        return report_renderable(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``findings`` ordered most important first, tables as row lists."""
@@ -90,7 +96,7 @@ def build_report(
     data: Dataset,
     *,
     source: str,
-    jobs: Sequence[str] = tuple(JOBS),
+    jobs: Sequence[str] = JOB_NAMES,
     progress: bool = True,
     trace_link: Callable[[str], str | None] | None = None,
 ) -> Report:
@@ -99,7 +105,7 @@ def build_report(
     Parameters:
         data: the records of the window (collected once here, then shared by the jobs).
         source: where they came from, for the report's header.
-        jobs: job names (keys of :data:`hopscope.analysis.jobs.JOBS`), in report order.
+        jobs: job names (of :data:`hopscope.analysis.jobs.JOB_NAMES`), in report order.
         progress: show a progress bar on stderr.
         trace_link: links example traces (see :class:`Report`).
 

@@ -110,7 +110,7 @@ def trace_link(kibana_url: str, *, index_prefix: str = "hopscope") -> Callable[[
 
     >>> link = trace_link("http://kb:5601")
     >>> link("not-a-trace-id") is None, link("0af7651916cd43dd8448eb211c80319c")[:25]
-    (True, 'http://kb:5601/app/disco')
+    (True, 'http://kb:5601/app/discov')
     """
     discover_url(kibana_url, "0" * 32, index_prefix=index_prefix)  # a bad URL fails here, once
 

@@ -1,39 +1,60 @@
 """Analysis jobs: each module's ``run(data, ...)`` reads a Dataset and returns a JobResult.
 
-:data:`JOBS` names them as ``hopscope analyze <job>`` does, in the order a report runs them;
-:func:`job` imports one on first use (a job's imports stay off the path of the others).
+:data:`JOBS` lists them, by hand, in the order a report runs them, under the names
+``hopscope analyze <job>`` uses. Adding a job is a module with a ``run`` function plus one line
+here (and a member of ``AnalyzeJob`` in the CLI): nothing is discovered.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from hopscope.analysis.findings import JobResult
+from hopscope.analysis.jobs import (
+    balance,
+    bottlenecks,
+    cache,
+    coordination,
+    database,
+    failovers,
+    hops,
+    tail,
+)
 from hopscope.analysis.schema import Dataset
 
-# job name -> module under hopscope.analysis.jobs
-JOBS: Final = {
-    "bottlenecks": "bottlenecks",
-    "hops": "hops",
-    "failovers": "failovers",
-    "coordination": "coordination",
-    "tail": "tail",
-    "balance": "balance",
-    "db": "database",
-    "cache": "cache",
-}
+__all__ = ["JOBS", "JOB_NAMES", "Job", "job"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One analysis job: the name a person types and the function that runs it."""
+
+    name: str
+    run: Callable[[Dataset], JobResult]
+
+
+JOBS: Final[tuple[Job, ...]] = (
+    Job("bottlenecks", bottlenecks.run),
+    Job("hops", hops.run),
+    Job("failovers", failovers.run),
+    Job("coordination", coordination.run),
+    Job("tail", tail.run),
+    Job("balance", balance.run),
+    Job("db", database.run),
+    Job("cache", cache.run),
+)
+JOB_NAMES: Final[tuple[str, ...]] = tuple(j.name for j in JOBS)
 
 
 def job(name: str) -> Callable[[Dataset], JobResult]:
-    """The ``run`` function of job ``name`` (a key of :data:`JOBS`).
+    """The ``run`` function of job ``name`` (one of :data:`JOB_NAMES`).
 
-    >>> job("hops").__module__
-    'hopscope.analysis.jobs.hops'
+    >>> job("hops").__module__, JOB_NAMES[:3]
+    ('hopscope.analysis.jobs.hops', ('bottlenecks', 'hops', 'failovers'))
     """
-    if name not in JOBS:
-        raise ValueError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    module = importlib.import_module(f"hopscope.analysis.jobs.{JOBS[name]}")
-    run: Callable[[Dataset], JobResult] = module.run
-    return run
+    for entry in JOBS:
+        if entry.name == name:
+            return entry.run
+    raise ValueError(f"unknown job {name!r}; jobs: {', '.join(JOB_NAMES)}")

@@ -27,7 +27,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import error_rate, example_traces, percentile_ns, share
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "balance"
@@ -49,7 +51,6 @@ MIN_NODE_REQUESTS: Final = 20
 SPREAD_P50_RATIO: Final = 1.5
 # "A few client addresses": this many of the busiest node's most frequent addresses.
 TOP_CLIENTS: Final = 5
-EXAMPLES: Final = 3
 
 KEEP: Final = "keep"
 LEAST_CONN: Final = "least_conn"
@@ -133,13 +134,13 @@ def node_table(servers: pl.LazyFrame, clients: pl.LazyFrame) -> pl.LazyFrame:
         servers.group_by("service", "node")
         .agg(
             pl.len().cast(pl.Int64).alias("requests"),
-            pl.col("duration_ns").quantile(0.5, "linear").cast(pl.Int64).alias("p50_ns"),
-            pl.col("duration_ns").quantile(0.99, "linear").cast(pl.Int64).alias("p99_ns"),
-            pl.col("error").fill_null(False).mean().alias("error_rate"),
+            percentile_ns("duration_ns", 0.5).alias("p50_ns"),
+            percentile_ns("duration_ns", 0.99).alias("p99_ns"),
+            error_rate("error").alias("error_rate"),
             pl.col("self_ns").mean().cast(pl.Int64).alias("mean_self_ns"),
         )
         .with_columns(
-            (pl.col("requests") / pl.col("requests").sum().over("service")).alias("share"),
+            share("requests", over="service").alias("share"),
             pl.len().over("service").alias("_nodes"),
         )
         .filter(pl.col("_nodes") >= 2)
@@ -283,10 +284,8 @@ def _top_clients(clients: pl.DataFrame, service: str, node: str) -> list[dict[st
 def _examples(servers: pl.DataFrame, service: str, node: str) -> list[str]:
     ids = (
         servers.filter((pl.col("service") == service) & (pl.col("node") == node))
-        .sort(["duration_ns", "trace_id"], descending=[True, False])
-        .get_column("trace_id")
-        .unique(maintain_order=True)
-        .head(EXAMPLES)
+        .select(example_traces("duration_ns"))
+        .to_series()
     )
     return ids.to_list()
 

@@ -21,8 +21,9 @@ Tables:
   coordination_share.
 - ``operations``: operation, service, traces (how many critical paths list it),
   exclusive_ns_total, exclusive_ns_mean, exclusive_ns_p99 (over the traces that list it;
-  ``nearest`` quantile, an observed value), share (of all traces' time), tail_mean_ns (mean
-  exclusive ns over the slowest 1 % of traces, those without it counting 0).
+  :func:`~hopscope.analysis.expr.percentile_ns`, an observed value), share (of all traces'
+  time), tail_mean_ns (mean exclusive ns over the slowest 1 % of traces, those without it
+  counting 0).
 
 Findings (``critical_operation``): the operations with the largest p99 share. They state a
 structural fact — where the time goes when nothing is broken — so they are ``medium`` at most.
@@ -38,7 +39,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import example_traces, percentile_ns
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "bottlenecks"
@@ -56,8 +59,6 @@ MIN_FINDING_SHARE: Final = 0.05
 # worth planning work on (``medium``); below, it is noted (``low``). Never ``high``: these
 # operations are slow by design (an issuer call), not broken.
 MEDIUM_SHARE: Final = 0.25
-# Example traces per finding.
-EXAMPLE_TRACES: Final = 5
 
 # "[service] name" -> service; the processors build operation keys this way.
 _SERVICE_PATTERN: Final = r"^\[([^\]]*)\]"
@@ -164,10 +165,7 @@ def _operations(exploded: pl.LazyFrame, all_ns: int, k: int) -> pl.LazyFrame:
             pl.col("trace_key").n_unique().alias("traces"),
             pl.col("exclusive_ns").sum().alias("exclusive_ns_total"),
             pl.col("exclusive_ns").mean().alias("exclusive_ns_mean"),
-            pl.col("exclusive_ns")
-            .quantile(0.99, "nearest")
-            .cast(pl.Int64)
-            .alias("exclusive_ns_p99"),
+            percentile_ns("exclusive_ns", 0.99).alias("exclusive_ns_p99"),
             (pl.col("exclusive_ns").filter(pl.col("tail")).sum() / max(k, 1)).alias("tail_mean_ns"),
         )
         .select(
@@ -355,9 +353,8 @@ def _findings(
     stats = {row["operation"]: row for row in operations.iter_rows(named=True)}
     examples = (
         dominant.filter(pl.col("operation").is_in(candidates["operation"].implode()))
-        .sort(["duration_ns", "trace_id"], descending=[True, False])
-        .group_by("operation", maintain_order=True)
-        .agg(pl.col("trace_id").head(EXAMPLE_TRACES))
+        .group_by("operation")
+        .agg(example_traces("duration_ns"))
     )
     example_ids = dict(examples.iter_rows())
     findings = []

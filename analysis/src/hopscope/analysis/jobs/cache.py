@@ -28,8 +28,10 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import example_traces
+from hopscope.analysis.findings import Finding, Impact, JobResult
 from hopscope.analysis.jobs.tail import proportion_p_value
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "cache"
@@ -55,7 +57,6 @@ MIN_MISS_PENALTY_NS: Final = 1_000_000
 LOW_HIT_RATIO: Final = 0.8
 TARGET_HIT_RATIO: Final = 0.9
 MIN_LOOKUPS: Final = 50
-EXAMPLES: Final = 3
 
 
 def lookups(spans: pl.LazyFrame) -> pl.DataFrame:
@@ -189,10 +190,8 @@ def thirds(found: pl.LazyFrame) -> pl.LazyFrame:
 def _examples(found: pl.DataFrame, service: str, cache: str) -> list[str]:
     ids = (
         found.filter((pl.col("service") == service) & (pl.col("cache") == cache) & ~pl.col("hit"))
-        .sort(["parent_ns", "trace_id"], descending=[True, False], nulls_last=True)
-        .get_column("trace_id")
-        .unique(maintain_order=True)
-        .head(EXAMPLES)
+        .select(example_traces("parent_ns"))
+        .to_series()
     )
     return ids.to_list()
 

@@ -6,7 +6,7 @@ it on the trace's critical path (what it cost the payment). Two-phase-commit tra
 their slowest prepare, the straggler participant (the last to answer prepare) and
 ``blocked_ns``, the coordinator's wait between the first and the last answer.
 
-Percentiles use polars' ``nearest`` quantile (an observed value).
+Percentiles follow :func:`hopscope.analysis.expr.percentile_ns` (an observed value).
 
 Tables:
 
@@ -38,7 +38,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import EXAMPLE_TRACES, example_traces, percentile_ns, share
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "coordination"
@@ -67,12 +69,10 @@ MIN_STRAGGLER_TRANSACTIONS: Final = 10
 # ... and the coordinator typically waits 5 ms for it after the others answered: below, the
 # order of answers is noise of a millisecond.
 STRAGGLER_BLOCKED_FLOOR_NS: Final = 5_000_000
-# Example traces per finding.
-EXAMPLE_TRACES: Final = 5
 
 
 def _q(column: str, q: float, name: str) -> pl.Expr:
-    return pl.col(column).quantile(q, "nearest").cast(pl.Int64).alias(name)
+    return percentile_ns(column, q).alias(name)
 
 
 def _by_kind(coordination: pl.LazyFrame, traces_ns: pl.LazyFrame) -> pl.LazyFrame:
@@ -105,11 +105,7 @@ def _by_resource(coordination: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("duration_ns").max().alias("max_ns"),
             pl.col("critical_ns").sum().alias("critical_ns"),
         )
-        .with_columns(
-            (pl.col("total_ns") / pl.col("total_ns").sum().over("coordination_kind")).alias(
-                "share_of_kind"
-            )
-        )
+        .with_columns(share("total_ns", over="coordination_kind").alias("share_of_kind"))
         .sort(["coordination_kind", "total_ns", "resource"], descending=[False, True, False])
     )
 
@@ -123,28 +119,12 @@ def _stragglers(commits: pl.LazyFrame) -> pl.LazyFrame:
             pl.len().alias("transactions"),
             multi.sum().alias("multi_participant"),
             _q("prepare_ns", 0.99, "prepare_p99_ns"),
-            pl.col("blocked_ns")
-            .filter(multi)
-            .quantile(0.5, "nearest")
-            .cast(pl.Int64)
-            .alias("blocked_p50_ns"),
-            pl.col("blocked_ns")
-            .filter(multi)
-            .quantile(0.99, "nearest")
-            .cast(pl.Int64)
-            .alias("blocked_p99_ns"),
+            percentile_ns(pl.col("blocked_ns").filter(multi), 0.5).alias("blocked_p50_ns"),
+            percentile_ns(pl.col("blocked_ns").filter(multi), 0.99).alias("blocked_p99_ns"),
             (pl.col("outcome") == ABORTED).sum().alias("aborted"),
-            pl.col("trace_id")
-            .filter(multi)
-            .sort_by(pl.col("blocked_ns").filter(multi), descending=True)
-            .head(EXAMPLE_TRACES)
-            .alias("examples"),
+            example_traces("blocked_ns", where=multi).alias("examples"),
         )
-        .with_columns(
-            (pl.col("multi_participant") / pl.col("multi_participant").sum()).alias(
-                "straggler_share"
-            )
-        )
+        .with_columns(share("multi_participant").alias("straggler_share"))
         .sort(["multi_participant", "straggler"], descending=[True, False])
     )
 
@@ -233,9 +213,8 @@ def _lock_examples(coordination: pl.LazyFrame) -> pl.LazyFrame:
         coordination.filter(pl.col("coordination_kind") == LOCK_WAIT)
         .group_by("resource", "trace_id")
         .agg(pl.col("critical_ns").sum())
-        .sort(["critical_ns", "trace_id"], descending=[True, False])
-        .group_by("resource", maintain_order=True)
-        .agg(pl.col("trace_id").head(EXAMPLE_TRACES))
+        .group_by("resource")
+        .agg(example_traces("critical_ns"))
     )
 
 
@@ -275,11 +254,12 @@ def _lock_contention(
         service = top_services.item(0, "service") if not top_services.is_empty() else None
     resources = [r["resource"] for r in named]
     example_map = dict(examples.iter_rows())
-    example_traces: list[str] = []
+    # The hot resources' own examples, in the order of the resources, up to the usual count.
+    picked: list[str] = []
     for resource in resources or [None]:
         for trace in example_map.get(resource, ()):
-            if trace not in example_traces and len(example_traces) < EXAMPLE_TRACES:
-                example_traces.append(trace)
+            if trace not in picked and len(picked) < EXAMPLE_TRACES:
+                picked.append(trace)
     where = f" in {service}" if service else ""
     if concentrated:
         title = (
@@ -338,7 +318,7 @@ def _lock_contention(
                 f"removing the lock waits' critical-path time saves {ms(gain_ns)} at p99 (their "
                 f"mean over the slowest {TAIL_FRACTION:.0%} of payments)"
             ),
-            example_traces=tuple(example_traces),
+            example_traces=tuple(picked),
         )
     ]
 

@@ -35,7 +35,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import example_traces, percentile_ns, share
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "db"
@@ -62,7 +64,6 @@ MIN_STATEMENT_P99_NS: Final = 10_000_000
 # trouble): medium. A typical call of half a second is abnormal for a payment path: high.
 TAIL_RATIO_MEDIUM: Final = 5.0
 ABNORMAL_P50_NS: Final = 500_000_000
-EXAMPLES: Final = 3
 
 _ROLE_SUFFIX: Final = r"-(primary|replica)(-\d+)?$"
 
@@ -113,8 +114,8 @@ def db_calls(spans: pl.LazyFrame) -> pl.LazyFrame:
 
 def _latency(column: str = "duration_ns") -> list[pl.Expr]:
     return [
-        pl.col(column).quantile(0.5, "linear").cast(pl.Int64).alias("p50_ns"),
-        pl.col(column).quantile(0.99, "linear").cast(pl.Int64).alias("p99_ns"),
+        percentile_ns(column, 0.5).alias("p50_ns"),
+        percentile_ns(column, 0.99).alias("p99_ns"),
     ]
 
 
@@ -124,7 +125,7 @@ def statement_table(calls: pl.LazyFrame) -> pl.LazyFrame:
         calls.group_by("db_system", "service", "db_operation", "db_statement")
         .agg(pl.len().cast(pl.Int64).alias("calls"), *_latency(), pl.col("duration_ns").sum()
              .alias("total_ns"), pl.col("trace_id").n_unique().alias("traces"))
-        .with_columns((pl.col("total_ns") / pl.col("total_ns").sum()).alias("share"))
+        .with_columns(share("total_ns").alias("share"))
         .rename({"db_statement": "statement"})
         .select("db_system", "service", "db_operation", "statement", "calls", "p50_ns",
                 "p99_ns", "total_ns", "share", "traces")
@@ -151,8 +152,8 @@ def target_table(calls: pl.LazyFrame) -> pl.LazyFrame:
             pl.len().cast(pl.Int64).alias("calls"),
             *_latency(),
             pl.col("read").sum().cast(pl.Int64).alias("reads"),
-            pl.col("duration_ns").filter(pl.col("read")).quantile(0.99, "linear")
-            .cast(pl.Int64).alias("read_p99_ns"),
+            percentile_ns(pl.col("duration_ns").filter(pl.col("read")), 0.99)
+            .alias("read_p99_ns"),
             pl.col("shard").first(),
         )
         .rename({"db_role": "role"})
@@ -212,10 +213,8 @@ def lagging_replicas(calls: pl.DataFrame, shard: str) -> tuple[list[str], str]:
 def _read_examples(calls: pl.DataFrame, shard: str) -> list[str]:
     ids = (
         calls.filter(pl.col("read") & (pl.col("shard") == shard) & (pl.col("db_role") == PRIMARY))
-        .sort(["duration_ns", "trace_id"], descending=[True, False])
-        .get_column("trace_id")
-        .unique(maintain_order=True)
-        .head(EXAMPLES)
+        .select(example_traces("duration_ns"))
+        .to_series()
     )
     return ids.to_list()
 
@@ -234,13 +233,13 @@ def primary_read_findings(calls: pl.DataFrame) -> list[Finding]:
             (pl.col("db_role") == REPLICA).sum().alias("replica_reads"),
             pl.col("server_address").filter(pl.col("db_role") == PRIMARY).mode().first()
             .alias("primary"),
-            pl.col("duration_ns").filter(pl.col("db_role") == PRIMARY).quantile(0.99, "linear")
+            percentile_ns(pl.col("duration_ns").filter(pl.col("db_role") == PRIMARY), 0.99)
             .alias("primary_p99"),
-            pl.col("duration_ns").filter(pl.col("db_role") == REPLICA).quantile(0.99, "linear")
+            percentile_ns(pl.col("duration_ns").filter(pl.col("db_role") == REPLICA), 0.99)
             .alias("replica_p99"),
-            pl.col("duration_ns").filter(pl.col("db_role") == PRIMARY).quantile(0.5, "linear")
+            percentile_ns(pl.col("duration_ns").filter(pl.col("db_role") == PRIMARY), 0.5)
             .alias("primary_p50"),
-            pl.col("duration_ns").filter(pl.col("db_role") == REPLICA).quantile(0.5, "linear")
+            percentile_ns(pl.col("duration_ns").filter(pl.col("db_role") == REPLICA), 0.5)
             .alias("replica_p50"),
             pl.col("trace_id").filter(pl.col("db_role") == PRIMARY).n_unique()
             .alias("primary_traces"),
@@ -378,10 +377,8 @@ def slow_statement_findings(statements: pl.DataFrame, calls: pl.DataFrame) -> li
             calls.filter(
                 (pl.col("db_statement") == statement) & (pl.col("service") == row["service"])
             )
-            .sort(["duration_ns", "trace_id"], descending=[True, False])
-            .get_column("trace_id")
-            .unique(maintain_order=True)
-            .head(EXAMPLES)
+            .select(example_traces("duration_ns"))
+            .to_series()
             .to_list()
         )
         findings.append(

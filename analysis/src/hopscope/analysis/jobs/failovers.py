@@ -6,7 +6,7 @@ cluster-event logs. ``detection_ns`` runs from the first failed attempt to the f
 the new node, ``added_ns`` from the first attempt to the final one: the latency the payment paid
 for the broken node.
 
-Percentiles use polars' ``nearest`` quantile (an observed value).
+Percentiles follow :func:`hopscope.analysis.expr.percentile_ns` (an observed value).
 
 Tables:
 
@@ -30,7 +30,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import example_traces, percentile_ns
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "failovers"
@@ -41,8 +43,6 @@ TARGET_BUCKETS: Final = 20
 # Three failovers from one node within a window are no blip: callers kept finding it dead.
 # Fewer are noted as ``medium`` (a single timeout, a deploy's restart).
 HIGH_FAILOVERS: Final = 3
-# Example traces per finding.
-EXAMPLE_TRACES: Final = 5
 
 _COLUMNS: Final = (
     "time",
@@ -80,7 +80,7 @@ def bucket_ns(start: datetime | None, end: datetime | None, buckets: int = TARGE
 
 
 def _quantile(column: str, q: float, name: str) -> pl.Expr:
-    return pl.col(column).quantile(q, "nearest").cast(pl.Int64).alias(name)
+    return percentile_ns(column, q).alias(name)
 
 
 def _by_node(failovers: pl.LazyFrame) -> pl.LazyFrame:
@@ -167,12 +167,7 @@ def _per_node(failovers: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("time").max().alias("last_time"),
             pl.col("reason").drop_nulls().unique().sort().alias("reasons"),
             (pl.col("outcome") == "failed").sum().alias("unrecovered"),
-            pl.col("trace_id")
-            .sort_by("added_ns", descending=True, nulls_last=True)
-            .drop_nulls()
-            .unique(maintain_order=True)
-            .head(EXAMPLE_TRACES)
-            .alias("examples"),
+            example_traces("added_ns").alias("examples"),
         )
         .join(to_nodes, on=["target_service", "from_node"], how="left")
         .join(

@@ -6,7 +6,7 @@ queueing time between them — free of clock skew, since each duration is read o
 One-sided hops (a database, an external issuer, a node that never answered) have no server
 span, so their server and network figures are null.
 
-Percentiles use polars' ``nearest`` quantile: the observed value at rank
+Percentiles follow :func:`hopscope.analysis.expr.percentile_ns`: the observed value at rank
 ``round(q · (n − 1))`` of the sorted values, so every figure is a real hop's duration in ns.
 
 Tables:
@@ -40,15 +40,15 @@ from typing import Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, JobResult, ms
+from hopscope.analysis.expr import error_rate, example_traces, percentile_ns
+from hopscope.analysis.findings import Finding, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "hops"
 
 # Column suffix -> quantile.
 QUANTILES: Final = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
-# Observed values, not interpolated ones (module docstring).
-INTERPOLATION: Final = "nearest"
 # Buckets over the window for ``edges_over_time``: enough to see a change start, few enough
 # that each bucket still holds a useful p99 at a few hundred payments per second.
 TARGET_BUCKETS: Final = 20
@@ -69,8 +69,6 @@ MIN_REFERENCE_EDGES: Final = 2
 CLOCK_SKEW_SHARE: Final = 0.5
 # ... over at least this many two-sided hops.
 MIN_NODE_HOPS: Final = 10
-# Example traces per finding.
-EXAMPLE_TRACES: Final = 5
 
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
 
@@ -105,13 +103,7 @@ def skew_share(flag: pl.Expr) -> pl.Expr:
 
 
 def _quantiles(column: str, suffixes: tuple[str, ...]) -> list[pl.Expr]:
-    return [
-        pl.col(f"{column}_ns")
-        .quantile(QUANTILES[s], INTERPOLATION)
-        .cast(pl.Int64)
-        .alias(f"{column}_{s}_ns")
-        for s in suffixes
-    ]
+    return [percentile_ns(f"{column}_ns", QUANTILES[s]).alias(f"{column}_{s}_ns") for s in suffixes]
 
 
 def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
@@ -121,7 +113,7 @@ def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
         .agg(
             pl.len().alias("calls"),
             pl.col("trace_id").n_unique().alias("traces"),
-            pl.col("error").fill_null(False).cast(pl.Float64).mean().alias("error_rate"),
+            error_rate("error").alias("error_rate"),
             *_quantiles("client", suffixes),
             *_quantiles("server", suffixes),
             *_quantiles("network", suffixes),
@@ -182,16 +174,22 @@ def _node_skew(hops: pl.LazyFrame) -> pl.LazyFrame:
         )
         for role in ("source", "target")
     ]
-    return (
+    # Per node and trace first: the telling traces are those with the most skewed hops.
+    per_trace = (
         pl.concat(roles)
         .filter(pl.col("node").is_not_null())
-        .group_by("service", "node")
+        .group_by("service", "node", "trace_id")
+        .agg(pl.len().alias("hops"), pl.col("skewed").sum().alias("skewed_hops"))
+    )
+    return (
+        per_trace.group_by("service", "node")
         .agg(
-            pl.len().alias("hops"),
-            pl.col("skewed").sum().alias("skewed_hops"),
-            pl.col("skewed").mean().alias("share"),
-            pl.col("trace_id").filter(pl.col("skewed")).head(EXAMPLE_TRACES).alias("examples"),
+            pl.col("hops").sum(),
+            pl.col("skewed_hops").sum(),
+            example_traces("skewed_hops", where=pl.col("skewed_hops") > 0).alias("examples"),
         )
+        .with_columns((pl.col("skewed_hops") / pl.col("hops")).alias("share"))
+        .select("service", "node", "hops", "skewed_hops", "share", "examples")
         .sort("service", "node")
     )
 
@@ -339,9 +337,8 @@ def _slowest_hops(
     rows = (
         hops.filter(pl.col("hop_kind") == RPC)
         .join(wanted, on=keys)
-        .sort("network_ns", descending=True, nulls_last=True)
         .group_by(*keys, maintain_order=True)
-        .agg(pl.col("trace_id").unique(maintain_order=True).head(EXAMPLE_TRACES))
+        .agg(example_traces("network_ns"))
         .collect()
     )
     return {(r[0], r[1], r[2]): r[3] for r in rows.iter_rows()}

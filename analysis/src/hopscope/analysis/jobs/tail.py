@@ -31,7 +31,9 @@ from typing import Final
 
 import polars as pl
 
-from hopscope.analysis.findings import Finding, Impact, JobResult, ms
+from hopscope.analysis.expr import example_traces, percentile_ns
+from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
 JOB: Final = "tail"
@@ -55,7 +57,6 @@ LOW_LIFT: Final = 1.2
 MIN_EVENTS: Final = 5
 # Findings per table: the strongest few; the tables keep the rest.
 MAX_FINDINGS: Final = 5
-EXAMPLES: Final = 3
 
 # Single-valued span columns that are candidate fields as they are.
 _PLAIN_FIELDS: Final = (
@@ -434,7 +435,7 @@ def _finding_level(p_value: float, lift: float | None, events: int) -> Impact | 
 
 
 def _p99(durations: pl.LazyFrame) -> int | None:
-    value = durations.select(pl.col("duration_ns").quantile(0.99, "linear")).collect().item()
+    value = durations.select(percentile_ns("duration_ns", 0.99)).collect().item()
     return None if value is None else int(value)
 
 
@@ -477,13 +478,7 @@ def _examples(members: pl.LazyFrame, field: str, value: str, *, slow: bool) -> l
     rows = _members(members, field, value)
     if not slow:
         rows = rows.filter(pl.col("failed"))
-    ids = (
-        rows.sort(["duration_ns", "trace_id"], descending=[True, False])
-        .head(EXAMPLES)
-        .select("trace_id")
-        .collect()
-        .to_series()
-    )
+    ids = rows.select(example_traces("duration_ns")).collect().to_series()
     return ids.to_list()
 
 
@@ -592,7 +587,7 @@ def run(
     traces_lazy = traces.lazy()
     members = members_of(traces_lazy, candidate_values(data.spans, max_values=max_values)).collect()
     members_lazy = members.lazy()
-    threshold = traces.select(pl.col("duration_ns").quantile(percentile / 100.0, "linear")).item()
+    threshold = traces.select(percentile_ns("duration_ns", percentile / 100.0)).item()
     counts = value_counts(members_lazy, traces_lazy, float(threshold or 0.0)).collect().lazy()
     if threshold is None:
         empty_slow = slow_table(traces_lazy, counts, 0.0).clear()

@@ -1,4 +1,5 @@
-"""The examples in the analysis modules' docstrings run and give what they show."""
+"""The examples in the docstrings of the analysis, settings and link modules run and give what
+they show."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 MODULES = (
     "hopscope.analysis.schema",
+    "hopscope.analysis.expr",
     "hopscope.analysis.findings",
     "hopscope.analysis.jobs",
     "hopscope.analysis.loaders._records",
@@ -18,8 +20,13 @@ MODULES = (
     "hopscope.analysis.jobs.balance",
     "hopscope.analysis.jobs.database",
     "hopscope.analysis.jobs.cache",
-    "hopscope.analysis.html",
+    "hopscope.analysis.render._format",
+    "hopscope.analysis.render._page",
     "hopscope.cli.analyze",
+    # Beyond the analysis: the settings readers and the Kibana links.
+    "hopscope.core.env",
+    "hopscope.processors.settings",
+    "hopscope.dashboards.kibana.links",
 )
 
 

@@ -1,45 +1,39 @@
-"""The HTML report: one self-contained page, plots drawn as inline SVG (DESIGN.md §6).
+"""The report's plots as inline SVG, with the small axis library they need.
 
-The page needs no network and no script: styles are inline, plots are SVG written here, tooltips
-are SVG ``<title>`` elements. That keeps a report of a few thousand traces around a hundred
-kilobytes, lets it be mailed or attached to a ticket, and makes it render the same in any browser.
+Each plot reads one job table (or the report's latency frame) and returns a :class:`Plot`: an
+SVG, or the sentence saying why there is none. Bars carry an SVG ``<title>`` (the tooltip) and
+the classes the page's stylesheet styles (``mark``, ``grid``, ``tick``...).
 
-Layout, top to bottom:
-
-1. header: source, window, record counts;
-2. findings, most important first: impact badge, title, evidence, recommendation, expected gain,
-   example trace ids;
-3. plots: latency distribution, critical-path share per service, hop network vs server time,
-   failover timeline, coordination waits;
-4. every job's tables (first rows; ``*_ns`` columns shown in milliseconds, shares in percent).
-
-Every plot is a ``<figure class="plot" data-plot="NAME">`` holding one ``<svg>``; a plot whose
-table is missing or empty becomes a figure with ``data-empty`` and a sentence saying why, so a
-partial report still renders. All text from telemetry (span names, services, attribute values)
-is escaped: it is user input.
+Why our own axes and not matplotlib's SVG backend: the page must stay self-contained, script-free
+and small, and matplotlib would keep the first two but not the rest. Its SVG draws text as glyph
+paths or with its own fonts (the page's CSS would no longer style it), gives every element
+generated ids (two runs over the same window would differ, and the reports are compared
+byte for byte), has no per-bar tooltip without post-processing the XML, and would add matplotlib
+and numpy (tens of megabytes) to an extra that needs only polars. The drawing here is bar charts
+and a histogram on linear, log and time axes: ticks at 1-2-5 steps (:func:`_linear_ticks`,
+:func:`_log_ticks`, :func:`_time_ticks`) are all the axis logic there is.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from hopscope.analysis.findings import JobResult, ms
-from hopscope.analysis.report import Report
+from hopscope.analysis.expr import percentile_ns
+from hopscope.analysis.findings import JobResult
+from hopscope.analysis.render._format import integer, ms, percent, timestamp
+from hopscope.analysis.render._format import span as time_span
 
-__all__ = ["PLOTS", "render_html", "render_plot", "write_html"]
+if TYPE_CHECKING:
+    from hopscope.analysis.report import Report
 
-DEFAULT_MAX_ROWS: Final = 50
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE: Final = (
     "#0072B2",
@@ -59,147 +53,13 @@ ROW_HEIGHT: Final = 18
 # More bars than this stop being readable; the tables below the plots keep every row.
 MAX_BARS: Final = 12
 MAX_LABEL_CHARS: Final = 38
-MAX_CELL_CHARS: Final = 160
 PERCENTILES: Final = ("p50", "p95", "p99")
 # The plots, in page order (``data-plot`` of each figure).
 PLOTS: Final = ("latency", "critical_path", "hops", "failovers", "coordination")
 
 
-def render_html(
-    report: Report, *, title: str = "hopscope report", max_rows: int = DEFAULT_MAX_ROWS
-) -> str:
-    """The report as one self-contained HTML page (no network, no script).
-
-    Parameters:
-        report: the analysed window: header figures, latency frame, job results, findings.
-        title: the page title and heading.
-        max_rows: rows shown per job table (the rest are counted, not shown).
-
-    Returns:
-        The HTML document as text.
-
-    Examples:
-        >>> import polars as pl
-        >>> empty = Report(source="file t.json", window=None, counts={"traces": 0},
-        ...                latency=pl.DataFrame(), results={})
-        >>> page = render_html(empty, title="<b>demo</b>")
-        >>> page.startswith("<!DOCTYPE html>"), "&lt;b&gt;demo&lt;/b&gt;" in page
-        (True, True)
-        >>> page.count('class="plot"')
-        5
-    """
-    if max_rows < 0:
-        raise ValueError(f"max_rows must be >= 0, got {max_rows}")
-    plots = _plots(report)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>{escape(title)}</h1>{_header(report)}</header>",
-        '<nav><a href="#findings">Findings</a> · <a href="#plots">Plots</a> · '
-        '<a href="#tables">Tables</a></nav>',
-        f'<section id="findings"><h2>Findings</h2>{_findings(report)}</section>',
-        '<section id="plots"><h2>Where the time goes</h2>',
-        *(plot.html() for plot in plots),
-        "</section>",
-        f'<section id="tables"><h2>Tables</h2>{_job_tables(report.results, max_rows)}</section>',
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
-
-
-def render_plot(report: Report, name: str) -> str:
-    """One plot of the report as an HTML ``<figure>`` with inline SVG (for notebooks).
-
-    Parameters:
-        report: the report the plot reads.
-        name: one of :data:`PLOTS`.
-
-    Returns:
-        The figure's HTML (a sentence in place of the SVG when its table is missing or empty).
-
-    Examples:
-        >>> import polars as pl
-        >>> empty = Report(source="-", window=None, counts={}, latency=pl.DataFrame(), results={})
-        >>> render_plot(empty, "hops")[:62]
-        '<figure class="plot" data-plot="hops" data-empty="true"><h3>Ho'
-    """
-    if name not in PLOTS:
-        raise ValueError(f"unknown plot {name!r}; plots: {', '.join(PLOTS)}")
-    return next(plot for plot in _plots(report) if plot.name == name).html()
-
-
-def write_html(report: Report, path: Path, *, title: str = "hopscope report") -> Path:
-    """Write :func:`render_html` to ``path`` (UTF-8, parents created) and return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report, title=title), encoding="utf-8")
-    return path
-
-
-# --- header and findings -------------------------------------------------------------------
-
-
-def _header(report: Report) -> str:
-    if report.window:
-        start, end = report.window
-        window = (
-            f"{escape(_fmt_time(start))} – {escape(_fmt_time(end))} "
-            f"({escape(_fmt_span(end - start))})"
-        )
-    else:
-        window = "no records"
-    counts = "".join(
-        f'<span class="count"><b>{_fmt_int(n)}</b> {escape(str(kind))}</span>'
-        for kind, n in report.counts.items()
-    )
-    return (
-        f'<dl class="meta"><dt>Source</dt><dd>{escape(report.source)}</dd>'
-        f"<dt>Window</dt><dd>{window}</dd>"
-        f'<dt>Records</dt><dd class="counts">{counts or "–"}</dd></dl>'
-    )
-
-
-def _trace_link(report: Report, trace_id: str) -> str:
-    url = report.trace_url(trace_id)
-    code = f"<code>{escape(trace_id)}</code>"
-    return f'<a href="{escape(url)}">{code}</a>' if url else code
-
-
-def _findings(report: Report) -> str:
-    findings = report.findings
-    if not findings:
-        return '<p class="note">No findings: nothing stood out in this window.</p>'
-    items = []
-    for finding in findings:
-        impact = finding.impact if finding.impact in ("high", "medium", "low") else "low"
-        evidence = "".join(
-            f"<dt>{escape(str(key))}</dt><dd>{escape(_fmt_evidence(str(key), value))}</dd>"
-            for key, value in finding.evidence.items()
-        )
-        traces = " ".join(_trace_link(report, str(t)) for t in finding.example_traces)
-        items.append(
-            f'<li class="finding" data-job="{escape(finding.job)}"'
-            f' data-kind="{escape(finding.kind)}">'
-            f'<div class="finding-head"><span class="badge impact-{impact}">{impact}</span> '
-            f'<span class="finding-title">{escape(finding.title)}</span> '
-            f'<span class="job">{escape(finding.job)} · {escape(finding.kind)}</span></div>'
-            + (f'<dl class="evidence">{evidence}</dl>' if evidence else "")
-            + f'<p class="recommendation"><b>Recommendation:</b> {escape(finding.recommendation)}'
-            f"</p>"
-            f'<p class="gain"><b>Expected gain:</b> {escape(finding.gain)}'
-            f' <span class="gain-ns">(≈ {escape(ms(finding.gain_ns))} at p99)</span></p>'
-            + (f'<p class="traces"><b>Example traces:</b> {traces}</p>' if traces else "")
-            + "</li>"
-        )
-    return f'<ol class="findings">{"".join(items)}</ol>'
-
-
-# --- plots ---------------------------------------------------------------------------------
-
-
-def _plots(report: Report) -> list[_Plot]:
+def plots(report: Report) -> list[Plot]:
+    """Every plot of the report, in :data:`PLOTS` order."""
     return [
         _latency_plot(report.latency),
         _critical_path_plot(_table(report.results, "bottlenecks", "by_service")),
@@ -213,7 +73,7 @@ def _plots(report: Report) -> list[_Plot]:
 
 
 @dataclass
-class _Plot:
+class Plot:
     """One figure: an SVG, or the reason there is none."""
 
     name: str
@@ -254,8 +114,8 @@ def _missing(frame: pl.DataFrame | None, columns: Iterable[str], what: str) -> s
     return ""
 
 
-def _latency_plot(latency: pl.DataFrame) -> _Plot:
-    plot = _Plot(
+def _latency_plot(latency: pl.DataFrame) -> Plot:
+    plot = Plot(
         "latency",
         "Latency distribution",
         "Trace duration, log scale; error traces stacked on top. Lines: p50, p95, p99.",
@@ -294,7 +154,7 @@ def _latency_plot(latency: pl.DataFrame) -> _Plot:
         .sort("bin")
     )
     quantiles = {
-        p: float(frame["duration_ns"].quantile(int(p[1:]) / 100, "linear") or 0.0)
+        p: float(frame.select(percentile_ns("duration_ns", int(p[1:]) / 100)).item() or 0.0)
         for p in PERCENTILES
     }
     chart = _Canvas(height=300, left=60, top=40, bottom=42)
@@ -307,7 +167,7 @@ def _latency_plot(latency: pl.DataFrame) -> _Plot:
         return chart.y(count, 0.0, y_max)
 
     for tick in _linear_ticks(0.0, y_max, whole=True):
-        chart.grid_y(y_of(tick), _fmt_int(int(tick)))
+        chart.grid_y(y_of(tick), integer(int(tick)))
     for tick in _log_ticks(10**low, 10**high):
         chart.tick_x(x_of(tick), _fmt_ms_tick(tick))
     chart.axis_label_x("trace duration (ms, log scale)")
@@ -333,8 +193,8 @@ def _latency_plot(latency: pl.DataFrame) -> _Plot:
     return plot
 
 
-def _critical_path_plot(by_service: pl.DataFrame | None) -> _Plot:
-    plot = _Plot(
+def _critical_path_plot(by_service: pl.DataFrame | None) -> Plot:
+    plot = Plot(
         "critical_path",
         "Critical-path share per service",
         "Share of end-to-end latency each service holds on the critical path, split into its "
@@ -369,17 +229,17 @@ def _critical_path_plot(by_service: pl.DataFrame | None) -> _Plot:
                 continue
             values = [float(match[c][0]) for c in parts]
             tip = f"{service} at {percentile}: " + ", ".join(
-                f"{name} {_fmt_pct(v)}" for (name, _), v in zip(series, values, strict=True)
+                f"{name} {percent(v)}" for (name, _), v in zip(series, values, strict=True)
             )
             rows.append(_Bar(str(service), values, tip, group=str(percentile)))
     plot.svg = _hbars(
-        rows, series, stacked=True, fmt=_fmt_pct, axis="share of end-to-end latency", fixed_max=None
+        rows, series, stacked=True, fmt=percent, axis="share of end-to-end latency", fixed_max=None
     )
     return plot
 
 
-def _hops_plot(edges: pl.DataFrame | None) -> _Plot:
-    plot = _Plot(
+def _hops_plot(edges: pl.DataFrame | None) -> Plot:
+    plot = Plot(
         "hops",
         "Hops: network vs server time (p99)",
         "Per edge (caller → callee, operation), p99 of the time on the wire and of the time in "
@@ -412,15 +272,15 @@ def _hops_plot(edges: pl.DataFrame | None) -> _Plot:
         network, server = float(row["network_p99_ns"]), float(row["server_p99_ns"])
         tip = f"{label}: network p99 {ms(network)}, server p99 {ms(server)}"
         if row.get("calls") is not None:
-            tip += f", {_fmt_int(int(row['calls']))} calls"
+            tip += f", {integer(int(row['calls']))} calls"
         rows.append(_Bar(label, [network, server], tip))
     series = [("network p99", PALETTE[1]), ("server p99", PALETTE[0])]
     plot.svg = _hbars(rows, series, stacked=False, fmt=ms, axis="p99 (ms)", fixed_max=None)
     return plot
 
 
-def _failover_plot(timeline: pl.DataFrame | None) -> _Plot:
-    plot = _Plot(
+def _failover_plot(timeline: pl.DataFrame | None) -> Plot:
+    plot = Plot(
         "failovers",
         "Failover timeline",
         "Failovers per time bucket, coloured by the node they moved away from.",
@@ -460,10 +320,10 @@ def _failover_plot(timeline: pl.DataFrame | None) -> _Plot:
         return chart.x((moment - start).total_seconds(), 0.0, span)
 
     for tick in _linear_ticks(0.0, y_max, whole=True):
-        chart.grid_y(chart.y(tick, 0.0, y_max), _fmt_int(int(tick)))
+        chart.grid_y(chart.y(tick, 0.0, y_max), integer(int(tick)))
     for tick_time, label in _time_ticks(start, end):
         chart.tick_x(x_of(tick_time), label)
-    chart.axis_label_x(f"time (UTC, buckets of {_fmt_span(width)})")
+    chart.axis_label_x(f"time (UTC, buckets of {time_span(width)})")
     stacked: dict[datetime, float] = {}
     for row in frame.iter_rows(named=True):
         bucket, node, count = row["bucket"], row["from_node"], row["failovers"]
@@ -473,15 +333,15 @@ def _failover_plot(timeline: pl.DataFrame | None) -> _Plot:
         stacked[bucket] = below + count
         left, right = x_of(bucket), x_of(bucket + width)
         top, bottom = chart.y(below + count, 0.0, y_max), chart.y(below, 0.0, y_max)
-        tip = f"{_fmt_time(bucket)}: {_fmt_int(int(count))} failovers away from {node}"
+        tip = f"{timestamp(bucket)}: {integer(int(count))} failovers away from {node}"
         chart.rect(left + 0.5, top, max(right - left - 1, 1.0), bottom - top, colours[node], tip)
     chart.legend([(str(node), colours[node]) for node in nodes[: len(PALETTE)]])
     plot.svg = chart.svg("failovers per bucket and node")
     return plot
 
 
-def _coordination_plot(by_kind: pl.DataFrame | None, by_resource: pl.DataFrame | None) -> _Plot:
-    plot = _Plot(
+def _coordination_plot(by_kind: pl.DataFrame | None, by_resource: pl.DataFrame | None) -> Plot:
+    plot = Plot(
         "coordination",
         "Coordination waits",
         "Per kind of wait (locks, 2PC phases, consensus…): p50 and p99 duration, with the share "
@@ -499,12 +359,12 @@ def _coordination_plot(by_kind: pl.DataFrame | None, by_resource: pl.DataFrame |
         share = row.get("critical_share")
         label = str(row["coordination_kind"])
         if share is not None and math.isfinite(share):
-            label += f" ({_fmt_pct(share)} critical)"
+            label += f" ({percent(share)} critical)"
         tip = f"{row['coordination_kind']}: p50 {ms(p50)}, p99 {ms(p99)}"
         if row.get("waits") is not None:
-            tip += f", {_fmt_int(int(row['waits']))} waits"
+            tip += f", {integer(int(row['waits']))} waits"
         if share is not None:
-            tip += f", critical share {_fmt_pct(share)}"
+            tip += f", critical share {percent(share)}"
         rows.append(_Bar(label, [p50, p99], tip, group="by kind"))
     series = [("p50", PALETTE[4]), ("p99", PALETTE[0])]
     resource_rows: list[_Bar] = []
@@ -809,192 +669,5 @@ def _time_ticks(start: datetime, end: datetime, count: int = 6) -> list[tuple[da
     return ticks
 
 
-# --- tables --------------------------------------------------------------------------------
-
-_SHARE: Final = re.compile(r"(shares?|_rate|ratio|_fraction)$")
-
-
-def _job_tables(results: Mapping[str, JobResult], max_rows: int) -> str:
-    if not results:
-        return '<p class="note">No job results.</p>'
-    sections = []
-    for job, result in results.items():
-        tables = "".join(
-            _table_html(f"{job}.{name}", frame, max_rows) for name, frame in result.tables.items()
-        )
-        sections.append(
-            f'<section class="job" id="job-{escape(_slug(job))}"><h3>{escape(job)}</h3>'
-            + (tables or '<p class="note">No tables.</p>')
-            + "</section>"
-        )
-    return "".join(sections)
-
-
-def _table_html(name: str, frame: pl.DataFrame, max_rows: int) -> str:
-    caption = f"{name}: {_fmt_int(frame.height)} rows"
-    if frame.height > max_rows:
-        caption += f", first {_fmt_int(max_rows)} shown"
-    if frame.is_empty() or not frame.columns:
-        return f'<p class="note">{escape(name)}: empty.</p>'
-    formatters = [_formatter(column, dtype) for column, dtype in frame.schema.items()]
-    numeric = [dtype.is_numeric() for dtype in frame.schema.values()]
-    head = "".join(
-        f"<th{' class=num' if num else ''}>{escape(_header_name(c, d))}</th>"
-        for (c, d), num in zip(frame.schema.items(), numeric, strict=True)
-    )
-    body = []
-    for row in frame.head(max_rows).iter_rows():
-        cells = []
-        for value, fmt, num in zip(row, formatters, numeric, strict=True):
-            text = fmt(value)
-            shown = text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
-            title = f' title="{escape(text)}"' if shown != text else ""
-            cells.append(f"<td{' class=num' if num else ''}{title}>{escape(shown)}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f'<div class="table-wrap"><table data-table="{escape(name)}">'
-        f"<caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
-def _is_ns(column: str, dtype: pl.DataType) -> bool:
-    return column.endswith("_ns") and dtype.is_numeric()
-
-
-def _header_name(column: str, dtype: pl.DataType) -> str:
-    return f"{column.removesuffix('_ns')} (ms)" if _is_ns(column, dtype) else column
-
-
-def _formatter(column: str, dtype: pl.DataType) -> Callable[[Any], str]:
-    def null_safe(fmt: Callable[[Any], str]) -> Callable[[Any], str]:
-        return lambda value: "–" if value is None else fmt(value)
-
-    if _is_ns(column, dtype):
-        return null_safe(lambda v: _fmt_ms_number(float(v)))
-    if dtype.is_float() and _SHARE.search(column):
-        return null_safe(_fmt_pct)
-    if dtype.is_float():
-        return null_safe(_fmt_float)
-    if dtype.is_integer():
-        return null_safe(lambda v: _fmt_int(int(v)))
-    if isinstance(dtype, pl.Datetime):
-        return null_safe(_fmt_time)
-    if isinstance(dtype, pl.List | pl.Struct | pl.Array):
-        return null_safe(lambda v: json.dumps(v, default=str, ensure_ascii=False))
-    return null_safe(str)
-
-
-# --- formatting ----------------------------------------------------------------------------
-
-
-def _fmt_int(value: int) -> str:
-    return f"{value:,}"
-
-
-def _fmt_float(value: float) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    if value == 0 or 1e-3 <= abs(value) < 1e6:
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return f"{value:.3g}"
-
-
-def _fmt_pct(value: float) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value * 100:.1f}%" if abs(value) < 0.1 else f"{value * 100:.0f}%"
-
-
-def _fmt_ms_number(ns: float) -> str:
-    value = ns / 1e6
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
 def _fmt_ms_tick(ms_value: float) -> str:
     return f"{ms_value:g} ms" if ms_value < 1000 else f"{ms_value / 1000:g} s"
-
-
-def _fmt_time(value: datetime | date) -> str:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return value.isoformat()
-
-
-def _fmt_span(delta: timedelta) -> str:
-    seconds = delta.total_seconds()
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds / 3600:.3g} h"
-
-
-def _fmt_evidence(key: str, value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "–" if value is None else str(value).lower()
-    if isinstance(value, int | float) and key.endswith("_ns"):
-        return ms(value)
-    if isinstance(value, float) and _SHARE.search(key):
-        return _fmt_pct(value)
-    if isinstance(value, float):
-        return _fmt_float(value)
-    if isinstance(value, int):
-        return _fmt_int(value)
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt_evidence(key, v) for v in value)
-    if isinstance(value, datetime | date):
-        return _fmt_time(value)
-    if isinstance(value, Mapping):  # e.g. {"p50": 0.83, "p99": 0.86} under "shares"
-        return ", ".join(f"{k}: {_fmt_evidence(key, v)}" for k, v in value.items())
-    return str(value)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "job"
-
-
-_CSS: Final = """
-:root { --fg:#1d2433; --muted:#5b6475; --line:#d9dee7; --bg:#fff; --soft:#f5f7fa; }
-* { box-sizing: border-box; }
-body { margin: 0 auto; max-width: 1100px; padding: 1.5rem; color: var(--fg); background: var(--bg);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-h1 { font-size: 1.6rem; margin: 0 0 .5rem; } h2 { margin-top: 2rem; border-bottom: 1px solid
-  var(--line); padding-bottom: .3rem; } h3 { margin: 1.2rem 0 .4rem; }
-nav { margin: .5rem 0 1rem; color: var(--muted); } a { color: #0060a0; }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
-dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-.count { display: inline-block; margin-right: 1rem; }
-ol.findings { padding-left: 1.5rem; } li.finding { margin: 0 0 1rem; padding: .6rem .8rem;
-  background: var(--soft); border-radius: 6px; }
-.finding-head { font-weight: 600; } .job { color: var(--muted); font-weight: 400; font-size: .9em; }
-.badge { display: inline-block; min-width: 4.2em; text-align: center; padding: 0 .4em;
-  border-radius: 3px; color: #fff; font-size: .8em; text-transform: uppercase; }
-.impact-high { background: #b3261e; } .impact-medium { background: #b06000; }
-.impact-low { background: #5b6475; }
-dl.evidence { display: grid; grid-template-columns: max-content 1fr; gap: 0 1rem;
-  margin: .4rem 0; font-size: .92em; }
-dl.evidence dt { color: var(--muted); } dl.evidence dd { margin: 0; overflow-wrap: anywhere; }
-.finding p { margin: .3rem 0; } .gain-ns { color: var(--muted); }
-code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; background: #e8ecf2;
-  padding: 0 .3em; border-radius: 3px; overflow-wrap: anywhere; }
-figure.plot { margin: 1rem 0 2rem; } figure.plot svg { width: 100%; height: auto;
-  display: block; } figcaption, .note { color: var(--muted); font-size: .92em; }
-svg text { font: 11px system-ui, sans-serif; fill: var(--fg); }
-svg .tick, svg .axis-label { fill: var(--muted); } svg .group-label { font-weight: 600; }
-svg .grid { stroke: #e6e9ef; } svg .axis { stroke: #8a93a5; }
-svg .marker { stroke: #1d2433; stroke-dasharray: 4 3; } svg .marker-label { font-weight: 600; }
-svg rect.mark:hover { opacity: .75; }
-.table-wrap { overflow-x: auto; margin: .5rem 0 1.2rem; }
-table { border-collapse: collapse; font-size: 12.5px; }
-caption { text-align: left; color: var(--muted); padding: .2rem 0; caption-side: top; }
-th, td { padding: .2rem .6rem; border-bottom: 1px solid var(--line); text-align: left;
-  vertical-align: top; white-space: nowrap; } th { background: var(--soft); }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-"""

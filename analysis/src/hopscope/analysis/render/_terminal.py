@@ -1,49 +1,38 @@
-"""Jobs and reports as rich tables and as JSON (``hopscope analyze``'s output)."""
+"""Jobs and reports as rich tables and as JSON (``hopscope analyze``'s output).
+
+Cells read as on the HTML page: both follow :mod:`hopscope.analysis.render._format`.
+"""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hopscope.analysis.findings import Finding, JobResult, ms
-from hopscope.analysis.report import Report
+from hopscope.analysis.findings import Finding, JobResult
+from hopscope.analysis.render._format import cell_formatter, header, integer, timestamp, to_json
+
+if TYPE_CHECKING:
+    from hopscope.analysis.report import Report
 
 MAX_ROWS: Final = 15  # per table on a terminal; --json has everything
 _IMPACT_STYLE: Final = {"high": "bold red", "medium": "yellow", "low": "dim"}
 
 
-def _cell(column: str, value: Any) -> str:
-    if value is None:
-        return "–"
-    if column.endswith("_ns") and isinstance(value, int | float):
-        return ms(value)
-    if isinstance(value, float):
-        if column.endswith(("share", "rate", "ratio")):
-            return f"{value:.1%}"
-        return f"{value:.3g}"
-    if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
 def table(name: str, frame: pl.DataFrame, *, max_rows: int = MAX_ROWS) -> Table:
-    """One job table; ``*_ns`` columns in ms, shares and rates as percentages."""
+    """One job table, formatted by the shared policy (``*_ns`` columns in ms, shares in %)."""
     shown = frame.head(max_rows)
     caption = f"{len(shown)} of {len(frame)} rows" if len(frame) > max_rows else None
     out = Table(title=name, caption=caption, title_justify="left", show_lines=False)
     for column, dtype in frame.schema.items():
-        out.add_column(column, justify="right" if dtype.is_numeric() else "left")
+        out.add_column(header(column, dtype), justify="right" if dtype.is_numeric() else "left")
+    formatters = [cell_formatter(column, dtype) for column, dtype in frame.schema.items()]
     for row in shown.iter_rows():
         # Text, not str: span names like "[bank-adapter] issuer/authorize" are not markup.
-        out.add_row(*(Text(_cell(c, v)) for c, v in zip(frame.columns, row, strict=True)))
+        out.add_row(*(Text(fmt(v)) for fmt, v in zip(formatters, row, strict=True)))
     return out
 
 
@@ -64,6 +53,7 @@ def findings_table(findings: list[Finding] | tuple[Finding, ...]) -> Table:
 
 
 def job_renderable(result: JobResult) -> RenderableType:
+    """A job's findings and tables, for ``console.print``."""
     parts: list[RenderableType] = []
     if result.findings:
         parts.append(findings_table(list(result.findings)))
@@ -74,12 +64,13 @@ def job_renderable(result: JobResult) -> RenderableType:
 
 
 def report_renderable(report: Report) -> RenderableType:
+    """The report's header and ranked findings (what ``Report.__rich__`` renders)."""
     window = (
-        f"{report.window[0]:%Y-%m-%d %H:%M:%S} – {report.window[1]:%Y-%m-%d %H:%M:%S} UTC"
+        f"{timestamp(report.window[0])} – {timestamp(report.window[1])} UTC"
         if report.window
         else "no records"
     )
-    counts = ", ".join(f"{n:,} {kind}" for kind, n in report.counts.items())
+    counts = ", ".join(f"{integer(n)} {kind}" for kind, n in report.counts.items())
     header = Text.assemble(
         ("hopscope report", "bold"), f"\nsource: {report.source}\nwindow: {window}\n{counts}"
     )
@@ -89,16 +80,18 @@ def report_renderable(report: Report) -> RenderableType:
 
 
 def print_job(result: JobResult, console: Console) -> None:
+    """Print a job's findings and tables."""
     console.print(job_renderable(result))
 
 
 def print_report(report: Report, console: Console) -> None:
+    """Print the report's header and findings."""
     console.print(report_renderable(report))
 
 
 def job_json(result: JobResult) -> str:
     """A job as JSON: its tables (row objects) and findings."""
-    return _dumps(
+    return to_json(
         {
             "job": result.job,
             "findings": [f.to_dict() for f in result.findings],
@@ -109,14 +102,4 @@ def job_json(result: JobResult) -> str:
 
 def report_json(report: Report) -> str:
     """The report as JSON; ``findings`` is ordered most important first."""
-    return _dumps(report.to_dict())
-
-
-def _dumps(value: dict[str, Any]) -> str:
-    return json.dumps(value, indent=2, default=_default) + "\n"
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+    return to_json(report.to_dict())
