@@ -172,8 +172,17 @@ def row(
     return Field(document, es, dtype, sources, column, get, encode, omit_empty)
 
 
+# Where each derived record's own fields live in its documents (``hopscope.hop.<field>``).
+NAMESPACES: Final = (
+    "hopscope.hop", "hopscope.trace", "hopscope.failover", "hopscope.coordination",
+    "hopscope.two_phase_commit",
+)  # fmt: skip
+
+
 def _own(namespace: str) -> Callable[..., Field]:
     """Rows for a record's own fields under ``namespace`` (``hopscope.hop.<field>``)."""
+    if namespace not in NAMESPACES:
+        raise ValueError(f"namespace must be one of {NAMESPACES}, got {namespace!r}")
 
     def own(name: str, es: str, dtype: str, **options: Any) -> Field:
         source = options.pop("source", name)

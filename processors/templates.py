@@ -26,6 +26,7 @@ from typing import Any, Final
 from hopscope.processors.schema import (
     INDEX_KINDS,
     KEYWORD,
+    NAMESPACES,
     OPEN_MAP,
     STORED,
     Field,
@@ -59,11 +60,15 @@ def _mapping(field: Field) -> dict[str, Any]:
         # subobjects: false, so "http.request" and "http.request.method" can both be keys;
         # dynamic, while the rest of the document is not (the templates above type the keys).
         return {"type": "object", "subobjects": False, "dynamic": True}
-    if field.es == KEYWORD and field.document.startswith("hopscope."):
-        # Derived names (operations, resources, transaction ids) may be long: an over-long
-        # value stays in _source instead of failing the document.
+    if field.es == KEYWORD and field.document.startswith(_DERIVED):
+        # Derived names (operations, resources, transaction ids) may be long (sanitize lets
+        # a value reach 32,768 chars): an over-long one stays in _source, unindexed, instead
+        # of failing the document on Elasticsearch's 32,766-byte term limit.
         return {"type": KEYWORD, "ignore_above": 1024}
     return {"type": field.es}
+
+
+_DERIVED: Final = tuple(f"{namespace}." for namespace in NAMESPACES)
 
 
 @functools.cache
