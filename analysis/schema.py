@@ -11,7 +11,8 @@ with these types. Missing columns become nulls, so a job never checks which sour
 
 Times are ``Datetime("ns", "UTC")``; durations are ``Int64`` nanoseconds (DESIGN.md §3).
 Nested per-trace lists (critical path per operation and per service) are ``List(Struct)``; the
-Parquet archive stores them as JSON text, Elasticsearch as lists of objects: both are accepted.
+Parquet archive stores them as native lists (JSON text in older part files), Elasticsearch as
+lists of objects: all are accepted.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import datetime as dt
 import functools
 import hashlib
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -357,7 +357,8 @@ LOGS: Final = Table(
         row("hopscope.original.time_ns", KEYWORD, STRING, "original_time_ns", encode=_text,
             omit_empty=True),
     ),
-    # Logs have no id of their own: documents.py hashes the body (content is identity).
+    # Logs have no id of their own: log_document hashes the body (content is identity), which
+    # needs the body built first; no other path needs a log's id.
     id=lambda g: "",
     time_ns=operator.attrgetter("time_ns"),
 )  # fmt: skip
@@ -600,13 +601,6 @@ def index_fields(index: str) -> dict[str, Field]:
     return found
 
 
-def covered_fields(table: Table) -> Iterator[tuple[str, str]]:
-    """(record field path, reading row's document) pairs: which row reads which field."""
-    for f in table.fields:
-        for source in f.source:
-            yield source, f.document
-
-
 def polars_dtype(name: str) -> pl.DataType:
     """The polars dtype of a dtype name of these tables (imports polars).
 
@@ -636,6 +630,7 @@ def polars_dtype(name: str) -> pl.DataType:
 __all__ = [
     "ANALYSIS_KINDS",
     "INDEX_KINDS",
+    "RECORD_FIELD",
     "TABLES",
     "Field",
     "Table",

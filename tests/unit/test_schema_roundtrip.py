@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
+import importlib
 import typing
 from typing import Any
 
@@ -269,3 +271,12 @@ def test_document_frame_equals_record_frame_for_any_derived_trace(
 def _unique(table: Table, records: Any) -> list[Any]:
     """Last record per document id (documents with one id overwrite each other)."""
     return list({table.id(r): r for r in records}.values())
+
+
+DOCTESTED = ("hopscope.processors.schema", "hopscope.processors.kibana.fields")
+
+
+@pytest.mark.parametrize("name", DOCTESTED)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
