@@ -7,15 +7,17 @@ part files), and readers deduplicate on ``_id`` (ids are deterministic).
 Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet``, one part file per kind and
 hour per bulk write. Columns:
 
-- scalar fields: one column each, of their own type (``event.duration`` Int64, flags
-  Boolean); ``@timestamp`` is a nanosecond UTC timestamp (parsed once here, so readers neither
-  parse text nor lose Parquet's min/max statistics for time filters);
+- scalar fields: one column each, of the type the record schema gives them
+  (:mod:`hopscope.processors.schema`: ``event.duration`` Int64, flags Boolean);
+  ``@timestamp`` is a nanosecond UTC timestamp (parsed once here, so readers neither parse
+  text nor lose Parquet's min/max statistics for time filters);
 - the span and log ``attributes`` and ``resource`` maps: one column per key,
   ``attributes.<key>`` / ``resource.<key>``, always text (booleans ``"true"``/``"false"``,
   numbers as written, lists as JSON), so part files with different attribute sets or value
   types still scan together and a reader never parses JSON per row;
-- the per-operation and per-service critical path of trace summaries: native lists of structs
-  (the batch analysis reads them for every trace);
+- lists: native Parquet lists of the schema's types (the per-operation and per-service
+  critical path of trace summaries as lists of structs, which the batch analysis reads for
+  every trace; services and reason codes as lists of text);
 - other nested values (span events and links): JSON text;
 - a column that is null in every row of a part file is left out (absent means null), so no
   part file carries a typeless column.
@@ -27,6 +29,7 @@ Part files of one kind therefore differ in their set of columns: read them with 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections import defaultdict
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hopscope.processors.documents import Document
+from hopscope.processors.schema import JSON, MAP, TIME, index_fields, polars_dtype
 from hopscope.processors.sink import WriteOutcome
 
 _SCALARS = (str, int, float, bool)
@@ -43,22 +47,26 @@ _SPREAD = ("attributes", "resource")
 _STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what documents.timestamp writes
 
 
-def _native_lists() -> dict[str, Any]:
-    """Nested fields kept as Parquet lists, with their exact types (never inferred: an empty
-    list alone would infer as a list of nulls)."""
-    import polars as pl
-
-    ns = pl.Int64()
-    operation = pl.Struct({"operation": pl.String(), "exclusive_ns": ns, "self_ns": ns,
-                           "network_ns": ns, "coordination_ns": ns})  # fmt: skip
-    service = pl.Struct({"service": pl.String(), "exclusive_ns": ns})
+@functools.cache
+def _column_types(kind: str) -> dict[str, Any]:
+    """The Parquet column types of document ``kind``, from the record schema: scalars of their
+    own type, lists (critical path, services, reason codes) native with their exact types
+    (never inferred: an empty list alone would infer as a list of nulls). ``@timestamp`` is
+    parsed from its text after the frame is built; nested values of no fixed shape are JSON."""
     return {
-        "hopscope.trace.critical_by_operation": pl.List(operation),
-        "hopscope.trace.critical_by_service": pl.List(service),
+        name: polars_dtype(field.dtype)
+        for name, field in index_fields(kind).items()
+        # An encoded field's document value is the encoder's (text), not the record's type.
+        if field.encode is None and field.dtype not in (TIME, JSON, MAP) and not field.in_map
     }
 
 
-_NATIVE = frozenset(("hopscope.trace.critical_by_operation", "hopscope.trace.critical_by_service"))
+@functools.cache
+def _native(kind: str) -> frozenset[str]:
+    """The list-typed columns of ``kind``: written as Parquet lists, not as JSON text."""
+    import polars as pl
+
+    return frozenset(n for n, t in _column_types(kind).items() if isinstance(t, pl.List))
 
 
 def _json(value: Any) -> str:
@@ -77,12 +85,13 @@ def _text(value: Any) -> str | None:
 
 
 def _row(document: Document) -> dict[str, Any]:
+    native = _native(document.kind)
     row: dict[str, Any] = {"_id": document.id}
     for key, value in document.body.items():
         if key in _SPREAD and isinstance(value, Mapping):
             for inner, inner_value in value.items():
                 row[f"{key}.{inner}"] = _text(inner_value)
-        elif value is None or isinstance(value, _SCALARS) or key in _NATIVE:
+        elif value is None or isinstance(value, _SCALARS) or key in native:
             row[key] = value
         else:
             row[key] = _json(value)
@@ -121,8 +130,9 @@ class ParquetArchive:
         for (kind, partition), rows in groups.items():
             directory = self.root / kind / partition
             directory.mkdir(parents=True, exist_ok=True)
-            lists = {k: v for k, v in _native_lists().items() if any(k in row for row in rows)}
-            frame = pl.DataFrame(rows, schema_overrides=lists, infer_schema_length=None)
+            present = {key for row in rows for key in row}
+            types = {k: v for k, v in _column_types(kind).items() if k in present}
+            frame = pl.DataFrame(rows, schema_overrides=types, infer_schema_length=None)
             frame = frame.select(c.name for c in frame.iter_columns() if c.null_count() < c.len())
             if "@timestamp" in frame.columns:
                 stamp = pl.col("@timestamp").str.strptime(pl.Datetime("ns", "UTC"), _STAMP_FORMAT)

@@ -39,7 +39,7 @@ from hopscope.processors.assembly import (
 )
 from hopscope.processors.decode import RejectedSpan, decode_logs, decode_span_message
 from hopscope.processors.derive import DerivedRecords, derive_all
-from hopscope.processors.derive.failovers import derive_failovers
+from hopscope.processors.derive.failovers import Failover, derive_failovers
 from hopscope.processors.documents import (
     Document,
     derived_documents,
@@ -210,6 +210,40 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
     )
 
 
+@dataclass(frozen=True)
+class CompleteTrace:
+    """One trace of records gathered in full (a file, a test): its spans and derived records."""
+
+    spans: list[SpanRecord]
+    records: DerivedRecords
+
+
+def derive_gathered(
+    spans: Iterable[SpanRecord], logs: Iterable[LogRecord] = ()
+) -> tuple[list[CompleteTrace], list[Failover]]:
+    """Records gathered in full → every trace's derived records, each trace taken as complete,
+    and the failovers of cluster events outside any trace.
+
+    What the processors derive for the same records; the in-memory paths (documents for tests
+    and benchmarks, frames for the file loaders) both start here.
+    """
+    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
+    for span in spans:
+        by_trace[span.trace_id].append(span)
+    logs_by_trace: dict[str, list[LogRecord]] = defaultdict(list)
+    standalone: list[Failover] = []
+    for log in logs:
+        if log.trace_id:
+            logs_by_trace[log.trace_id].append(log)
+        elif log.event_name == c.LOG_FAILOVER:
+            standalone.extend(derive_failovers((), (log,)))
+    traces = [
+        CompleteTrace(trace_spans, derive_records(trace_spans, logs_by_trace[trace_id]))
+        for trace_id, trace_spans in by_trace.items()
+    ]
+    return traces, standalone
+
+
 def documents_from_records(
     spans: Iterable[SpanRecord],
     logs: Iterable[LogRecord] = (),
@@ -221,18 +255,11 @@ def documents_from_records(
     What the runtime indexes for the same records, less the log documents (a file's logs only
     feed their traces' derivations); cluster events outside a trace become failovers.
     """
-    by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
-    for span in spans:
-        by_trace[span.trace_id].append(span)
-    logs_by_trace: dict[str, list[LogRecord]] = defaultdict(list)
-    for log in logs:
-        if log.trace_id:
-            logs_by_trace[log.trace_id].append(log)
-        else:
-            yield from standalone_failover_documents(log, prefix)
-    for trace_id, trace_spans in by_trace.items():
-        yield from (span_document(s, prefix) for s in trace_spans)
-        yield from derived_documents(derive_records(trace_spans, logs_by_trace[trace_id]), prefix)
+    traces, standalone = derive_gathered(spans, logs)
+    yield from (failover_document(f, prefix) for f in standalone)
+    for trace in traces:
+        yield from (span_document(s, prefix) for s in trace.spans)
+        yield from derived_documents(trace.records, prefix)
 
 
 @dataclass

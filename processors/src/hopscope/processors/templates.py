@@ -1,5 +1,8 @@
 """Index templates: one composable template per record kind, installed at start.
 
+Every field a document carries is mapped explicitly, from :mod:`hopscope.processors.schema`;
+dynamic templates type only the keys of the open ``attributes`` / ``resource`` maps.
+
 Indices are daily, ``<prefix>-<kind>-YYYY.MM.DD``; deleting a whole day is the retention. The
 templates use nothing beyond the server core (no data streams, ILM, ingest pipelines, scripts or
 ``mapper-extras`` types such as ``match_only_text``): the integ-test-zip distribution has none.
@@ -16,16 +19,24 @@ day, after which only the keys already mapped are searchable.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Final
 
-KINDS: Final = ("spans", "logs", "hops", "traces", "failovers", "coordination")
+from hopscope.processors.schema import (
+    INDEX_KINDS,
+    KEYWORD,
+    NAMESPACES,
+    OPEN_MAP,
+    STORED,
+    Field,
+    index_fields,
+)
+
+KINDS: Final = INDEX_KINDS
 FIELD_LIMIT: Final = 2000
 
-_KEYWORD = {"type": "keyword"}
-_LONG = {"type": "long"}
-_BOOL = {"type": "boolean"}
-
+# The only dynamic mappings: the open attribute maps, whose keys depend on what services send.
 _ATTRIBUTE_TEMPLATES = [
     {"attr_strings": {"path_match": "attributes.*", "match_mapping_type": "string",
                       "mapping": {"type": "keyword", "ignore_above": 1024}}},
@@ -37,55 +48,32 @@ _ATTRIBUTE_TEMPLATES = [
                       "mapping": {"type": "double", "ignore_malformed": True}}},
     {"resource_strings": {"path_match": "resource.*", "match_mapping_type": "string",
                           "mapping": {"type": "keyword", "ignore_above": 1024}}},
-    # Derived records: every other string is an identifier or a name.
-    {"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword",
-                                                             "ignore_above": 1024}}},
 ]  # fmt: skip
 
-_COMMON = {
-    "@timestamp": {"type": "date_nanos"},
-    "trace.id": _KEYWORD,
-    "span.id": _KEYWORD,
-    "service.name": _KEYWORD,
-    "service.node.name": _KEYWORD,
-    "attributes": {"type": "object", "subobjects": False},
-    "resource": {"type": "object", "subobjects": False},
-    # What the processor sanitized (reason codes, hopscope.processors.sanitize) and recorded
-    # times it replaced: text, since a uint64 may not fit a long.
-    "hopscope.sanitized": _KEYWORD,
-    "hopscope.original.start_ns": _KEYWORD,
-    "hopscope.original.end_ns": _KEYWORD,
-    "hopscope.original.time_ns": _KEYWORD,
-}
 
-_KIND_FIELDS: dict[str, dict[str, Any]] = {
-    "spans": {
-        "parent.id": _KEYWORD,
-        "span.name": _KEYWORD,
-        "span.kind": _KEYWORD,
-        "span.status.message": {"type": "text"},
-        "event.duration": _LONG,
-        "event.outcome": _KEYWORD,
-        "span.events": {"type": "object", "enabled": False},
-        "span.links": {"type": "object", "enabled": False},
-    },
-    "logs": {
-        "message": {"type": "text"},
-        "log.level": _KEYWORD,
-        "event.name": _KEYWORD,
-    },
-    "hops": {"event.duration": _LONG, "event.outcome": _KEYWORD},
-    "traces": {
-        "event.duration": _LONG,
-        "event.outcome": _KEYWORD,
-        "payment.id": _KEYWORD,
-        # Pairs (operation or service, exclusive ns): kept for analysis, not searched.
-        "hopscope.trace.critical_by_operation": {"type": "object", "enabled": False},
-        "hopscope.trace.critical_by_service": {"type": "object", "enabled": False},
-    },
-    "failovers": {"event.outcome": _KEYWORD},
-    "coordination": {"event.duration": _LONG},
-}
+def _mapping(field: Field) -> dict[str, Any]:
+    """The explicit mapping of one schema row."""
+    if field.es == STORED:
+        # Kept for analysis in _source, not searched (lists of entries, events, links).
+        return {"type": "object", "enabled": False}
+    if field.es == OPEN_MAP:
+        # subobjects: false, so "http.request" and "http.request.method" can both be keys;
+        # dynamic, while the rest of the document is not (the templates above type the keys).
+        return {"type": "object", "subobjects": False, "dynamic": True}
+    if field.es == KEYWORD and field.document.startswith(_DERIVED):
+        # Derived names (operations, resources, transaction ids) may be long (sanitize lets
+        # a value reach 32,768 chars): an over-long one stays in _source, unindexed, instead
+        # of failing the document on Elasticsearch's 32,766-byte term limit.
+        return {"type": KEYWORD, "ignore_above": 1024}
+    return {"type": field.es}
+
+
+_DERIVED: Final = tuple(f"{namespace}." for namespace in NAMESPACES)
+
+
+@functools.cache
+def _properties(kind: str) -> dict[str, Any]:
+    return {name: _mapping(field) for name, field in index_fields(kind).items() if not field.in_map}
 
 
 def index_template(prefix: str, kind: str) -> dict[str, Any]:
@@ -105,8 +93,11 @@ def index_template(prefix: str, kind: str) -> dict[str, Any]:
                 "index.refresh_interval": "1s",
             },
             "mappings": {
+                # Every derived field is mapped explicitly from the schema; a field missing
+                # there is kept in _source but not indexed, instead of guessed.
+                "dynamic": False,
                 "dynamic_templates": _ATTRIBUTE_TEMPLATES,
-                "properties": {**_COMMON, **_KIND_FIELDS[kind]},
+                "properties": copy.deepcopy(_properties(kind)),
             },
         },
         "_meta": {"managed_by": "hopscope", "kind": kind},

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.dashboards.kibana.saved_objects import (
     TRACE_EVENTS,
     data_view_id,
@@ -63,7 +64,7 @@ def discover_url(
     kibana_url: str,
     trace_id: str,
     *,
-    index_prefix: str = "hopscope",
+    index_prefix: str = DEFAULT_INDEX_PREFIX,
     space: str | None = None,
     time_range: tuple[str | datetime, str | datetime] | None = None,
 ) -> str:
@@ -104,7 +105,9 @@ def discover_url(
     )
 
 
-def trace_link(kibana_url: str, *, index_prefix: str = "hopscope") -> Callable[[str], str | None]:
+def trace_link(
+    kibana_url: str, *, index_prefix: str = DEFAULT_INDEX_PREFIX
+) -> Callable[[str], str | None]:
     """A function giving each trace id its Discover link (None for an id that is not a W3C
     trace id, e.g. from a Jaeger export): what the analysis report's ``trace_link`` takes.
 

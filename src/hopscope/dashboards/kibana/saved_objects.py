@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.dashboards.kibana import kql
 from hopscope.dashboards.kibana.fields import (
     AGGREGATABLE,
@@ -502,7 +503,7 @@ def _dashboard(prefix: str, spec: DashboardSpec) -> dict[str, Any]:
 # -- the file -------------------------------------------------------------------------------
 
 
-def generate(prefix: str = "hopscope") -> list[dict[str, Any]]:
+def generate(prefix: str = DEFAULT_INDEX_PREFIX) -> list[dict[str, Any]]:
     """Every saved object, data views first (Kibana resolves references in file order too).
 
     Raises:
@@ -516,7 +517,9 @@ def generate(prefix: str = "hopscope") -> list[dict[str, Any]]:
     return objects
 
 
-def ndjson(objects: Iterable[dict[str, Any]] | None = None, prefix: str = "hopscope") -> str:
+def ndjson(
+    objects: Iterable[dict[str, Any]] | None = None, prefix: str = DEFAULT_INDEX_PREFIX
+) -> str:
     """The objects as Kibana's export writes them: one per line, then the export summary."""
     items = list(generate(prefix) if objects is None else objects)
     lines = [json.dumps(item, sort_keys=True, ensure_ascii=False) for item in items]

@@ -1,13 +1,12 @@
 """Loaders: Elasticsearch, the Parquet archive and OTLP/Jaeger JSON files -> a Dataset."""
 
-from hopscope.analysis.loaders._records import (
-    dataset_from_documents,
-    dataset_from_records,
-    documents_from_records,
-)
+from hopscope.analysis.loaders._records import dataset_from_documents, dataset_from_records
 from hopscope.analysis.loaders.elasticsearch import count_elasticsearch, load_elasticsearch
 from hopscope.analysis.loaders.files import jaeger_spans, load_file
 from hopscope.analysis.loaders.parquet import load_parquet
+
+# Re-exported: the documents the processors would index for records gathered in memory.
+from hopscope.processors.pipeline import documents_from_records
 
 __all__ = [
     "count_elasticsearch",

@@ -55,15 +55,16 @@ from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.schema import SCHEMAS, TIME, Dataset, document_fields
 from hopscope.core.es_security import access_problem, es_client
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
+from hopscope.processors.schema import ANALYSIS_KINDS, RECORD_FIELD, TABLES
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-KINDS: Final = ("spans", "traces", "hops", "failovers", "coordination", "two_phase_commits")
+KINDS: Final = ANALYSIS_KINDS
 
-# Dataset kind -> the document kind (index pattern) it is read from.
-_INDEX_KIND: Final = {kind: kind for kind in KINDS} | {"two_phase_commits": "coordination"}
-_RECORD: Final = "hopscope.record"  # "delay" or "2pc" in the coordination indices
+# Dataset kind -> the document kind (index pattern) it is read from (the record schema's).
+_INDEX_KIND: Final = {kind: TABLES[kind].index for kind in KINDS}
+_RECORD: Final = RECORD_FIELD  # "delay" or "2pc" in the coordination indices
 
 # 10,000 hits is Elasticsearch's largest page (index.max_result_window applies to size too);
 # fewer, larger requests keep the per-request overhead (HTTP, query parsing) small.

@@ -33,10 +33,11 @@ import polars as pl
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.loaders.elasticsearch import KINDS
 from hopscope.analysis.schema import TIME, TRACES, Dataset, document_fields
+from hopscope.processors.schema import RECORD_FIELD, TABLES
 
 # Dataset kind -> the archive directory (document kind) it is read from.
-_DIRECTORY: Final = {kind: kind for kind in KINDS} | {"two_phase_commits": "coordination"}
-_RECORD: Final = "hopscope.record"  # "delay" or "2pc" in the coordination files
+_DIRECTORY: Final = {kind: TABLES[kind].index for kind in KINDS}
+_RECORD: Final = RECORD_FIELD  # "delay" or "2pc" in the coordination files
 _ID: Final = "_id"
 _STAMP: Final = "@timestamp"
 _STAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
