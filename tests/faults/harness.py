@@ -324,7 +324,7 @@ def assert_committed_were_indexed(
     es: Elasticsearch, bootstrap: str, topics: Topics, prefix: str, committed: dict[Any, int]
 ) -> int:
     """Every span below the committed offsets is in Elasticsearch, with its trace's summary:
-    a commit never runs ahead of what Elasticsearch acknowledged (DESIGN.md §4). Returns the
+    a commit never runs ahead of what Elasticsearch acknowledged (docs/DESIGN.md §4). Returns the
     number of spans checked."""
     below = [
         m

@@ -4,7 +4,7 @@ the ledger (tests/faults/harness.py): produced = indexed + DLQ, no duplicate ids
 records equal to a clean replay's. Each case adds its row to docs/RELIABILITY.md
 (``make reliability``).
 
-DESIGN.md §4: at-least-once from Kafka plus deterministic ids; commits only after
+docs/DESIGN.md §4: at-least-once from Kafka plus deterministic ids; commits only after
 Elasticsearch acknowledged; 429/5xx/connection errors pause and retry, never drop; a rebalance
 drops the state of revoked partitions and the new owner rebuilds; SIGTERM flushes, commits and
 exits 0.

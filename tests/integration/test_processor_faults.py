@@ -2,7 +2,7 @@
 between the parts of a split trace, a rebalance while traces are open. The injected outages
 and kills under steady traffic are the fault suite's (tests/faults/).
 
-DESIGN.md §4: at-least-once from Kafka plus deterministic ids gives every record exactly once
+docs/DESIGN.md §4: at-least-once from Kafka plus deterministic ids gives every record exactly once
 in Elasticsearch; a partition's offset is committed only up to the lowest message whose records
 are not all acknowledged; 5xx and connection errors are retried, never dropped; undecodable
 messages and per-document rejections go to the dead-letter topic with the reason.

@@ -5,7 +5,7 @@ One simulation per scenario (fixed seed and start) is shared by the module's tes
 - every span, log record and trace is indexed exactly once (the ground truth's counts);
 - every cross-service call (a CLIENT span with a SERVER child of another service) has its hop
   document, paired with that server span;
-- the injected fault is visible in the derived records where DESIGN.md §3 puts it, with the
+- the injected fault is visible in the derived records where docs/DESIGN.md §3 puts it, with the
   ground truth's figures (``hopscope.ingest.simulator._truth``).
 
 Everything is asserted with real Elasticsearch queries (counts, aggregations, scans).

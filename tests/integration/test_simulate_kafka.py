@@ -1,7 +1,7 @@
 """``hopscope simulate`` into the real broker, read back by a raw OTLP consumer.
 
 For every scenario: every message decodes with the opentelemetry-proto classes, the traces have
-the structure and attributes DESIGN.md §3 prescribes, every log record written inside a request
+the structure and attributes docs/DESIGN.md §3 prescribes, every log record written inside a request
 carries its trace and span ids, the seeded card numbers never appear in any byte, the counts
 match the ground truth, and the same seed and start give the same span content.
 """

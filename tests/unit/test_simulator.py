@@ -137,7 +137,7 @@ def by_id(spans: Iterable[ReadableSpan]) -> dict[tuple[int, int], ReadableSpan]:
 
 
 def hops(spans: Iterable[ReadableSpan]) -> list[tuple[ReadableSpan, ReadableSpan]]:
-    """(client, server) pairs: DESIGN.md §3's hop."""
+    """(client, server) pairs: docs/DESIGN.md §3's hop."""
     spans = list(spans)
     index = by_id(spans)
     pairs = []
@@ -176,7 +176,7 @@ def canonical(r: Run) -> str:
 
 
 def assert_structure(r: Run, *, skewed_node: str | None = None) -> None:
-    """The invariants every scenario keeps (DESIGN.md §3)."""
+    """The invariants every scenario keeps (docs/DESIGN.md §3)."""
     spans = r.spans
     index = by_id(spans)
     traces: dict[int, list[ReadableSpan]] = defaultdict(list)

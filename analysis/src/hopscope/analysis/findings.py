@@ -1,4 +1,4 @@
-"""What a job returns: its tables and its findings (DESIGN.md §6).
+"""What a job returns: its tables and its findings (docs/DESIGN.md §6).
 
 A :class:`Finding` is one thing worth changing, with the figures that show it, a
 recommendation in the operator's terms and the expected gain. ``gain_ns`` is what ranks findings

@@ -1,4 +1,4 @@
-"""The report: every job over one dataset, findings ranked across jobs (DESIGN.md §6)."""
+"""The report: every job over one dataset, findings ranked across jobs (docs/DESIGN.md §6)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ processors index (``trace.id``, ``hopscope.hop.client_ns``, ``attributes.db.syst
 :mod:`hopscope.processors.documents`) and returns the canonical columns below, in this order,
 with these types. Missing columns become nulls, so a job never checks which source it reads.
 
-Times are ``Datetime("ns", "UTC")``; durations are ``Int64`` nanoseconds (DESIGN.md §3).
+Times are ``Datetime("ns", "UTC")``; durations are ``Int64`` nanoseconds (docs/DESIGN.md §3).
 Nested per-trace lists (critical path per operation and per service) are ``List(Struct)``; the
 Parquet archive stores them as native lists (JSON text in older part files), Elasticsearch as
 lists of objects: all are accepted.

@@ -1,6 +1,6 @@
 """Payment semantic conventions: every attribute, event and value hopscope reads or writes.
 
-OpenTelemetry's own semantic conventions come first (DESIGN.md §3); the ``payment.*`` and
+OpenTelemetry's own semantic conventions come first (docs/DESIGN.md §3); the ``payment.*`` and
 ``hopscope.*`` names below are ours. Producers (the SDK helpers, the simulator) and consumers
 (the processors, the analysis) import these constants instead of spelling names, so a rename is
 one change.

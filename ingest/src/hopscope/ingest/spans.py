@@ -1,6 +1,6 @@
 """Span helpers that make the payment conventions the easy path.
 
-Each helper is a context manager around one span: it sets the attributes DESIGN.md §3 expects,
+Each helper is a context manager around one span: it sets the attributes docs/DESIGN.md §3 expects,
 makes the span current, records an escaping exception (status ERROR, ``error.type``) and ends
 the span. All take an optional ``tracer`` (default: the global one ``configure()`` installs) and
 an optional ``clock`` returning nanoseconds, for callers that keep their own time (the simulator

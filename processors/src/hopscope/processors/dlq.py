@@ -2,7 +2,7 @@
 
 Each dead letter carries the original bytes and the headers ``hopscope.error``,
 ``hopscope.source.topic``, ``hopscope.source.partition`` and ``hopscope.source.offset``
-(DESIGN.md §3). A document Elasticsearch rejected is dead-lettered as its JSON body.
+(docs/DESIGN.md §3). A document Elasticsearch rejected is dead-lettered as its JSON body.
 
 Dead letters are batched: :meth:`DeadLetterSink.add` only queues, :meth:`DeadLetterSink.flush`
 sends the queue and waits for every acknowledgement. The checkpoint flushes before it commits

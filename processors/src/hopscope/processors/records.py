@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-# span.kind values, lowercase as in the Elasticsearch documents (DESIGN.md §3).
+# span.kind values, lowercase as in the Elasticsearch documents (docs/DESIGN.md §3).
 INTERNAL: Final = "internal"
 SERVER: Final = "server"
 CLIENT: Final = "client"

@@ -1,7 +1,7 @@
 """Bottlenecks: where the critical-path time goes, per service and operation (CRISP-style).
 
 Every trace summary carries its critical path as exclusive times per ``[service] operation``
-(DESIGN.md §3 "Critical path"; the ``critical_by_operation`` column), split into ``self``,
+(docs/DESIGN.md §3 "Critical path"; the ``critical_by_operation`` column), split into ``self``,
 ``network`` and ``coordination`` time. This job aggregates them the way CRISP does
 (``crisp/metrics/percentile_calculator.py``; notes/algorithms.md §1a):
 

@@ -1,6 +1,6 @@
 """Coordination: who waited on whom — lock waits, two-phase commits, consensus, queues.
 
-A coordination delay (DESIGN.md §3 "Coordination delay") is a span whose
+A coordination delay (docs/DESIGN.md §3 "Coordination delay") is a span whose
 ``hopscope.coordination.kind`` is set: ``duration_ns`` is the wait, ``critical_ns`` the part of
 it on the trace's critical path (what it cost the payment). Two-phase-commit transactions carry
 their slowest prepare, the straggler participant (the last to answer prepare) and

@@ -12,7 +12,7 @@ equal text is the same normalised statement.
 - ``targets``: per database node (``server_address``) and role: calls, p50/p99, and its reads.
 
 Replication groups ("shards"): a node named ``<shard>-primary`` or ``<shard>-replica-<n>``
-belongs to ``<shard>`` (the convention of the ledger in DESIGN.md's payment network); other
+belongs to ``<shard>`` (the convention of the ledger in docs/DESIGN.md's payment network); other
 names fall back to the call's ``db_namespace``, then to the node itself.
 
 Findings:

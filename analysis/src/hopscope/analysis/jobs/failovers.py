@@ -1,6 +1,6 @@
 """Failovers: which node callers gave up on, where they went instead, and what it cost.
 
-A failover (DESIGN.md §3 "Failover") is a call that failed on one node (error or timeout) and
+A failover (docs/DESIGN.md §3 "Failover") is a call that failed on one node (error or timeout) and
 was retried on another; the processors also read explicit ``hopscope.failover`` span events and
 cluster-event logs. ``detection_ns`` runs from the first failed attempt to the first attempt on
 the new node, ``added_ns`` from the first attempt to the final one: the latency the payment paid

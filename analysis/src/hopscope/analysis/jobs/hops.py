@@ -1,6 +1,6 @@
 """Hops: latency per edge (caller → callee), split into client, server and network time.
 
-A hop is one call from one service to another (DESIGN.md §3 "Hop"): ``client_ns`` is the
+A hop is one call from one service to another (docs/DESIGN.md §3 "Hop"): ``client_ns`` is the
 caller's span, ``server_ns`` the callee's, ``network_ns = client_ns − server_ns`` the wire and
 queueing time between them — free of clock skew, since each duration is read on one clock.
 One-sided hops (a database, an external issuer, a node that never answered) have no server

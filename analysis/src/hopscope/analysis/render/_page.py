@@ -1,4 +1,4 @@
-"""The HTML report: one self-contained page, plots drawn as inline SVG (DESIGN.md §6).
+"""The HTML report: one self-contained page, plots drawn as inline SVG (docs/DESIGN.md §6).
 
 The page needs no network and no script: styles are inline, plots are SVG written here, tooltips
 are SVG ``<title>`` elements. That keeps a report of a few thousand traces around a hundred

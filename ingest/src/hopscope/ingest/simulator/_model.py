@@ -92,7 +92,7 @@ GATEWAY_ROUTE: Final = "POST /v1/payments"
 
 # Careless on purpose: the gateway copies the card number from the request body into a span
 # attribute under one of these keys (two code paths, two spellings). Redaction downstream must
-# catch them; DESIGN.md §3 says payment attributes never carry a card number.
+# catch them; docs/DESIGN.md §3 says payment attributes never carry a card number.
 CARELESS_CARD_ATTRIBUTES: Final = ("http.request.body.card", "payment.card_number")
 CARELESS_LOG_P: Final = 0.1  # share of requests whose "received" log line quotes the card
 

@@ -1,5 +1,5 @@
 """Derived records of one trace: hops, failovers and retries, coordination delays, two-phase
-commits, the critical path and the trace summary (DESIGN.md §3 "Derived records").
+commits, the critical path and the trace summary (docs/DESIGN.md §3 "Derived records").
 
 Every function is pure and deterministic: the same spans (and logs), in any order, give the same
 records, so replays produce the same documents. Inputs are the spans of *one* trace; duplicates,

@@ -110,7 +110,7 @@ class CoordinationRule:
 
     A rule matches when every condition given holds: ``name`` is a regular expression searched
     in the span name, ``attributes`` are compared for equality. At least one condition is
-    required, and ``kind`` must be one of the coordination kinds of DESIGN.md §3.
+    required, and ``kind`` must be one of the coordination kinds of docs/DESIGN.md §3.
     An explicit ``hopscope.coordination.kind`` attribute always wins over the rules; among the
     rules, the first match wins.
 

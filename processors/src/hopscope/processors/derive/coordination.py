@@ -1,4 +1,4 @@
-"""Coordination delays and two-phase commits (DESIGN.md §3 "Coordination delay").
+"""Coordination delays and two-phase commits (docs/DESIGN.md §3 "Coordination delay").
 
 **Coordination delay**: one record per span whose coordination kind is known — the
 ``hopscope.coordination.kind`` attribute, else the first matching :class:`CoordinationRule`

@@ -1,6 +1,6 @@
 """Critical path of one trace: the last-finishing-child walk (Jaeger UI; CRISP, USENIX ATC'22).
 
-Definition (DESIGN.md §3 "Critical path"), in the order the code applies it:
+Definition (docs/DESIGN.md §3 "Critical path"), in the order the code applies it:
 
 1. **Tree.** Spans are linked as in :mod:`._common`: duplicates dropped, ``end < start`` read as
    zero length, parent cycles broken. The walk starts at the trace's main root (the

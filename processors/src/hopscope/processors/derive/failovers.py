@@ -1,4 +1,4 @@
-"""Failovers and retries: a caller trying again after a failure (DESIGN.md §3 "Failover").
+"""Failovers and retries: a caller trying again after a failure (docs/DESIGN.md §3 "Failover").
 
 **Attempt chains** (source ``"siblings"``). CLIENT spans under one parent are grouped by target
 and operation: the target is the client-side name of the callee (``peer.service``, else

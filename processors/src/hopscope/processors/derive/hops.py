@@ -1,4 +1,4 @@
-"""Hops: one call from one service to another, with its network time (DESIGN.md §3 "Hop").
+"""Hops: one call from one service to another, with its network time (docs/DESIGN.md §3 "Hop").
 
 Definition:
 

@@ -1,4 +1,4 @@
-"""Trace summary: one record per trace (DESIGN.md §3 "Trace summary").
+"""Trace summary: one record per trace (docs/DESIGN.md §3 "Trace summary").
 
 Fields and their sources:
 
