@@ -67,3 +67,11 @@ def test_broken_config_file_is_a_parameter_error(tmp_path: Path) -> None:
     config.write_text("process = 3\n")
     result = runner.invoke(app, ["--config", str(config), "stack", "status"])
     assert result.exit_code == 2 and "one table per command" in result.output
+
+
+def test_analyze_offers_exactly_the_analysis_jobs() -> None:
+    # The CLI's choices are stated for typer's help; they must follow the static job table.
+    from hopscope.analysis.jobs import JOB_NAMES
+    from hopscope.cli.analyze import AnalyzeJob
+
+    assert [j.value for j in AnalyzeJob] == ["report", *JOB_NAMES]
