@@ -6,7 +6,6 @@ Registered on the root app by :mod:`hopscope.cli`; the Kibana code itself lives 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ import typer
 from rich.text import Text
 
 from hopscope.cli._support import err, out, reports_errors
+from hopscope.core.env import env_optional
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 
 kibana_app = typer.Typer(
@@ -71,7 +71,7 @@ def kibana_import(
 
     password = None
     if user:
-        password = os.environ.get("HOPSCOPE_KIBANA_PASSWORD")
+        password = env_optional("HOPSCOPE_KIBANA_PASSWORD")
         if password is None:
             password = typer.prompt(f"Kibana password for {user}", hide_input=True)
     text = file.read_text(encoding="utf-8") if file else ndjson(prefix=index_prefix)

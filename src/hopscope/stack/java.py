@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from hopscope.core.env import env_optional
 from hopscope.core.settings import ENV_JAVA_HOME
 from hopscope.stack.errors import JavaError
 
@@ -53,11 +54,11 @@ def find_java(java_home: Path | None = None, *, minimum: int = 17) -> JavaRuntim
     if java_home is not None:
         candidates.append(java_home)
         tried.append(f"--java-home {java_home}")
-    elif value := os.environ.get(ENV_JAVA_HOME):
+    elif value := env_optional(ENV_JAVA_HOME):
         candidates.append(Path(value))
         tried.append(f"{ENV_JAVA_HOME}={value}")
     else:
-        if value := os.environ.get("JAVA_HOME"):
+        if value := env_optional("JAVA_HOME"):
             candidates.append(Path(value))
             tried.append(f"JAVA_HOME={value}")
         if on_path := shutil.which("java"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from hopscope.core.env import env_optional
 from hopscope.core.errors import SettingsError
 
 ENV_KAFKA_BOOTSTRAP = "HOPSCOPE_KAFKA_BOOTSTRAP"
@@ -31,9 +32,9 @@ DEFAULT_INDEX_PREFIX = "hopscope"
 
 def default_cache_dir() -> Path:
     """Where downloaded Maven artifacts live: ``$HOPSCOPE_CACHE_DIR`` or ``~/.cache/hopscope``."""
-    if value := os.environ.get(ENV_CACHE_DIR):
+    if value := env_optional(ENV_CACHE_DIR):
         return Path(value).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
+    xdg = env_optional("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "hopscope"
 
@@ -45,11 +46,11 @@ def default_state_dir() -> Path:
     Elasticsearch runs as a dedicated system user that must be able to reach its directories,
     and root's home usually is not traversable by other users.
     """
-    if value := os.environ.get(ENV_STATE_DIR):
+    if value := env_optional(ENV_STATE_DIR):
         return Path(value).expanduser()
     if os.geteuid() == 0:
         return Path("/var/lib/hopscope/stack")
-    xdg = os.environ.get("XDG_STATE_HOME")
+    xdg = env_optional("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "state"
     return base / "hopscope" / "stack"
 
@@ -81,8 +82,8 @@ class Settings:
     def from_env(cls) -> Settings:
         """Read the ``HOPSCOPE_*`` environment variables."""
         return cls(
-            kafka_bootstrap=os.environ.get(ENV_KAFKA_BOOTSTRAP) or None,
-            es_url=(os.environ.get(ENV_ES_URL) or "").rstrip("/") or None,
+            kafka_bootstrap=env_optional(ENV_KAFKA_BOOTSTRAP),
+            es_url=(env_optional(ENV_ES_URL) or "").rstrip("/") or None,
         )
 
     def resolved(
