@@ -7,8 +7,8 @@ same thing whichever way it came in:
 
 - the stream runtime (:mod:`hopscope.processors.runtime`), message by message, traces as the
   assembler completes them;
-- the file loader (:mod:`hopscope.analysis.loaders`), a whole file at once, every trace
-  complete (:func:`documents_from_records`).
+- the file loader and tests (:mod:`hopscope.analysis.loaders`), records gathered in full,
+  every trace complete (:func:`derive_gathered`, :func:`documents_from_records`).
 
 One message (:func:`take_message`):
 
@@ -174,17 +174,6 @@ def take_message(
     return taken
 
 
-def derive_records(
-    spans: Iterable[SpanRecord],
-    logs: Iterable[LogRecord] = (),
-    *,
-    complete: bool = True,
-    anomalies: Iterable[str] = (),
-) -> DerivedRecords:
-    """Every derived record of one trace (hops, failovers, coordination, summary)."""
-    return derive_all(spans, logs, complete=complete, anomalies=anomalies)
-
-
 @dataclass
 class DerivedTrace:
     """One trace's derived records and documents, and the messages its acknowledgement frees."""
@@ -198,7 +187,7 @@ class DerivedTrace:
 
 def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
     """An assembled trace → its derived documents."""
-    records = derive_records(
+    records = derive_all(
         trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
     )
     return DerivedTrace(
@@ -238,7 +227,7 @@ def derive_gathered(
         elif log.event_name == c.LOG_FAILOVER:
             standalone.extend(derive_failovers((), (log,)))
     traces = [
-        CompleteTrace(trace_spans, derive_records(trace_spans, logs_by_trace[trace_id]))
+        CompleteTrace(trace_spans, derive_all(trace_spans, logs_by_trace[trace_id]))
         for trace_id, trace_spans in by_trace.items()
     ]
     return traces, standalone
