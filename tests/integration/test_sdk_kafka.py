@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from hopscope.ingest import (
     rpc_server,
 )
 from tests.conftest import Services
+from tests.fork_support import in_forked_child
 
 pytestmark = pytest.mark.integration
 
@@ -227,34 +227,19 @@ def test_a_forked_child_keeps_exporting(services: Services, topics: tuple[str, s
     with rpc_server("payment-gateway", "Boot", tracer=tracer):
         pass
     assert telemetry.force_flush(30)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report on the pipe and exit, never return into pytest
-        code = 1
-        try:
-            os.close(read_end)
-            child = os.getpid()
-            for n in range(20):
-                attributes = {"worker.pid": child, "payment.id": f"p{n}"}
-                with rpc_server(
-                    "payment-gateway", "Authorize", tracer=tracer, attributes=attributes
-                ):
-                    log.emit(body=f"authorized p{n}", attributes={"worker.pid": child})
-            flushed = telemetry.force_flush(30)
-            telemetry.shutdown(30)
-            stats = telemetry.stats()
-            report = f"{child} {flushed} {stats['spans']['exported']} {stats['logs']['exported']}"
-            os.write(write_end, report.encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> str:
+        pid = os.getpid()
+        for n in range(20):
+            attributes = {"worker.pid": pid, "payment.id": f"p{n}"}
+            with rpc_server("payment-gateway", "Authorize", tracer=tracer, attributes=attributes):
+                log.emit(body=f"authorized p{n}", attributes={"worker.pid": pid})
+        flushed = telemetry.force_flush(30)
+        telemetry.shutdown(30)
+        stats = telemetry.stats()
+        return f"{pid} {flushed} {stats['spans']['exported']} {stats['logs']['exported']}"
+
+    pid, report = in_forked_child(child)
     assert report == f"{pid} True 20 20"  # the child's own counts: it exported everything
     # The parent keeps exporting too.
     with rpc_server("payment-gateway", "Settle", tracer=tracer):

@@ -9,7 +9,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -26,6 +25,7 @@ from hopscope.ingest.bounded import (
     BoundedSpanProcessor,
     ExportBooks,
 )
+from tests.fork_support import in_forked_child
 
 LOGGER = "hopscope.ingest.bounded"
 
@@ -255,29 +255,16 @@ def test_the_child_of_a_fork_keeps_exporting(
     processor, provider = make_processor(exporter, schedule_delay_millis=10)
     emit(provider, 3, "parent")
     assert processor.flush(5)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report on the pipe, never return into pytest
-        code = 1
-        try:
-            os.close(read_end)
-            exporter.names.clear()
-            emit(provider, 5000, "child")  # more than one batch: the worker must run
-            time.sleep(0.5)
-            flushed = processor.flush(5)
-            stats = processor.books.stats()
-            report = f"{flushed} {stats.offered} {stats.exported} {len(exporter.names)}"
-            os.write(write_end, report.encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        report = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> str:
+        exporter.names.clear()
+        emit(provider, 5000, "child")  # more than one batch: the worker must run
+        time.sleep(0.5)
+        flushed = processor.flush(5)
+        stats = processor.books.stats()
+        return f"{flushed} {stats.offered} {stats.exported} {len(exporter.names)}"
+
+    _, report = in_forked_child(child)
     # The child's books start from zero; its worker delivered everything it emitted.
     assert report == "True 5000 5000 5000"
     assert processor.books.stats().offered == 3  # the parent's books are its own
