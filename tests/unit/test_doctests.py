@@ -27,6 +27,8 @@ MODULES = (
     "hopscope.core.env",
     "hopscope.processors.settings",
     "hopscope.dashboards.kibana.links",
+    # The Maven command line of the local stack.
+    "hopscope.stack.artifacts",
 )
 
 

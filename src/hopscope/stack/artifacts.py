@@ -3,6 +3,11 @@
 Both are fetched with Maven, so they come from the same place (and through the same proxy
 settings) as any other Java dependency. A fetch writes into a temporary directory and renames it
 into place only when complete, so an interrupted download never looks cached.
+
+Maven's own local repository (what it downloads before copying: the Kafka jars, the
+Elasticsearch zip, the dependency plugin) is ``<cache dir>/m2`` rather than ``~/.m2``, so one
+setting (``HOPSCOPE_CACHE_DIR``) places every download the stack makes. The user's
+``~/.m2/settings.xml`` (mirrors, proxies) still applies.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from hopscope.stack.java import JavaRuntime
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 ES_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+# Maven's local repository inside the cache directory (see the module docstring).
+MAVEN_REPOSITORY = "m2"
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,16 @@ def is_cached(artifacts: Artifacts) -> bool:
     ).exists()
 
 
-def _mvn(args: list[str], java: JavaRuntime, what: str) -> None:
+def maven_command(mvn: str, args: list[str], cache_dir: Path) -> list[str]:
+    """The Maven command line for one fetch: batch mode, quiet, the cache's local repository.
+
+    >>> maven_command("mvn", ["-f", "pom.xml", "validate"], Path("/c"))
+    ['mvn', '-B', '-q', '-Dmaven.repo.local=/c/m2', '-f', 'pom.xml', 'validate']
+    """
+    return [mvn, "-B", "-q", f"-Dmaven.repo.local={cache_dir / MAVEN_REPOSITORY}", *args]
+
+
+def _mvn(args: list[str], java: JavaRuntime, what: str, cache_dir: Path) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise MavenError(
@@ -89,7 +105,7 @@ def _mvn(args: list[str], java: JavaRuntime, what: str) -> None:
         )
     # Maven runs on the Java we found; the user's Maven settings (mirrors, proxies) still apply.
     env = {**os.environ, "JAVA_HOME": str(java.home)}
-    command = [mvn, "-B", "-q", *args]
+    command = maven_command(mvn, args, cache_dir)
     proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
@@ -105,7 +121,7 @@ def fetch_artifacts(cache_dir: Path, java: JavaRuntime) -> Artifacts:
     artifacts = cached_artifacts(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Maven writes its bookkeeping (target/, unpack markers) beside the descriptor: give it a
-    # copy in the cache rather than the installed package.
+    # copy in the cache rather than the installed package (so pom.parent is the cache directory).
     pom = cache_dir / "stack-pom.xml"
     pom.write_text(pom_text())
     if not (artifacts.kafka_libs / ".complete").exists():
@@ -123,6 +139,7 @@ def _copy_kafka(pom: Path, out: Path, java: JavaRuntime, artifacts: Artifacts) -
         ],
         java,
         f"Apache Kafka {artifacts.versions.kafka}",
+        pom.parent,
     )  # fmt: skip
 
 
@@ -138,6 +155,7 @@ def _unpack_es(pom: Path, out: Path, java: JavaRuntime, artifacts: Artifacts) ->
         ],
         java,
         f"Elasticsearch {version} (integ-test-zip)",
+        pom.parent,
     )  # fmt: skip
     shutil.rmtree(out / ".markers", ignore_errors=True)
     # The zip holds one top-level folder, elasticsearch-<version>/: lift its content up.
