@@ -1,12 +1,16 @@
 # Two set-up commands on a fresh machine (README): `make demo` and `make test`.
-# Each creates .venv and installs what it needs; Maven fetches Kafka and Elasticsearch.
+# Each creates .venv and installs what it needs: `make demo` the five distributions (what the
+# demo runs), `make test`, `make lint` and `make install` the developer tools on top. Maven
+# fetches Kafka and Elasticsearch into HOPSCOPE_CACHE_DIR (default ~/.cache/hopscope).
+# `make shell` opens a shell with .venv/bin on PATH, so `hopscope` works as the README shows.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint reliability install up down status clean
+.PHONY: demo test lint reliability install install-runtime shell up down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,16 +19,37 @@ $(BIN)/python:
 # Every distribution of the workspace, editable, in one resolver run (so the root's extras find
 # the layer distributions here rather than on an index). Each module has exactly one path:
 # <layer>/src/hopscope/<layer>/, src/hopscope/{cli,stack,dashboards}.
+# pip is not quieted: a first install downloads for a minute or more, and its progress lines
+# are how a newcomer tells a slow download from a hang.
 LAYERS := core ingest processors analysis
 $(STAMP): pyproject.toml $(LAYERS:%=%/pyproject.toml) | $(BIN)/python
-	$(BIN)/pip install -q $(LAYERS:%=-e ./%) -e '.[all,dev]'
+	@echo "make: installing hopscope into $(VENV) (pip's progress follows)"
+	$(BIN)/pip install $(LAYERS:%=-e ./%) -e '.[all]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The developer tools (pytest, ruff, mypy, the notebook kernel, ...): the `dev` extra, over the
+# same editable installs.
+$(DEV_STAMP): $(STAMP)
+	@echo "make: adding the developer tools to $(VENV)"
+	$(BIN)/pip install $(LAYERS:%=-e ./%) -e '.[all,dev]'
+	touch $(DEV_STAMP)
 
-demo: install
+install-runtime: $(STAMP)
+
+install: $(DEV_STAMP)
+
+demo: install-runtime
 	$(BIN)/hopscope stack up
 	$(BIN)/hopscope demo
+	@echo
+	@echo "hopscope is installed in $(VENV)/bin, which is not on PATH: run \`make shell\` (or"
+	@echo "\`. $(VENV)/bin/activate\`) for a shell where \`hopscope\` works, or call $(CURDIR)/$(BIN)/hopscope."
+
+# A subshell (your $$SHELL) with the virtualenv active; `exit` returns. VIRTUAL_ENV is set as
+# `activate` sets it, so prompts and tools that read it see the environment.
+shell: install-runtime
+	@echo "make: a shell with $(CURDIR)/$(BIN) on PATH; type exit to leave it"
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh}
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -38,7 +63,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-up: install
+up: install-runtime
 	$(BIN)/hopscope stack up
 
 down:
