@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
+import shutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -23,6 +27,24 @@ R = TypeVar("R")
 
 out = Console()
 err = Console(stderr=True)
+
+
+def hopscope_command() -> str:
+    """How to run hopscope again from the user's shell, for the commands hints print.
+
+    ``hopscope`` when that name on PATH is the program running now; else the absolute path of
+    the running console script (``make demo`` calls ``.venv/bin/hopscope``, which is not on
+    PATH until the environment is activated); else, when run as ``python -m hopscope.cli`` or
+    embedded, this interpreter with ``-m hopscope.cli``. The result is shell-quoted, so a hint
+    built from it runs as printed.
+    """
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "hopscope" and script.is_file():
+        on_path = shutil.which("hopscope")
+        if on_path is not None and Path(on_path).resolve() == script.resolve():
+            return "hopscope"
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(sys.executable)} -m hopscope.cli"
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hopscope import stack as stack_api
-from hopscope.cli._support import err, out, reports_errors
+from hopscope.cli._support import err, hopscope_command, out, reports_errors
 from hopscope.core.settings import default_cache_dir, default_state_dir
 
 stack_app = typer.Typer(
@@ -98,9 +99,18 @@ def stack_up(
     for svc in state.services.values():
         out.print(f"{svc.name:<14} {svc.version:<9} {svc.endpoint}  (pid {svc.pid})",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
-    err.print(f'point commands and tests at it: eval "$(hopscope stack env '
-              f'--state-dir {state.state_dir})"', markup=False, highlight=False,
-              soft_wrap=True)  # fmt: skip
+    err.print(f"point commands and tests at it: {env_hint(Path(state.state_dir))}",
+              markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def env_hint(state_dir: Path) -> str:
+    """The shell command that exports the endpoints of the stack in ``state_dir``.
+
+    Printed for the user to paste: it names hopscope the way it can be run from their shell
+    (:func:`hopscope_command`), so it works as shown even before the environment is active.
+    """
+    command = f"{hopscope_command()} stack env --state-dir {shlex.quote(str(state_dir))}"
+    return f'eval "$({command})"'
 
 
 @stack_app.command("down")
