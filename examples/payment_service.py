@@ -120,7 +120,8 @@ class PaymentHandler(JsonHandler):
         amount = int(request.get("amount_cents", 0))
         with rpc_server(SERVICE, "Pay", headers=headers, rpc_system="http",
                         attributes={"payment.id": payment_id}):  # fmt: skip
-            # Logged with the card number on purpose: the exporter masks it to 411111******1111.
+            # Logged with the card number on purpose: the exporter masks it to first 6 and last 4
+            # digits ("4111 11** **** 1111") before the record leaves the process.
             log.info("payment %s for card %s", payment_id, request.get("card", "-"),
                      extra={"payment.id": payment_id})  # fmt: skip
             score = self.risk_score(payment_id)
