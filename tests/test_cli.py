@@ -17,6 +17,13 @@ def test_help_lists_the_commands() -> None:
     assert "stack" in result.stdout and "demo" in result.stdout
 
 
+def test_help_keeps_square_brackets() -> None:
+    # Typer renders help as rich markup; an unescaped "[process]" would read as a tag and vanish.
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "e.g. [process]" in " ".join(result.stdout.split())
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.stdout
