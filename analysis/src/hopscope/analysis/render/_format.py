@@ -2,9 +2,12 @@
 
 One rule per kind of figure, so a p99 or a share reads the same wherever a person meets it:
 
-- **durations** (``*_ns`` columns and evidence keys) in milliseconds: whole milliseconds from
-  10 ms, two decimals below (``40 ms``, ``1.25 ms``). Tables put the unit in the header
-  (``p99 (ms)``) and the number in the cell, by the same rule.
+- **durations** (columns and evidence keys with an ``ns`` word: ``p99_ns``,
+  ``exclusive_ns_mean``) in milliseconds: whole milliseconds from 10 ms, two decimals below
+  (``40 ms``, ``1.25 ms``). Tables put the unit in the header (``p99 (ms)``) and the number in
+  the cell, by the same rule.
+- **names** as words: headers and evidence labels drop the ``ns`` word and read underscores as
+  spaces (``client_p99_ns`` is headed ``client p99 (ms)``), so a narrow terminal can wrap them.
 - **shares** (names ending ``share``, ``shares``, ``_rate``, ``ratio``, ``_fraction``) as
   percentages: one decimal below 10 %, whole percent from there (``4.2%``, ``42%``).
 - **other floats**: four significant digits; **integers** with thousands separators;
@@ -28,11 +31,26 @@ import polars as pl
 
 MISSING: Final = "–"
 _SHARE: Final = re.compile(r"(shares?|_rate|ratio|_fraction)$")
+# "ns" as a word of a snake_case name: a suffix (p99_ns) or in the middle (exclusive_ns_mean).
+_NS_WORD: Final = re.compile(r"(?:^|_)ns(?=_|$)")
 
 
 def is_ns(name: str) -> bool:
-    """Whether a column or evidence key holds nanoseconds (shown in milliseconds)."""
-    return name.endswith("_ns")
+    """Whether a column or evidence key holds nanoseconds (shown in milliseconds).
+
+    >>> is_ns("p99_ns"), is_ns("exclusive_ns_mean"), is_ns("dns_lookups"), is_ns("transactions")
+    (True, True, False, False)
+    """
+    return _NS_WORD.search(name) is not None
+
+
+def label(name: str) -> str:
+    """A column or evidence key as words, without its ``ns`` unit word (the value says ms).
+
+    >>> label("client_p99_ns"), label("exclusive_ns_mean"), label("share_of_slow")
+    ('client p99', 'exclusive mean', 'share of slow')
+    """
+    return _NS_WORD.sub("", name).replace("_", " ").strip() or name
 
 
 def is_share(name: str) -> bool:
@@ -151,8 +169,12 @@ def describe(key: str, item: Any) -> str:
 
 
 def header(column: str, dtype: pl.DataType) -> str:
-    """A table column's heading: ``*_ns`` columns say their unit (``p99 (ms)``)."""
-    return f"{column.removesuffix('_ns')} (ms)" if is_ns(column) and dtype.is_numeric() else column
+    """A table column's heading: words, and durations say their unit.
+
+    >>> header("client_p99_ns", pl.Int64()), header("error_rate", pl.Float64())
+    ('client p99 (ms)', 'error rate')
+    """
+    return f"{label(column)} (ms)" if is_ns(column) and dtype.is_numeric() else label(column)
 
 
 def cell_formatter(column: str, dtype: pl.DataType) -> Callable[[Any], str]:
