@@ -59,6 +59,7 @@ def report_from_simulation(scenario: str = "node-failure", traces: int = 300) ->
             "exclusive_ns_mean": 3_250_000.0,
             "error_rate": 0.0125,
             "nodes": ["ledger-1", "ledger-2"],
+            "resources": [{"resource": "r1", "total_ns": 2_000_000}, {"resource": "r2"}],
             "shares": {"p50": 0.5, "p99": 0.25},
         },
         recommendation=f"Release {EVIL} before calling out.",
@@ -146,6 +147,26 @@ def test_every_plot_is_drawn_from_the_job_tables(page: str) -> None:
     assert parsed.figures["coordination"]["svg"] == 2
 
 
+def test_every_hop_of_the_plot_has_a_bar(report: Report) -> None:
+    # The slowest edges often call a callee that is not traced (the issuer): no network or
+    # server figure, but the client's p99 is still a bar.
+    svg = render_plot(report, "hops")
+    labels = re.findall(r'<text class="row-label"[^>]*><title>([^<]*)</title>', svg)
+    tips = re.findall(r'<rect class="mark"[^>]*><title>([^<]*)</title>', svg)
+    edges = report.results["hops"].tables["edges"]
+    untraced = edges.filter(pl.col("server_p99_ns").is_null()).height
+    assert labels and untraced, "the simulation has edges to an untraced callee"
+    for label in labels:
+        assert any(tip.startswith(f"{label}: ") for tip in tips), label
+
+
+def test_plot_labels_are_whole(page: str) -> None:
+    # The gutter grows with the labels: "clearing → bank-adapter bank-adapter/Authorize" is
+    # not cut to fit a fixed width.
+    shown = re.findall(r'<text class="row-label"[^>]*><title>([^<]*)</title>([^<]*)</text>', page)
+    assert shown and all(full == visible for full, visible in shown)
+
+
 def test_the_page_is_self_contained(page: str) -> None:
     parsed = _parse(page)
     assert parsed.external == []
@@ -180,6 +201,7 @@ def test_findings_appear_in_rank_order_with_their_parts(report: Report, page: st
     assert "<dt>critical share</dt><dd>40%</dd>" in section
     assert "<dt>error rate</dt><dd>1.2%</dd>" in section
     assert "<dt>nodes</dt><dd>ledger-1, ledger-2</dd>" in section
+    assert "<dt>resources</dt><dd>resource: r1, total: 2.00 ms; resource: r2</dd>" in section
     assert "<dt>shares</dt><dd>p50: 50%, p99: 25%</dd>" in section
 
 
