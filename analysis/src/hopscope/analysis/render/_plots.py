@@ -488,7 +488,8 @@ class _Canvas:
     left: int
     top: int
     bottom: int
-    right: int = 20
+    # Half of the widest tick label centred on the axis's last tick ("10000 ms" at 11px).
+    right: int = 36
     width: int = WIDTH
     elements: list[str] = field(default_factory=list)
     marks: int = 0
