@@ -1,6 +1,9 @@
 """The command line without services: help, version, status of a stack that is not there."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,13 @@ def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "stack" in result.stdout and "demo" in result.stdout
+
+
+def test_help_keeps_square_brackets() -> None:
+    # Typer renders help as rich markup; an unescaped "[process]" would read as a tag and vanish.
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "e.g. [process]" in " ".join(result.stdout.split())
 
 
 def test_version() -> None:
@@ -75,3 +85,52 @@ def test_analyze_offers_exactly_the_analysis_jobs() -> None:
     from hopscope.cli.analyze import AnalyzeJob
 
     assert [j.value for j in AnalyzeJob] == ["report", *JOB_NAMES]
+
+
+@pytest.fixture(scope="module")
+def otlp_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lock-contention simulation as an OTLP/JSON export (a collector's file exporter)."""
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
+
+    spans = InMemorySpanExporter()
+    config = SimulationConfig(
+        start_ns=parse_iso8601_ns("2026-03-02T10:00:00Z"),
+        scenario=Scenario("lock-contention"),
+        seed=7,
+        traces=300,
+    )
+    simulate(config, span_processors=[SimpleSpanProcessor(spans)], log_processors=[])
+    path = tmp_path_factory.mktemp("export") / "export.json"
+    path.write_text(MessageToJson(encode_spans(spans.get_finished_spans())))
+    return path
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    # The installed command in a pipe, as a person's `| less` or a CI log sees it: rich takes
+    # the width from COLUMNS.
+    command = [str(Path(sys.executable).with_name("hopscope")), "analyze", *args]
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_analyze_hops_fits_80_columns(otlp_export: Path) -> None:
+    result = _analyze("hops", "--file", str(otlp_export))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "hops: edges" in result.stdout and "…" not in result.stdout
+    assert max(len(line) for line in lines) <= 80
+    assert "p99 (ms)" in result.stdout and "_ns" not in result.stdout
+    assert "more columns with --wide" in result.stdout
+
+
+def test_analyze_hops_wide_shows_every_column(otlp_export: Path) -> None:
+    result = _analyze("hops", "--file", str(otlp_export), "--wide")
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout and "more column" not in result.stdout
+    assert "client p999 (ms)" in result.stdout and "clock skew share" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) > 80

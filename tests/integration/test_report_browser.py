@@ -10,8 +10,9 @@ so no browser download and no Python browser package is needed. Collected while 
   width, and a resource it could not load);
 - every request that is not the page itself (the report must need no network).
 
-Then a script measures each plot in the laid-out page: its SVGs' rendered size and the marks
-(bars) with a non-empty bounding box inside the SVG's viewBox. A test on a deliberately broken
+Then a script measures each plot in the laid-out page: its SVGs' rendered size, the marks
+(bars) with a non-empty bounding box inside the SVG's viewBox, the texts (labels, ticks) that
+reach past it, and the rows of a bar chart with no bar. A test on a deliberately broken
 page checks that the checker itself catches each kind of failure.
 """
 
@@ -55,8 +56,20 @@ MEASURE_PLOTS = """
       return b.width > 0 && b.height > 0 && b.x >= view.x - 0.5 && b.y >= view.y - 0.5 &&
         b.x + b.width <= view.x + view.width + 0.5 && b.y + b.height <= view.y + view.height + 0.5;
     });
+    const within = (b) => b.x >= view.x - 0.5 && b.y >= view.y - 0.5 &&
+      b.x + b.width <= view.x + view.width + 0.5 && b.y + b.height <= view.y + view.height + 0.5;
+    const texts = Array.from(svg.querySelectorAll("text"));
+    const cut = texts.filter((text) => !within(text.getBBox())).map((text) => text.textContent);
+    // A bar chart's row whose band (the label's line) holds no drawn bar.
+    const bare = Array.from(svg.querySelectorAll(".row-label")).filter((label) => {
+      const l = label.getBBox();
+      return !inside.some((mark) => {
+        const b = mark.getBBox();
+        return b.y < l.y + l.height && b.y + b.height > l.y;
+      });
+    }).map((label) => label.textContent);
     return {width: box.width, height: box.height, marks: marks.length, drawn: inside.length,
-            texts: svg.querySelectorAll("text").length};
+            texts: texts.length, cut: cut, bare: bare};
   }),
 })))()
 """
@@ -91,6 +104,8 @@ class PageCheck:
                     found.append(f"{where}: {svg['marks'] - svg['drawn']} marks empty or outside")
                 if svg["texts"] == 0:
                     found.append(f"{where}: no axis or label text")
+                found += [f"{where}: text cut by the edge: {text!r}" for text in svg["cut"]]
+                found += [f"{where}: row without a bar: {label!r}" for label in svg["bare"]]
         return found
 
 
@@ -321,7 +336,8 @@ def test_a_partial_report_renders_without_errors(
 def test_the_checker_catches_a_broken_page(
     browser: DevTools, report: Report, tmp_path: Path
 ) -> None:
-    """A throwing script, an unparsable SVG length, an empty plot, a remote request: all seen."""
+    """A throwing script, an unparsable SVG length, an empty plot, a cut label, a remote
+    request: all seen."""
     page = write_html(report, tmp_path / "report.html").read_text(encoding="utf-8")
     # An empty hop plot: its svg keeps its frame but loses every bar.
     hops = page.index('data-plot="hops"')
@@ -335,6 +351,8 @@ def test_the_checker_catches_a_broken_page(
         '<script>throw new Error("report script broke")</script>'
         '<img src="http://127.0.0.1:9/pixel.png" alt=""></body>',
     )
+    # A label pushed past the left edge (x="-4…", far outside the viewBox).
+    broken = broken.replace('class="row-label" x="', 'class="row-label" x="-4', 1)
     path = tmp_path / "broken.html"
     path.write_text(broken, encoding="utf-8")
     problems = load(browser, path).problems()
@@ -342,4 +360,6 @@ def test_the_checker_catches_a_broken_page(
     assert "page error: Error: report script broke" in text
     assert re.search(r"console error: .*<rect> attribute width.*NaN", text), text
     assert "plot hops svg 0: no mark drawn (0 marks)" in text
+    assert "plot hops svg 0: row without a bar: " in text
+    assert re.search(r"plot critical_path svg 0: text cut by the edge: '\w", text), text
     assert "network request: http://127.0.0.1:9/pixel.png" in text

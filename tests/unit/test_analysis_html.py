@@ -56,8 +56,10 @@ def report_from_simulation(scenario: str = "node-failure", traces: int = 300) ->
             "resource": EVIL,
             "critical_share": 0.4,
             "wait_p99_ns": 12_500_000,
+            "exclusive_ns_mean": 3_250_000.0,
             "error_rate": 0.0125,
             "nodes": ["ledger-1", "ledger-2"],
+            "resources": [{"resource": "r1", "total_ns": 2_000_000}, {"resource": "r2"}],
             "shares": {"p50": 0.5, "p99": 0.25},
         },
         recommendation=f"Release {EVIL} before calling out.",
@@ -145,6 +147,26 @@ def test_every_plot_is_drawn_from_the_job_tables(page: str) -> None:
     assert parsed.figures["coordination"]["svg"] == 2
 
 
+def test_every_hop_of_the_plot_has_a_bar(report: Report) -> None:
+    # The slowest edges often call a callee that is not traced (the issuer): no network or
+    # server figure, but the client's p99 is still a bar.
+    svg = render_plot(report, "hops")
+    labels = re.findall(r'<text class="row-label"[^>]*><title>([^<]*)</title>', svg)
+    tips = re.findall(r'<rect class="mark"[^>]*><title>([^<]*)</title>', svg)
+    edges = report.results["hops"].tables["edges"]
+    untraced = edges.filter(pl.col("server_p99_ns").is_null()).height
+    assert labels and untraced, "the simulation has edges to an untraced callee"
+    for label in labels:
+        assert any(tip.startswith(f"{label}: ") for tip in tips), label
+
+
+def test_plot_labels_are_whole(page: str) -> None:
+    # The gutter grows with the labels: "clearing → bank-adapter bank-adapter/Authorize" is
+    # not cut to fit a fixed width.
+    shown = re.findall(r'<text class="row-label"[^>]*><title>([^<]*)</title>([^<]*)</text>', page)
+    assert shown and all(full == visible for full, visible in shown)
+
+
 def test_the_page_is_self_contained(page: str) -> None:
     parsed = _parse(page)
     assert parsed.external == []
@@ -172,11 +194,14 @@ def test_findings_appear_in_rank_order_with_their_parts(report: Report, page: st
         assert f"(≈ {ms(finding.gain_ns)} at p99)" in section
         for trace_id in finding.example_traces:
             assert f"<code>{escape(trace_id)}</code>" in section
-    # Evidence: ns keys in ms, shares and rates in percent, lists joined.
-    assert "<dt>wait_p99_ns</dt><dd>12 ms</dd>" in section
-    assert "<dt>critical_share</dt><dd>40%</dd>" in section
-    assert "<dt>error_rate</dt><dd>1.2%</dd>" in section
+    # Evidence: keys as words, ns (suffix or inner word) in ms, shares and rates in percent,
+    # lists joined.
+    assert "<dt>wait p99</dt><dd>12 ms</dd>" in section
+    assert "<dt>exclusive mean</dt><dd>3.25 ms</dd>" in section
+    assert "<dt>critical share</dt><dd>40%</dd>" in section
+    assert "<dt>error rate</dt><dd>1.2%</dd>" in section
     assert "<dt>nodes</dt><dd>ledger-1, ledger-2</dd>" in section
+    assert "<dt>resources</dt><dd>resource: r1, total: 2.00 ms; resource: r2</dd>" in section
     assert "<dt>shares</dt><dd>p50: 50%, p99: 25%</dd>" in section
 
 
@@ -206,8 +231,8 @@ def test_every_job_table_is_rendered_with_units(report: Report, page: str) -> No
     top = edges.row(0, named=True)
     table = page[page.index('data-table="hops.edges"') :]
     table = table[: table.index("</table>")]
-    assert "<th class=num>client_p99 (ms)</th>" in table
-    assert "<th class=num>error_rate</th>" in table
+    assert "<th class=num>client p99 (ms)</th>" in table
+    assert "<th class=num>error rate</th>" in table
     client_p99 = top["client_p99_ns"] / 1e6
     # The format policy: whole milliseconds from 10 ms, two decimals below.
     shown = f"{client_p99:.0f}" if client_p99 >= 10 else f"{client_p99:.2f}"
@@ -390,6 +415,6 @@ def test_terminal_and_page_format_figures_by_one_rule(report: Report) -> None:
     row = edges.row(0, named=True)
     p99, share = ms(row["network_p99_ns"]).removesuffix(" ms"), row["error_rate"]
     # The same millisecond number and percentage in both outputs, and the unit in the header.
-    assert "network_p99 (ms)" in text and "network_p99 (ms)" in page
+    assert "network p99 (ms)" in " ".join(text.split()) and "network p99 (ms)" in page
     assert p99 in text and f"<td class=num>{p99}</td>" in page
     assert (f"{share * 100:.1f}%" if share < 0.1 else f"{share * 100:.0f}%") in text

@@ -137,6 +137,14 @@ def analyze_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of tables.")] = (
         False
     ),
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="Every column of each table, even past the terminal's edge (default: the "
+            "columns that fit).",
+        ),
+    ] = False,
     html: Annotated[
         Path | None, typer.Option(help="Also write a self-contained HTML report with plots.")
     ] = None,
@@ -199,4 +207,4 @@ def analyze_command(
     if as_json:
         out.out(job_json(result), end="")
     else:
-        print_job(result, out)
+        print_job(result, out, wide=wide)

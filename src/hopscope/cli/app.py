@@ -60,7 +60,8 @@ def root(
         Path | None,
         typer.Option(
             envvar="HOPSCOPE_CONFIG",
-            help="TOML file of option defaults, one table per command, e.g. [process] "
+            # Typer reads help as rich markup, where "[process]" is a tag and vanishes.
+            help="TOML file of option defaults, one table per command, e.g. \\[process] "
             "trace_idle = 3.0 (default: ./hopscope.toml when present). Flags and HOPSCOPE_* "
             "variables still win.",
             show_default=False,

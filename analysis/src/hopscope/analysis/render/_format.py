@@ -2,11 +2,17 @@
 
 One rule per kind of figure, so a p99 or a share reads the same wherever a person meets it:
 
-- **durations** (``*_ns`` columns and evidence keys) in milliseconds: whole milliseconds from
-  10 ms, two decimals below (``40 ms``, ``1.25 ms``). Tables put the unit in the header
-  (``p99 (ms)``) and the number in the cell, by the same rule.
-- **shares** (names ending ``share``, ``shares``, ``_rate``, ``ratio``, ``_fraction``) as
-  percentages: one decimal below 10 %, whole percent from there (``4.2%``, ``42%``).
+- **durations** (columns and evidence keys with an ``ns`` word: ``p99_ns``,
+  ``exclusive_ns_mean``) in milliseconds: whole milliseconds from 10 ms, two decimals below
+  (``40 ms``, ``1.25 ms``). Tables put the unit in the header (``p99 (ms)``) and the number in
+  the cell, by the same rule.
+- **names** as words: headers and evidence labels drop the ``ns`` word and read underscores as
+  spaces (``client_p99_ns`` is headed ``client p99 (ms)``), so a narrow terminal can wrap them.
+- **shares** (names with a word ``share``, ``shares``, ``rate``, ``ratio`` or ``fraction``:
+  ``error_rate``, ``share_of_slow``, ``hit_ratio_after``) as percentages: one decimal below
+  10 %, whole percent from there (``4.2%``, ``42%``).
+- **nested figures** (a mapping, or a list of them, in evidence) by their own keys when those
+  name a duration or a share (``total_ns`` inside ``resources``), else by the outer key.
 - **other floats**: four significant digits; **integers** with thousands separators;
   **times** in UTC to the millisecond; missing values as ``–``.
 - **JSON** carries the raw values (integer nanoseconds, shares as fractions) for machines;
@@ -27,12 +33,27 @@ from typing import Any, Final
 import polars as pl
 
 MISSING: Final = "–"
-_SHARE: Final = re.compile(r"(shares?|_rate|ratio|_fraction)$")
+_SHARE: Final = re.compile(r"(?:^|_)(?:shares?|rate|ratio|fraction)(?=_|$)")
+# "ns" as a word of a snake_case name: a suffix (p99_ns) or in the middle (exclusive_ns_mean).
+_NS_WORD: Final = re.compile(r"(?:^|_)ns(?=_|$)")
 
 
 def is_ns(name: str) -> bool:
-    """Whether a column or evidence key holds nanoseconds (shown in milliseconds)."""
-    return name.endswith("_ns")
+    """Whether a column or evidence key holds nanoseconds (shown in milliseconds).
+
+    >>> is_ns("p99_ns"), is_ns("exclusive_ns_mean"), is_ns("dns_lookups"), is_ns("transactions")
+    (True, True, False, False)
+    """
+    return _NS_WORD.search(name) is not None
+
+
+def label(name: str) -> str:
+    """A column or evidence key as words, without its ``ns`` unit word (the value says ms).
+
+    >>> label("client_p99_ns"), label("exclusive_ns_mean"), label("share_of_slow")
+    ('client p99', 'exclusive mean', 'share of slow')
+    """
+    return _NS_WORD.sub("", name).replace("_", " ").strip() or name
 
 
 def is_share(name: str) -> bool:
@@ -40,6 +61,8 @@ def is_share(name: str) -> bool:
 
     >>> is_share("critical_share"), is_share("error_rate"), is_share("shares"), is_share("cv")
     (True, True, True, False)
+    >>> is_share("share_of_kind"), is_share("hit_ratio_after"), is_share("operation")
+    (True, True, False)
     """
     return _SHARE.search(name) is not None
 
@@ -130,6 +153,8 @@ def describe(key: str, item: Any) -> str:
     ('a, b', 'p50: 50%, p99: 5.0%')
     >>> describe("calls", 1234), describe("x", None), describe("ok", True)
     ('1,234', '–', 'true')
+    >>> describe("resources", [{"resource": "account:9", "total_ns": 32_602_666_892}])
+    'resource: account:9, total: 32603 ms'
     """
     if isinstance(item, bool) or item is None:
         return MISSING if item is None else str(item).lower()
@@ -142,17 +167,30 @@ def describe(key: str, item: Any) -> str:
     if isinstance(item, int):
         return integer(item)
     if isinstance(item, list | tuple):
-        return ", ".join(describe(key, v) for v in item)
+        # Records (mappings) apart by semicolons: their fields are joined by commas.
+        sep = "; " if any(isinstance(v, Mapping) for v in item) else ", "
+        return sep.join(describe(key, v) for v in item)
     if isinstance(item, datetime | date):
         return timestamp(item)
-    if isinstance(item, Mapping):  # e.g. {"p50": 0.83, "p99": 0.86} under "shares"
-        return ", ".join(f"{k}: {describe(key, v)}" for k, v in item.items())
+    if isinstance(item, Mapping):  # {"p50": 0.83} under "shares"; {"total_ns": ...} as itself
+        return ", ".join(
+            f"{label(str(k))}: {describe(str(k) if _names_unit(str(k)) else key, v)}"
+            for k, v in item.items()
+        )
     return str(item)
 
 
+def _names_unit(name: str) -> bool:
+    return is_ns(name) or is_share(name)
+
+
 def header(column: str, dtype: pl.DataType) -> str:
-    """A table column's heading: ``*_ns`` columns say their unit (``p99 (ms)``)."""
-    return f"{column.removesuffix('_ns')} (ms)" if is_ns(column) and dtype.is_numeric() else column
+    """A table column's heading: words, and durations say their unit.
+
+    >>> header("client_p99_ns", pl.Int64()), header("error_rate", pl.Float64())
+    ('client p99 (ms)', 'error rate')
+    """
+    return f"{label(column)} (ms)" if is_ns(column) and dtype.is_numeric() else label(column)
 
 
 def cell_formatter(column: str, dtype: pl.DataType) -> Callable[[Any], str]:

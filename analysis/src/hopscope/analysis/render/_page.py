@@ -37,6 +37,7 @@ from hopscope.analysis.render._format import (
     describe,
     header,
     integer,
+    label,
     ms,
     timestamp,
 )
@@ -161,7 +162,7 @@ def _findings(report: Report) -> str:
     for finding in findings:
         impact = finding.impact if finding.impact in ("high", "medium", "low") else "low"
         evidence = "".join(
-            f"<dt>{escape(str(key))}</dt><dd>{escape(describe(str(key), item))}</dd>"
+            f"<dt>{escape(label(str(key)))}</dt><dd>{escape(describe(str(key), item))}</dd>"
             for key, item in finding.evidence.items()
         )
         traces = " ".join(_trace_link(report, str(t)) for t in finding.example_traces)

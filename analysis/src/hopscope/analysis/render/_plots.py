@@ -48,11 +48,18 @@ PALETTE: Final = (
 ERROR_COLOUR: Final = "#D55E00"
 # Plot geometry in SVG user units; the page scales the viewBox to the column width.
 WIDTH: Final = 900
-LABEL_WIDTH: Final = 250  # left gutter for bar labels (service, edge, resource names)
+# The left gutter of a bar chart holds its labels (service, edge, resource names) whole: as
+# wide as the longest label needs, from LABEL_WIDTH up to MAX_LABEL_WIDTH (half the plot, so
+# the bars keep room); only a label longer than that is shortened (in full in its tooltip).
+LABEL_WIDTH: Final = 120
+MAX_LABEL_WIDTH: Final = WIDTH // 2
+# Width of one character of an 11px system-ui label, in user units, with a margin: the mean
+# advance of a sans-serif face is about 0.55 em; wide letters (m, w, →) push a line above it.
+LABEL_CHAR_WIDTH: Final = 6.6
 ROW_HEIGHT: Final = 18
 # More bars than this stop being readable; the tables below the plots keep every row.
 MAX_BARS: Final = 12
-MAX_LABEL_CHARS: Final = 38
+MAX_LABEL_CHARS: Final = int((MAX_LABEL_WIDTH - 12) / LABEL_CHAR_WIDTH)
 PERCENTILES: Final = ("p50", "p95", "p99")
 # The plots, in page order (``data-plot`` of each figure).
 PLOTS: Final = ("latency", "critical_path", "hops", "failovers", "coordination")
@@ -241,19 +248,24 @@ def _critical_path_plot(by_service: pl.DataFrame | None) -> Plot:
 def _hops_plot(edges: pl.DataFrame | None) -> Plot:
     plot = Plot(
         "hops",
-        "Hops: network vs server time (p99)",
-        "Per edge (caller → callee, operation), p99 of the time on the wire and of the time in "
-        "the server; the slowest edges by client p99.",
+        "Hops: client, network and server time (p99)",
+        "Per edge (caller → callee, operation), p99 of the time the caller waited, of the time "
+        "on the wire and of the time in the server; the slowest edges by client p99. A callee "
+        "that is not traced (an issuer, a database) has only its client bar.",
     )
     needed = ["source_service", "target_service", "network_p99_ns", "server_p99_ns"]
     if why := _missing(edges, needed, "hop edges"):
         plot.empty = why
         return plot
     assert edges is not None
+    # A table without the client column (an older saved one) sorts by the server's p99 and
+    # draws no client bars.
     sort_key = "client_p99_ns" if "client_p99_ns" in edges.columns else "server_p99_ns"
+    if "client_p99_ns" not in edges.columns:
+        edges = edges.with_columns(client_p99_ns=pl.lit(None, pl.Float64))
     frame = (
         edges.with_columns(
-            pl.col("network_p99_ns", "server_p99_ns")
+            pl.col("client_p99_ns", "network_p99_ns", "server_p99_ns")
             .cast(pl.Float64)
             .fill_null(0.0)
             .fill_nan(0.0)
@@ -269,12 +281,17 @@ def _hops_plot(edges: pl.DataFrame | None) -> Plot:
             label += f" {row['operation']}"
         if row.get("hop_kind") and row["hop_kind"] != "rpc":  # db, virtual (no server side)
             label += f" ({row['hop_kind']})"
+        client = float(row["client_p99_ns"])
         network, server = float(row["network_p99_ns"]), float(row["server_p99_ns"])
-        tip = f"{label}: network p99 {ms(network)}, server p99 {ms(server)}"
+        tip = (
+            f"{label}: client p99 {ms(client)}, network p99 {ms(network)}, server p99 {ms(server)}"
+        )
         if row.get("calls") is not None:
             tip += f", {integer(int(row['calls']))} calls"
-        rows.append(_Bar(label, [network, server], tip))
-    series = [("network p99", PALETTE[1]), ("server p99", PALETTE[0])]
+        rows.append(_Bar(label, [client, network, server], tip))
+    # The client bar: without it an edge to an untraced callee, often the slowest (the
+    # issuer), has neither a network nor a server figure and no bar at all.
+    series = [("client p99", PALETTE[2]), ("network p99", PALETTE[1]), ("server p99", PALETTE[0])]
     plot.svg = _hbars(rows, series, stacked=False, fmt=ms, axis="p99 (ms)", fixed_max=None)
     return plot
 
@@ -417,9 +434,10 @@ def _hbars(
     headers = sum(
         1 for i, g in enumerate(groups) if g is not None and (i == 0 or g != groups[i - 1])
     )
+    longest = max((min(len(r.label), MAX_LABEL_CHARS) for r in rows), default=0)
     chart = _Canvas(
         height=40 + 36 + ROW_HEIGHT * (len(rows) + headers) + 8,
-        left=LABEL_WIDTH,
+        left=min(max(LABEL_WIDTH, math.ceil(longest * LABEL_CHAR_WIDTH) + 12), MAX_LABEL_WIDTH),
         top=40,
         bottom=36,
     )
@@ -470,7 +488,8 @@ class _Canvas:
     left: int
     top: int
     bottom: int
-    right: int = 20
+    # Half of the widest tick label centred on the axis's last tick ("10000 ms" at 11px).
+    right: int = 36
     width: int = WIDTH
     elements: list[str] = field(default_factory=list)
     marks: int = 0
