@@ -8,9 +8,11 @@ One rule per kind of figure, so a p99 or a share reads the same wherever a perso
   the cell, by the same rule.
 - **names** as words: headers and evidence labels drop the ``ns`` word and read underscores as
   spaces (``client_p99_ns`` is headed ``client p99 (ms)``), so a narrow terminal can wrap them.
-- **shares** (names with a word ``share``, ``shares``, ``rate``, ``ratio`` or ``fraction``:
-  ``error_rate``, ``share_of_slow``, ``hit_ratio_after``) as percentages: one decimal below
-  10 %, whole percent from there (``4.2%``, ``42%``).
+- **factors** (a ``ratio`` of a figure to its peers' or its own baseline: ``p50_ratio``,
+  ``self_ratio``, ``network_p50_ratio``) as multiples: ``1.25×``, ``108×``.
+- **shares** (names with a word ``share``, ``shares``, ``rate``, ``ratio`` or ``fraction``
+  that is not a factor: ``error_rate``, ``share_of_slow``, ``hit_ratio_after``) as
+  percentages: one decimal below 10 %, whole percent from there (``4.2%``, ``42%``).
 - **nested figures** (a mapping, or a list of them, in evidence) by their own keys when those
   name a duration or a share (``total_ns`` inside ``resources``), else by the outer key.
 - **other floats**: four significant digits; **integers** with thousands separators;
@@ -34,6 +36,8 @@ import polars as pl
 
 MISSING: Final = "–"
 _SHARE: Final = re.compile(r"(?:^|_)(?:shares?|rate|ratio|fraction)(?=_|$)")
+# A ratio of a figure (a percentile, the own time) to a reference is a factor, not a fraction.
+_FACTOR: Final = re.compile(r"(?:^|_)(?:p\d+|self|mean)_ratio(?=_|$)")
 # "ns" as a word of a snake_case name: a suffix (p99_ns) or in the middle (exclusive_ns_mean).
 _NS_WORD: Final = re.compile(r"(?:^|_)ns(?=_|$)")
 
@@ -56,6 +60,24 @@ def label(name: str) -> str:
     return _NS_WORD.sub("", name).replace("_", " ").strip() or name
 
 
+def is_factor(name: str) -> bool:
+    """Whether ``name`` is a factor (a figure over its reference), read as a multiple.
+
+    >>> is_factor("p50_ratio"), is_factor("network_p50_ratio"), is_factor("hit_ratio")
+    (True, True, False)
+    """
+    return bool(_FACTOR.search(name))
+
+
+def factor(value: float) -> str:
+    """A multiple: ``1.25×``, ``108×``.
+
+    >>> factor(1.25), factor(108.05)
+    ('1.25×', '108×')
+    """
+    return f"{number(value)}×" if abs(value) < 100 else f"{value:.0f}×"
+
+
 def is_share(name: str) -> bool:
     """Whether a column or evidence key holds a fraction of a whole (shown as a percentage).
 
@@ -64,7 +86,7 @@ def is_share(name: str) -> bool:
     >>> is_share("share_of_kind"), is_share("hit_ratio_after"), is_share("operation")
     (True, True, False)
     """
-    return _SHARE.search(name) is not None
+    return _SHARE.search(name) is not None and not is_factor(name)
 
 
 def ms_number(ns: float) -> str:
@@ -160,6 +182,8 @@ def describe(key: str, item: Any) -> str:
         return MISSING if item is None else str(item).lower()
     if isinstance(item, int | float) and is_ns(key):
         return ms(item)
+    if isinstance(item, float) and is_factor(key):
+        return factor(item)
     if isinstance(item, float) and is_share(key):
         return percent(item)
     if isinstance(item, float):
@@ -181,7 +205,7 @@ def describe(key: str, item: Any) -> str:
 
 
 def _names_unit(name: str) -> bool:
-    return is_ns(name) or is_share(name)
+    return is_ns(name) or is_factor(name) or is_share(name)
 
 
 def header(column: str, dtype: pl.DataType) -> str:
@@ -205,6 +229,8 @@ def cell_formatter(column: str, dtype: pl.DataType) -> Callable[[Any], str]:
 
     if is_ns(column) and dtype.is_numeric():
         return null_safe(lambda v: ms_number(float(v)))
+    if dtype.is_float() and is_factor(column):
+        return null_safe(factor)
     if dtype.is_float() and is_share(column):
         return null_safe(percent)
     if dtype.is_float():
