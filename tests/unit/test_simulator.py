@@ -300,7 +300,7 @@ def test_unpinned_runs_share_no_trace_id() -> None:
 def test_the_run_id_is_on_every_resource() -> None:
     r = cached(Scenario.BASELINE)
     assert {s.resource.attributes[c.RUN_ID] for s in r.spans} == {RUN_ID}
-    assert {g.log_record.resource.attributes[c.RUN_ID] for g in r.logs} == {RUN_ID}
+    assert {g.resource.attributes[c.RUN_ID] for g in r.logs} == {RUN_ID}
     assert r.truth["run_id"] == RUN_ID
 
 
