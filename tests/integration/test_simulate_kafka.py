@@ -148,7 +148,6 @@ def test_same_seed_run_id_and_start_give_the_same_spans(
     assert runs[0] == runs[1] and len(runs[0]) > 100
 
 
-
 def test_more_traces_than_the_queue_holds_lose_nothing(
     services: Services, unique_name: Callable[[str], str]
 ) -> None:

@@ -644,7 +644,9 @@ def test_pans() -> None:
         format_pan(pans[0], "dots")
 
 
-@pytest.mark.parametrize("module", [_clock, _config, _ids, _pans, _simulate], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [_clock, _config, _ids, _pans, _simulate], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module: Any) -> None:
     failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0

@@ -92,8 +92,8 @@ def _run_trace_ids(es: Any, index_prefix: str, run_id: str) -> tuple[str, ...]:
     ids: list[str] = []
     after: dict[str, Any] | None = None
     while True:
-        composite: dict[str, Any] = {"size": 1000,
-                                     "sources": [{"id": {"terms": {"field": "trace.id"}}}]}  # fmt: skip
+        source = {"id": {"terms": {"field": "trace.id"}}}
+        composite: dict[str, Any] = {"size": 1000, "sources": [source]}
         if after is not None:
             composite["after"] = after
         answer = es.search(

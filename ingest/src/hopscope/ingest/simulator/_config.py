@@ -15,7 +15,6 @@ from typing import Final
 from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator._clock import NS_PER_MS, NS_PER_S
 
-
 # A run id goes into trace/span id seeds and a resource attribute (a keyword in Elasticsearch):
 # short, printable, and safe in a shell command the user copies back.
 RUN_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
