@@ -77,8 +77,8 @@ def test_two_runs_with_the_same_seed_overwrite_nothing(
     def topics(n: int) -> Topics:
         return Topics(unique_name(f"spans{n}"), unique_name(f"logs{n}"), unique_name(f"dlq{n}"))
 
-    def process(run: Topics, prefix: str) -> None:
-        counts = drain(services.kafka_bootstrap, services.es_url, run, prefix, unique_name("g"))
+    def process(run: Topics, prefix: str, group: str) -> None:
+        counts = drain(services.kafka_bootstrap, services.es_url, run, prefix, unique_name(group))
         assert counts.dead_letters == 0
 
     first, second = topics(1), topics(2)
@@ -89,14 +89,14 @@ def test_two_runs_with_the_same_seed_overwrite_nothing(
     assert truths[0]["counts"] == truths[1]["counts"]
 
     # Run 1 alone in the shared indices: the documents a later run must leave alone.
-    process(first, index_prefix)
+    process(first, index_prefix, "g1")
     before = documents(es_client, index_prefix)
     assert all(before[kind] for kind in KINDS), {k: len(v) for k, v in before.items()}
     # Run 2 alone, in indices of its own: how many documents it makes by itself.
-    process(second, alone_prefix)
+    process(second, alone_prefix, "g2-alone")
     second_alone = documents(es_client, alone_prefix)
 
-    process(second, index_prefix)
+    process(second, index_prefix, "g2")
     after = documents(es_client, index_prefix)
     for kind in KINDS:
         assert len(after[kind]) == len(before[kind]) + len(second_alone[kind]), kind
