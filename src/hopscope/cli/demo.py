@@ -63,10 +63,12 @@ class RunSelection:
 
     @property
     def since(self) -> datetime:
+        """The window's start, for the analysis loader (the run id still selects)."""
         return datetime.fromtimestamp((self.start_ns - WINDOW_MARGIN_NS) / 1e9, UTC)
 
     @property
     def until(self) -> datetime:
+        """The window's end, for the analysis loader."""
         return datetime.fromtimestamp((self.end_ns + WINDOW_MARGIN_NS) / 1e9, UTC)
 
     def query(self, kind: str) -> dict[str, Any]:
@@ -164,8 +166,8 @@ def run_demo(
     es = es_client(settings.es_url, request_timeout=60)
     try:
         es.indices.refresh(index=f"{index_prefix}-*")
-        run_ids = _run_trace_ids(es, index_prefix, result.run_id)
-        selection = RunSelection(result.run_id, run_ids, result.start_ns, result.end_ns)
+        trace_ids = _run_trace_ids(es, index_prefix, result.run_id)
+        selection = RunSelection(result.run_id, trace_ids, result.start_ns, result.end_ns)
         found = {
             kind: es.count(index=f"{index_prefix}-{kind}-*", query=selection.query(kind),
                            ignore_unavailable=True)["count"]
