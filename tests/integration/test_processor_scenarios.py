@@ -181,11 +181,13 @@ def test_every_cross_service_call_has_a_hop(
         },
         fields,
     )
-    calls: dict[str, tuple[str, str, str]] = {}  # client span id -> (caller, callee, server id)
+    # hop document id (<trace id>-<client span id>) -> (caller, callee, server span id)
+    calls: dict[str, tuple[str, str, str]] = {}
     for server in (h["_source"] for h in servers):
         caller = clients.get((server["trace.id"], server["parent.id"]))
         if caller is not None and caller != server["service.name"]:
-            calls[server["parent.id"]] = (caller, server["service.name"], server["span.id"])
+            hop_id = f"{server['trace.id']}-{server['parent.id']}"
+            calls[hop_id] = (caller, server["service.name"], server["span.id"])
     # The simulator's every non-root SERVER span answers a CLIENT span of another service.
     assert (
         len(calls)
@@ -198,13 +200,13 @@ def test_every_cross_service_call_has_a_hop(
     missing = sorted(set(calls) - set(hops))
     assert not missing, f"{len(missing)} of {len(calls)} calls have no hop, e.g. {missing[:3]}"
     paired = {
-        span_id: (
+        doc_id: (
             hop[f"{HOP}.source_service"],
             hop[f"{HOP}.target_service"],
             hop[f"{HOP}.server_span_id"],
         )
-        for span_id, hop in hops.items()
-        if span_id in calls
+        for doc_id, hop in hops.items()
+        if doc_id in calls
     }
     assert paired == calls
 

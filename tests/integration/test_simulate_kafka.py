@@ -3,7 +3,7 @@
 For every scenario: every message decodes with the opentelemetry-proto classes, the traces have
 the structure and attributes docs/DESIGN.md §3 prescribes, every log record written inside a request
 carries its trace and span ids, the seeded card numbers never appear in any byte, the counts
-match the ground truth, and the same seed and start give the same span content.
+match the ground truth, and the same seed, run id and start give the same span content.
 """
 
 import json
@@ -34,11 +34,22 @@ START = "2026-03-02T09:00:00Z"
 SERVER, CLIENT = 2, 3  # OTLP SpanKind numbers
 
 
+RUN_ID = "kafka-test"
+
+
 def run_cli(
-    services: Services, scenario: str, spans: str, logs: str, truth: Path, traces: int = 40
+    services: Services,
+    scenario: str,
+    spans: str,
+    logs: str,
+    truth: Path,
+    traces: int = 40,
+    run_id: str | None = RUN_ID,
 ) -> Any:
+    """``hopscope simulate`` with seed 11 and the run id (``None``: the default, a fresh one)."""
+    pinned = [] if run_id is None else ["--run-id", run_id]
     result = runner.invoke(app, [
-        "simulate", "--scenario", scenario, "--traces", str(traces), "--seed", "11",
+        "simulate", "--scenario", scenario, "--traces", str(traces), "--seed", "11", *pinned,
         "--start", START, "--ground-truth", str(truth), "--bootstrap", services.kafka_bootstrap,
         "--spans-topic", spans, "--logs-topic", logs,
     ])  # fmt: skip
@@ -71,8 +82,9 @@ def test_every_scenario_reaches_kafka_as_valid_otlp(
     counts = truth["counts"]
     assert result.stdout.strip() == (
         f"simulated {counts['traces']} traces, {counts['spans']} spans, "
-        f"{counts['log_records']} log records (scenario {scenario}, seed 11)"
+        f"{counts['log_records']} log records (scenario {scenario}, seed 11, run id {RUN_ID})"
     )
+    assert truth["run_id"] == RUN_ID
 
     messages = read_all(services.kafka_bootstrap, [spans_topic, logs_topic], 2)
     pans = [p.encode() for p in truth["seeded_pans"] + truth["seeded_pan_texts"]]
@@ -87,6 +99,7 @@ def test_every_scenario_reaches_kafka_as_valid_otlp(
     for message in span_messages:
         for resource, span in spans_of(message):
             assert span.trace_id.hex() == message.key.decode()  # keyed by trace id
+            assert attrs(resource.attributes)[c.RUN_ID] == RUN_ID
             by_id[span.span_id.hex()] = span
             service_of[span.span_id.hex()] = attrs(resource.attributes)[c.SERVICE_NAME]
     assert len(by_id) == counts["spans"]
@@ -124,7 +137,7 @@ def test_every_scenario_reaches_kafka_as_valid_otlp(
         assert cluster[c.LOG_FAILOVER] > 0 and cluster[c.LOG_NODE_DOWN] > 0
 
 
-def test_same_seed_and_start_give_the_same_spans(
+def test_same_seed_run_id_and_start_give_the_same_spans(
     services: Services, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
     runs = []

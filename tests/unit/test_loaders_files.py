@@ -32,6 +32,7 @@ def _simulated(traces: int = 40) -> tuple[Any, Any]:
         start_ns=parse_iso8601_ns("2026-03-02T10:00:00Z"),
         scenario=Scenario("node-failure"),
         seed=3,
+        run_id="loaders-files",
         traces=traces,
     )
     simulate(

@@ -41,7 +41,7 @@ def simulated_records(traces: int = 120) -> tuple[list[SpanRecord], list[LogReco
     """The node-failure scenario's spans and logs, decoded as the processors decode them."""
     span_exporter, log_exporter = InMemorySpanExporter(), InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     config = SimulationConfig(start_ns=START, scenario=Scenario("node-failure"), seed=5,
-                              traces=traces)  # fmt: skip
+                              run_id="loaders-parquet", traces=traces)  # fmt: skip
     simulate(
         config,
         span_processors=[SimpleSpanProcessor(span_exporter)],

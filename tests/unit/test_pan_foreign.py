@@ -43,7 +43,9 @@ def run(
 ) -> tuple[SimulationResult, tuple[ReadableSpan, ...], tuple[ForeignMessage, ...]]:
     exporter = InMemorySpanExporter()
     messages: list[ForeignMessage] = []
-    config = SimulationConfig(start_ns=START, seed=seed, traces=TRACES, foreign_pans=foreign)
+    # The run id pinned with the seed: runs with and without foreign services must match.
+    config = SimulationConfig(start_ns=START, seed=seed, run_id="pan-foreign", traces=TRACES,
+                              foreign_pans=foreign)  # fmt: skip
     result = simulate(
         config,
         span_processors=[SimpleSpanProcessor(exporter)],

@@ -280,3 +280,28 @@ DOCTESTED = ("hopscope.processors.schema", "hopscope.dashboards.kibana.fields")
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+TRACE_IDS = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+
+
+@pytest.mark.parametrize("kind", sorted({*DERIVED, "spans"}))
+def test_document_ids_include_the_trace_id(kind: str) -> None:
+    """Ids local to a trace (span ids) repeat across traces: every document id of a record in a
+    trace holds its trace id, so one trace's record never overwrites another's (issue: a second
+    simulator run replaced the first's hops). The same record always gets the same id."""
+    table = TABLES[kind]
+    records: st.SearchStrategy[Any] = (
+        forests().filter(bool).map(lambda spans: spans[0]) if kind == "spans" else DERIVED[kind][0]
+    )
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(records, TRACE_IDS, TRACE_IDS)
+    def check(record: Any, first: str, second: str) -> None:
+        assume(first != second)
+        one = dataclasses.replace(record, trace_id=first)
+        other = dataclasses.replace(record, trace_id=second)
+        assert first in table.id(one) and table.id(one) == table.id(dataclasses.replace(one))
+        assert table.id(one) != table.id(other)
+
+    check()

@@ -66,10 +66,15 @@ def event_name(record: Any) -> str | None:
     return record.event_name or (record.attributes or {}).get(c.EVENT_NAME)
 
 
+# Pinned with the seed: only the two together reproduce a run (an unpinned run id is random).
+RUN_ID = "unit-test-run"
+
+
 def run(
     scenario: Scenario | str = Scenario.BASELINE,
     *,
     seed: int = 7,
+    run_id: str | None = RUN_ID,
     traces: int = TRACES,
     rate: float = 100.0,
     start_ns: int = START,
@@ -78,8 +83,8 @@ def run(
     span_exporter = InMemorySpanExporter()
     log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     config = SimulationConfig(
-        start_ns=start_ns, scenario=Scenario(scenario), seed=seed, traces=traces, rate=rate,
-        lb_strategy=lb_strategy,
+        start_ns=start_ns, scenario=Scenario(scenario), seed=seed, run_id=run_id, traces=traces,
+        rate=rate, lb_strategy=lb_strategy,
     )  # fmt: skip
     result = simulate(
         config,
@@ -269,14 +274,40 @@ def test_structure_conventions_and_counts(scenario: Scenario) -> None:
 
 
 @pytest.mark.parametrize("scenario", list(Scenario), ids=str)
-def test_same_seed_same_telemetry(scenario: Scenario) -> None:
-    assert canonical(run(scenario, seed=7)) == canonical(cached(scenario))
+def test_same_seed_and_run_id_same_telemetry(scenario: Scenario) -> None:
+    assert canonical(run(scenario, seed=7, run_id=RUN_ID)) == canonical(cached(scenario))
 
 
-def test_different_seed_or_start_different_telemetry() -> None:
+def test_different_seed_start_or_run_id_different_telemetry() -> None:
     base = canonical(cached(Scenario.BASELINE))
     assert canonical(run(seed=8)) != base
     assert canonical(run(start_ns=START + 1)) != base
+    assert canonical(run(run_id="another-run")) != base
+
+
+def test_unpinned_runs_share_no_trace_id() -> None:
+    """Without a run id, the same seed gives the same traffic under new ids: a second run
+    never overwrites the first's documents (their ids are built from the trace ids)."""
+    first, second = run(seed=7, run_id=None), run(seed=7, run_id=None)
+    assert first.truth["run_id"] != second.truth["run_id"]
+    assert first.result.run_id == first.truth["run_id"]
+    assert not {trace_id(s) for s in first.spans} & {trace_id(s) for s in second.spans}
+    # Only the ids (and the run id on the resources) differ: the seed still fixes the traffic.
+    assert first.truth["counts"] == second.truth["counts"]
+    assert [s.name for s in first.spans] == [s.name for s in second.spans]
+
+
+def test_the_run_id_is_on_every_resource() -> None:
+    r = cached(Scenario.BASELINE)
+    assert {s.resource.attributes[c.RUN_ID] for s in r.spans} == {RUN_ID}
+    assert {g.resource.attributes[c.RUN_ID] for g in r.logs} == {RUN_ID}
+    assert r.truth["run_id"] == RUN_ID
+
+
+@pytest.mark.parametrize("run_id", ["", "-leading-dash", "has space", "x" * 65, "a/b"])
+def test_a_bad_run_id_is_refused(run_id: str) -> None:
+    with pytest.raises(ValueError, match="run_id must be"):
+        SimulationConfig(start_ns=START, run_id=run_id)
 
 
 def test_nodes_and_services() -> None:
@@ -613,7 +644,9 @@ def test_pans() -> None:
         format_pan(pans[0], "dots")
 
 
-@pytest.mark.parametrize("module", [_clock, _ids, _pans, _simulate], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [_clock, _config, _ids, _pans, _simulate], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module: Any) -> None:
     failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert failures == 0

@@ -25,6 +25,7 @@ START = "2025-03-01T12:00:00Z"
         (["--traces", "5", "--duration", "1"], "not both"),
         (["--traces", "0"], "traces must be >= 1"),
         (["--start", "yesterday"], "ISO 8601"),
+        (["--run-id", "a b"], "run_id must be"),
     ],
 )
 def test_bad_options_are_parameter_errors(args: list[str], message: str) -> None:

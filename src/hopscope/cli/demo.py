@@ -8,14 +8,20 @@ Steps (matched by ``Step N`` comments below):
    masked, exactly as an instrumented service's would; it also writes down the ground truth.
 3. Run the stream processor until it has caught up: spans, logs, hops, failovers, coordination
    delays and trace summaries land in Elasticsearch, offsets committed after acknowledgement.
-4. Ask Elasticsearch what happened, and set it beside the ground truth.
-5. Run the batch analysis over the run's window in Elasticsearch: print the ranked findings,
-   write the HTML report, and check that the top finding names the injected fault.
+4. Ask Elasticsearch what happened in exactly this run, and set it beside the ground truth.
+   The run is selected by its run id, never by a time window alone: the indices may hold other
+   traffic of the same minutes (another ``hopscope simulate``, a live service). Spans and logs
+   carry the run id on their resource; the derived records are selected by the run's trace ids.
+5. Run the batch analysis over the same selection: print the ranked findings, write the HTML
+   report, check that its counts are step 4's and that the top finding names the injected
+   fault.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +43,70 @@ class DemoError(HopscopeError):
     """The demo flow did not complete, or Elasticsearch disagrees with the ground truth."""
 
 
-def _window(start_ns: int, end_ns: int) -> dict[str, Any]:
-    from hopscope.processors.documents import timestamp
+# The time bounds only narrow the search to a few daily indices; the run id selects exactly.
+# A minute of margin covers a skewed node's clock and logs timed in float seconds.
+WINDOW_MARGIN_NS = 60 * 10**9
+# Kinds the demo counts, and which ones carry the run id on their resource (the others are
+# derived per trace, so they are selected by the run's trace ids).
+KINDS = ("spans", "logs", "traces", "hops", "failovers", "coordination")
+_OWN_RESOURCE = ("spans", "logs")
 
-    # A millisecond of margin: log times pass through float seconds in stdlib logging.
-    margin = 1_000_000
-    return {"range": {"@timestamp": {"gte": timestamp(start_ns - margin),
-                                     "lte": timestamp(end_ns + margin)}}}  # fmt: skip
+
+@dataclass(frozen=True)
+class RunSelection:
+    """Exactly one simulator run in the indices: its run id, trace ids and time bounds."""
+
+    run_id: str
+    trace_ids: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+
+    @property
+    def since(self) -> datetime:
+        """The window's start, for the analysis loader (the run id still selects)."""
+        return datetime.fromtimestamp((self.start_ns - WINDOW_MARGIN_NS) / 1e9, UTC)
+
+    @property
+    def until(self) -> datetime:
+        """The window's end, for the analysis loader."""
+        return datetime.fromtimestamp((self.end_ns + WINDOW_MARGIN_NS) / 1e9, UTC)
+
+    def query(self, kind: str) -> dict[str, Any]:
+        """The Elasticsearch query of this run's documents of ``kind``."""
+        from hopscope.ingest.conventions import RUN_ID
+        from hopscope.processors.documents import timestamp
+
+        window = {"range": {"@timestamp": {
+            "gte": timestamp(self.start_ns - WINDOW_MARGIN_NS),
+            "lte": timestamp(self.end_ns + WINDOW_MARGIN_NS)}}}  # fmt: skip
+        run: dict[str, Any] = (
+            {"term": {f"resource.{RUN_ID}": self.run_id}}
+            if kind in _OWN_RESOURCE
+            else {"terms": {"trace.id": list(self.trace_ids)}}
+        )
+        return {"bool": {"filter": [window, run]}}
+
+
+def _run_trace_ids(es: Any, index_prefix: str, run_id: str) -> tuple[str, ...]:
+    """The trace ids of the run's spans, paged with a composite aggregation."""
+    from hopscope.ingest.conventions import RUN_ID
+
+    ids: list[str] = []
+    after: dict[str, Any] | None = None
+    while True:
+        source = {"id": {"terms": {"field": "trace.id"}}}
+        composite: dict[str, Any] = {"size": 1000, "sources": [source]}
+        if after is not None:
+            composite["after"] = after
+        answer = es.search(
+            index=f"{index_prefix}-spans-*", size=0, ignore_unavailable=True,
+            query={"term": {f"resource.{RUN_ID}": run_id}},
+            aggs={"traces": {"composite": composite}},
+        )["aggregations"]["traces"]  # fmt: skip
+        ids += [bucket["key"]["id"] for bucket in answer["buckets"]]
+        after = answer.get("after_key")
+        if not answer["buckets"] or after is None:
+            return tuple(ids)
 
 
 def run_demo(
@@ -99,18 +162,19 @@ def run_demo(
     with err.status("processing"), Processor.from_settings(processor_settings) as processor:
         counts = processor.run(drain=True)
 
-    # Step 4: what Elasticsearch knows about this run's time window.
+    # Step 4: what Elasticsearch knows about this run, and only this run.
     es = es_client(settings.es_url, request_timeout=60)
     try:
         es.indices.refresh(index=f"{index_prefix}-*")
-        window = _window(result.start_ns, result.end_ns)
+        trace_ids = _run_trace_ids(es, index_prefix, result.run_id)
+        selection = RunSelection(result.run_id, trace_ids, result.start_ns, result.end_ns)
         found = {
-            kind: es.count(index=f"{index_prefix}-{kind}-*", query=window,
+            kind: es.count(index=f"{index_prefix}-{kind}-*", query=selection.query(kind),
                            ignore_unavailable=True)["count"]
-            for kind in ("spans", "logs", "traces", "hops", "failovers", "coordination")
+            for kind in KINDS
         }  # fmt: skip
         by_edge = es.search(
-            index=f"{index_prefix}-hops-*", size=0, query=window,
+            index=f"{index_prefix}-hops-*", size=0, query=selection.query("hops"),
             aggs={"source": {"terms": {"field": "hopscope.hop.source_service", "size": 20},
                              "aggs": {"target": {
                                  "terms": {"field": "hopscope.hop.target_service", "size": 20},
@@ -123,7 +187,7 @@ def run_demo(
             key=lambda edge: -edge[2],
         )[:5]  # fmt: skip
         failovers = es.search(
-            index=f"{index_prefix}-failovers-*", size=0, query=window,
+            index=f"{index_prefix}-failovers-*", size=0, query=selection.query("failovers"),
             aggs={"source": {"terms": {"field": "hopscope.failover.from_node"},
                              "aggs": {"target": {"terms": {
                                  "field": "hopscope.failover.to_node"}}}}},
@@ -147,7 +211,8 @@ def run_demo(
                   + ", ".join(f"{k} {v}" for k, v in sorted(counts.indexed.items()))
                   + f"; dead letters {counts.dead_letters}; offsets committed after "
                   "Elasticsearch acknowledged")  # fmt: skip
-    table.add_row("Elasticsearch", ", ".join(f"{k} {v}" for k, v in found.items()))
+    table.add_row("Elasticsearch", f"run {result.run_id}: "
+                  + ", ".join(f"{k} {v}" for k, v in found.items()))  # fmt: skip
     table.add_row(
         "slowest hops (p99)",
         "; ".join(f"{source} → {target} {p99 / 1e6:.1f} ms" for source, target, p99 in edges)
@@ -167,7 +232,7 @@ def run_demo(
         raise DemoError(f"Elasticsearch holds other counts than were emitted: {wrong}")
 
     # Step 5: the batch analysis of this run, read back from Elasticsearch.
-    _analyze(out, err, settings.es_url, index_prefix, result.start_ns, result.end_ns, truth, html)
+    _analyze(out, err, settings.es_url, index_prefix, selection, found, truth, html)
     return found
 
 
@@ -176,32 +241,35 @@ def _analyze(
     err: Console,
     es_url: str,
     index_prefix: str,
-    start_ns: int,
-    end_ns: int,
+    selection: RunSelection,
+    found: dict[str, int],
     truth: dict[str, Any],
     html: Path | None,
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
     from hopscope.analysis.loaders import load_elasticsearch
     from hopscope.analysis.render import print_report
     from hopscope.analysis.report import build_report
 
-    margin = timedelta(minutes=5)  # as in the counts above: spans may end after the last arrival
-    since = datetime.fromtimestamp(start_ns / 1e9, UTC) - margin
-    until = datetime.fromtimestamp(end_ns / 1e9, UTC) + margin
+    # The analysis reads the run's traces, as step 4 counted them: both summaries are one run's.
     data = load_elasticsearch(
-        es_url, index_prefix=index_prefix, since=since, until=until, progress=err.is_terminal
-    )
+        es_url, index_prefix=index_prefix, since=selection.since, until=selection.until,
+        trace_ids=selection.trace_ids, progress=err.is_terminal,
+    )  # fmt: skip
     report = build_report(
-        data, source=f"elasticsearch {es_url} {index_prefix}-*", progress=err.is_terminal
-    )
+        data, source=f"elasticsearch {es_url} {index_prefix}-* run {selection.run_id}",
+        progress=err.is_terminal,
+    )  # fmt: skip
     print_report(report, out)
     if html is not None:
         from hopscope.analysis.render import write_html
 
         written = write_html(report, html)
         out.print(f"HTML report: {written.resolve()}", markup=False, highlight=False)
+    read = dict(report.counts)
+    read["coordination"] = read.get("coordination", 0) + read.pop("two_phase_commits", 0)
+    disagree = {k: (found[k], read[k]) for k in read if k in found and found[k] != read[k]}
+    if disagree:
+        raise DemoError(f"the analysis read other counts than Elasticsearch holds: {disagree}")
     injected = (truth.get("injected") or [{}])[0]
     node = injected.get("node")
     top = report.findings[0] if report.findings else None

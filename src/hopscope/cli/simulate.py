@@ -33,7 +33,18 @@ def simulate_command(
             help="Virtual seconds of arrivals; traces = rate × duration.", show_default=False
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Same seed and start, same telemetry.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seeds the traffic; with --run-id and --start, same telemetry.")
+    ] = 0,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Names the run (resource attribute hopscope.run.id) and, with --seed, seeds "
+            "the trace ids. Default: a fresh random id, so runs never overwrite each other; pin "
+            "it with --seed and --start to reproduce a run exactly.",
+            show_default=False,
+        ),
+    ] = None,
     start: Annotated[
         str | None,
         typer.Option(
@@ -109,11 +120,13 @@ def simulate_command(
         raise typer.BadParameter(str(error), param_hint="--start") from None
     try:
         config = SimulationConfig(
-            start_ns=start_ns, scenario=Scenario(scenario), seed=seed, traces=traces,
-            rate=rate, duration_s=duration, lb_strategy=lb_strategy, foreign_pans=foreign_pans,
+            start_ns=start_ns, scenario=Scenario(scenario), seed=seed, run_id=run_id,
+            traces=traces, rate=rate, duration_s=duration, lb_strategy=lb_strategy,
+            foreign_pans=foreign_pans,
         )  # fmt: skip
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        hint = "--run-id" if str(error).startswith("run_id") else None
+        raise typer.BadParameter(str(error), param_hint=hint) from None
     bootstrap = bootstrap or Settings.from_env().kafka_bootstrap
     bootstrap = bootstrap or resolve_settings().kafka_bootstrap
     assert bootstrap is not None  # resolved() raises rather than return no endpoint
@@ -139,7 +152,7 @@ def simulate_command(
     result = run.result
     out.print(
         f"simulated {result.traces} traces, {result.spans} spans, {result.log_records} log "
-        f"records (scenario {config.scenario.value}, seed {config.seed})",
+        f"records (scenario {config.scenario.value}, seed {config.seed}, run id {config.run})",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
     if foreign_pans:

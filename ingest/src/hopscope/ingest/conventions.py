@@ -15,6 +15,9 @@ SERVICE_NAME: Final = "service.name"
 SERVICE_INSTANCE_ID: Final = "service.instance.id"  # the node
 DEPLOYMENT_ENVIRONMENT: Final = "deployment.environment.name"
 CLOUD_REGION: Final = "cloud.region"
+# The simulator's run (resource.hopscope.run.id in Elasticsearch): tells one run's telemetry
+# from every other's in the same indices.
+RUN_ID: Final = "hopscope.run.id"
 
 # Calls between services.
 SERVER_ADDRESS: Final = "server.address"

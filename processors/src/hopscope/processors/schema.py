@@ -112,6 +112,22 @@ LONG_MAX: Final = 2**63 - 1
 _MAX_ID_BYTES: Final = 512
 
 
+def in_trace(trace_id: str | None, local_id: str) -> str:
+    """``<trace id>-<local id>``: the document id of a record named by an id local to a trace.
+
+    Span ids are unique only within their trace, so two traces (two simulator runs, two SDKs
+    with a weak generator) can share one; an id without the trace would make the later record
+    overwrite the earlier. A record outside any trace (a cluster event's failover) keeps its own
+    id, a content hash. Both parts are derived from the input, so a replay writes the same ids.
+
+    >>> in_trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    '4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7'
+    >>> in_trace(None, "log-5f1c")
+    'log-5f1c'
+    """
+    return local_id if trace_id is None else f"{trace_id}-{local_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One document field of a record kind.
@@ -336,7 +352,7 @@ SPANS: Final = Table(
         _attribute("attributes", "payment.method", "payment_method"),
         _attribute("attributes", "payment.currency", "payment_currency"),
     ),
-    id=lambda s: f"{s.trace_id}-{s.span_id}",
+    id=lambda s: in_trace(s.trace_id, s.span_id),
     time_ns=operator.attrgetter("start_ns"),
 )  # fmt: skip
 
@@ -396,7 +412,7 @@ HOPS: Final = Table(
         _hop("attempt", LONG, INT64, column="attempt"),
         _hop("server_span_id", KEYWORD, STRING),
     ),
-    id=operator.attrgetter("hop_id"),
+    id=lambda h: in_trace(h.trace_id, h.hop_id),
     time_ns=operator.attrgetter("start_ns"),
 )  # fmt: skip
 
@@ -426,7 +442,7 @@ FAILOVERS: Final = Table(
         _failover("outcome", KEYWORD, STRING, column="outcome"),
         _failover("source", KEYWORD, STRING, column="source"),
     ),
-    id=operator.attrgetter("failover_id"),
+    id=lambda f: in_trace(f.trace_id, f.failover_id),
     time_ns=operator.attrgetter("time_ns"),
 )  # fmt: skip
 
@@ -458,7 +474,7 @@ COORDINATION: Final = Table(
         _delay("critical_ns", LONG, INT64, column="critical_ns"),
         _delay("error", BOOLEAN, BOOL, column="error"),
     ),
-    id=operator.attrgetter("span_id"),
+    id=lambda d: in_trace(d.trace_id, d.span_id),
     time_ns=operator.attrgetter("start_ns"),
 )  # fmt: skip
 

@@ -9,9 +9,9 @@ Procedure, per index pattern ``<prefix>-<kind>-*`` (the coordination pattern hol
    asked for and come out null);
 2. one point in time (PIT) is opened, so every slice sees the same snapshot;
 3. ``slices`` sliced searches run in parallel threads, each paging with ``search_after`` on
-   ``_shard_doc`` (no scroll context, no deep-paging cost). The time range (``@timestamp``)
-   and the services (``service.name``: a hop's source service, a trace's root service) are
-   filters of the query, so Elasticsearch skips what is not wanted;
+   ``_shard_doc`` (no scroll context, no deep-paging cost). The time range (``@timestamp``),
+   the services (``service.name``: a hop's source service, a trace's root service) and the
+   traces (``trace.id``) are filters of the query, so Elasticsearch skips what is not wanted;
 4. every page is read as raw bytes straight into polars (``read_json`` with the schema of
    step 1), never as per-hit Python dicts. Two ways to fetch (``fetch``):
 
@@ -42,7 +42,7 @@ import io
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -110,14 +110,35 @@ def _iso(moment: datetime) -> str:
     return _as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Elasticsearch's default index.max_terms_count: the most values one terms query may hold.
+MAX_TRACE_IDS: Final = 65_536
+
+
+def _check_trace_ids(trace_ids: Collection[str] | None) -> list[str] | None:
+    if trace_ids is None:
+        return None
+    if isinstance(trace_ids, str):  # a lone id would be read as its characters
+        raise ValueError("trace_ids must be a collection of trace ids, not one string")
+    if len(trace_ids) > MAX_TRACE_IDS:
+        raise ValueError(
+            f"trace_ids holds {len(trace_ids)} ids, more than the {MAX_TRACE_IDS} one "
+            "Elasticsearch terms query accepts; select by time instead"
+        )
+    return sorted(trace_ids)
+
+
 def _query(
     since: datetime | None,
     until: datetime | None,
     services: Sequence[str] | None,
     extra: Sequence[Mapping[str, Any]] = (),
+    trace_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The filter every kind shares: ``since <= @timestamp < until``, ``service.name`` in."""
+    """The filter every kind shares: ``since <= @timestamp < until``, ``service.name`` in,
+    ``trace.id`` in."""
     filters: list[Mapping[str, Any]] = list(extra)
+    if trace_ids is not None:
+        filters.append({"terms": {"trace.id": list(trace_ids)}})
     if since is not None or until is not None:
         bounds: dict[str, Any] = {"format": _DATE_FORMAT}
         if since is not None:
@@ -487,6 +508,7 @@ def load_elasticsearch(
     since: datetime | None = None,
     until: datetime | None = None,
     services: Sequence[str] | None = None,
+    trace_ids: Collection[str] | None = None,
     kinds: Sequence[str] = KINDS,
     slices: int | None = None,
     fetch: Literal["source", "docvalues"] = "source",
@@ -503,6 +525,8 @@ def load_elasticsearch(
         services: only documents whose ``service.name`` is one of these (spans: the span's
             service; hops: the source service; traces: the root service; 2PC: the
             coordinator). ``None`` reads every service.
+        trace_ids: only documents of these traces (``trace.id``), e.g. the traces of one
+            simulator run; at most :data:`MAX_TRACE_IDS`. ``None`` reads every trace.
         kinds: the dataset kinds to read (``spans``, ``traces``, ``hops``, ``failovers``,
             ``coordination``, ``two_phase_commits``); the others stay empty.
         slices: parallel sliced searches per index pattern (default :func:`default_slices`).
@@ -519,7 +543,7 @@ def load_elasticsearch(
 
     Raises:
         LoaderError: Elasticsearch is unreachable or refuses a request.
-        ValueError: an unknown kind or ``slices < 1``.
+        ValueError: an unknown kind, ``slices < 1`` or too many trace ids.
 
     Examples:
         >>> data = load_elasticsearch("http://127.0.0.1:9200", since=datetime(2026, 3, 2),
@@ -527,6 +551,7 @@ def load_elasticsearch(
         >>> data.hops.group_by("target_service").len().collect()  # doctest: +SKIP
     """
     dataset_kinds = _check_kinds(kinds)
+    traces = _check_trace_ids(trace_ids)
     slices = default_slices() if slices is None else slices
     if slices < 1:
         raise ValueError(f"slices must be at least 1, got {slices}")
@@ -542,7 +567,7 @@ def load_elasticsearch(
         for kind, wanted in by_pattern.items():
             extra = _record_filter(wanted) if kind == "coordination" else []
             target = _Pattern(kind, f"{index_prefix}-{kind}-*",
-                              _query(since, until, services, extra))  # fmt: skip
+                              _query(since, until, services, extra, traces))  # fmt: skip
             _prepare(client, target, wanted)
             targets.append(target)
         for target in targets:
@@ -592,19 +617,22 @@ def count_elasticsearch(
     since: datetime | None = None,
     until: datetime | None = None,
     services: Sequence[str] | None = None,
+    trace_ids: Collection[str] | None = None,
     kinds: Sequence[str] = KINDS,
 ) -> dict[str, int]:
     """How many documents :func:`load_elasticsearch` would read per kind, with the same filters.
 
     Parameters:
         client_or_url: an ``elasticsearch.Elasticsearch`` client or a URL.
-        index_prefix, since, until, services, kinds: as for :func:`load_elasticsearch`.
+        index_prefix, since, until, services, trace_ids, kinds: as for
+            :func:`load_elasticsearch`.
 
     Returns:
         Documents per dataset kind (0 where no index matches), e.g. to size a window or to
         turn a load time into documents per second.
     """
     dataset_kinds = _check_kinds(kinds)
+    traces = _check_trace_ids(trace_ids)
     counts: dict[str, int] = {}
     with _client(client_or_url) as client:
         for kind in KINDS:
@@ -616,7 +644,7 @@ def count_elasticsearch(
             answer = _api(
                 lambda p=pattern, e=extra: client.count(  # type: ignore[misc]
                     index=p,
-                    query=_query(since, until, services, e),
+                    query=_query(since, until, services, e, traces),
                     ignore_unavailable=True,
                     allow_no_indices=True,
                 ),

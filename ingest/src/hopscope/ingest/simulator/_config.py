@@ -6,12 +6,29 @@ values used, so an analysis is checked against what was injected, not against th
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
 from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator._clock import NS_PER_MS, NS_PER_S
+
+# A run id goes into trace/span id seeds and a resource attribute (a keyword in Elasticsearch):
+# short, printable, and safe in a shell command the user copies back.
+RUN_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# 64 random bits: two unpinned runs sharing ids is as likely as two SDK trace ids colliding.
+RUN_ID_BYTES: Final = 8
+
+
+def new_run_id() -> str:
+    """A fresh random run id (16 hex digits).
+
+    >>> len(new_run_id()), new_run_id() != new_run_id()
+    (16, True)
+    """
+    return secrets.token_hex(RUN_ID_BYTES)
 
 
 class Scenario(StrEnum):
@@ -103,7 +120,13 @@ class SimulationConfig:
     scenario:
         The fault to inject (a :class:`Scenario` or its name).
     seed:
-        Seeds every random choice and the trace/span ids: same seed and start, same telemetry.
+        Seeds every random choice of the model: same seed and start, same traffic.
+    run_id:
+        Names the run: it seeds the trace/span ids together with ``seed`` and is stamped on
+        every node's resource as ``hopscope.run.id``, so a run's telemetry can be told apart
+        and two runs never share a document id in Elasticsearch. ``None`` (the default) draws
+        a fresh random id, so runs are unique unless both ``seed`` and ``run_id`` are pinned;
+        pinning both (and the start) reproduces the same telemetry exactly, ids included.
     traces, duration_s, rate:
         Either ``traces`` (arrivals at ``rate`` per virtual second) or ``duration_s`` (then
         ``round(rate * duration_s)`` traces); neither means :data:`DEFAULT_TRACES`.
@@ -129,6 +152,7 @@ class SimulationConfig:
     start_ns: int
     scenario: Scenario = Scenario.BASELINE
     seed: int = 0
+    run_id: str | None = None
     traces: int | None = None
     rate: float = DEFAULT_RATE
     duration_s: float | None = None
@@ -143,6 +167,15 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         # Accept the scenario's name too (the CLI and JSON configs speak strings).
         object.__setattr__(self, "scenario", Scenario(self.scenario))
+        # The id is fixed here, once, so every part of the run (ids, resources, ground truth)
+        # agrees on it; the dataclass is frozen, hence object.__setattr__.
+        if self.run_id is None:
+            object.__setattr__(self, "run_id", new_run_id())
+        elif not RUN_ID_PATTERN.fullmatch(self.run_id):
+            raise ValueError(
+                "run_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                f"or digit, got {self.run_id!r}"
+            )
         if self.start_ns < 0:
             raise ValueError(f"start_ns must be >= 0, got {self.start_ns}")
         if not self.rate > 0:
@@ -169,6 +202,12 @@ class SimulationConfig:
             raise ValueError(
                 f"fault_at_ns must not be before start_ns, got {self.fault_at_ns} < {self.start_ns}"
             )
+
+    @property
+    def run(self) -> str:
+        """The run id in effect (never ``None`` once constructed)."""
+        assert self.run_id is not None  # set in __post_init__
+        return self.run_id
 
     @property
     def trace_count(self) -> int:

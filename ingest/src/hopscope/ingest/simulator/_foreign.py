@@ -169,13 +169,17 @@ class ForeignServices:
     of everything handed so far.
     """
 
-    def __init__(self, seed: int, sink: ForeignSink, *, environment: str, region: str) -> None:
+    def __init__(
+        self, seed: int, sink: ForeignSink, *, environment: str, region: str, run_id: str
+    ) -> None:
         # Its own generator (string seeds hash deterministically), so the network's draws,
-        # and with them its telemetry, do not depend on whether these services run.
-        self._rng = random.Random(f"hopscope-simulator-foreign/{seed}")  # noqa: S311 (seeded)
+        # and with them its telemetry, do not depend on whether these services run. The run id
+        # is part of the seed because the span ids drawn here must differ between runs.
+        self._rng = random.Random(f"hopscope-simulator-foreign/{seed}/{run_id}")  # noqa: S311
         self._sink = sink
         self._environment = environment
         self._region = region
+        self._run_id = run_id
         self._resources: dict[str, list[KeyValue]] = {}
         self._draws = 0
         self._pans: dict[str, None] = {}  # insertion-ordered set
@@ -225,6 +229,7 @@ class ForeignServices:
             "service.version": "3.4.1" if service == JAVA_SERVICE else "1.12.0",
             c.DEPLOYMENT_ENVIRONMENT: self._environment,
             c.CLOUD_REGION: self._region,
+            c.RUN_ID: self._run_id,
             "host.name": f"{node}.payments.internal",
         }
         if service == JAVA_SERVICE:

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Tracer
 
+from hopscope.ingest import conventions as c
 from hopscope.ingest.providers import node_providers
 from hopscope.ingest.spans import SCOPE, Clock
 
@@ -134,8 +135,13 @@ def build_node(
     id_generator: IdGenerator,
     environment: str,
     region: str,
+    run_id: str,
 ) -> Node:
-    """A node whose spans and logs go to the given processors, time-stamped by ``clock``."""
+    """A node whose spans and logs go to the given processors, time-stamped by ``clock``.
+
+    Its resource carries ``run_id`` (``hopscope.run.id``), so each run's telemetry can be
+    selected exactly among others in the same indices.
+    """
     tracer_provider, logger_provider = node_providers(
         service,
         node_id,
@@ -144,6 +150,7 @@ def build_node(
         environment=environment,
         region=region,
         id_generator=id_generator,
+        extra_resource={c.RUN_ID: run_id},
     )
     tracer = tracer_provider.get_tracer(SCOPE)
     # An unmanaged Logger (not logging.getLogger): nodes of many runs must not accumulate in

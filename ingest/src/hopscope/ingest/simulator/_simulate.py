@@ -2,7 +2,8 @@
 
 Steps (matched by ``Step N`` comments in :func:`simulate`):
 
-1. Seed the model's random numbers and, separately, the trace/span ids.
+1. Seed the model's random numbers (by the seed) and, separately, the trace/span ids (by the
+   seed and the run id: the same traffic under another run id gets ids of its own).
 2. Build one node (TracerProvider + LoggerProvider + logger) per service instance, all
    feeding the caller's processors behind a counter; a skewed node gets its own clock view.
 3. Run the arrivals: Poisson, at ``rate`` per virtual second, one trace each (with
@@ -65,6 +66,7 @@ class SimulationResult:
     start_ns: int
     end_ns: int
     ground_truth: dict[str, Any]
+    run_id: str
 
     def ground_truth_json(self) -> str:
         """The ground truth as indented JSON (what ``--ground-truth FILE`` writes)."""
@@ -132,9 +134,11 @@ def simulate(
             "foreign_pans needs a foreign_sink: the other SDKs' telemetry goes straight to "
             "Kafka, not through span or log processors"
         )
-    # Step 1: one generator for the model's decisions, another for the ids.
+    # Step 1: one generator for the model's decisions, another for the ids. The run id goes
+    # into the ids' seed only: ids repeated across runs would make a later run overwrite an
+    # earlier one's documents in Elasticsearch, while the traffic itself may well repeat.
     rng = random.Random(config.seed)  # noqa: S311 (a model's randomness, seeded on purpose)
-    id_generator = SeededIdGenerator(f"hopscope-simulator-ids/{config.seed}")
+    id_generator = SeededIdGenerator(f"hopscope-simulator-ids/{config.seed}/{config.run}")
     clock = VirtualClock(config.start_ns)
 
     # Step 2: the nodes, all feeding the caller's processors behind the counters.
@@ -160,6 +164,7 @@ def simulate(
                     id_generator=id_generator,
                     environment=config.environment,
                     region=config.region,
+                    run_id=config.run,
                 )
             )
 
@@ -168,8 +173,9 @@ def simulate(
     foreign: ForeignServices | None = None
     if config.foreign_pans and foreign_sink is not None:
         foreign = ForeignServices(
-            config.seed, foreign_sink, environment=config.environment, region=config.region
-        )
+            config.seed, foreign_sink, environment=config.environment, region=config.region,
+            run_id=config.run,
+        )  # fmt: skip
         network.issuer_observer = foreign.issuer_call
     traces = config.trace_count
     arrival = config.start_ns
@@ -189,6 +195,7 @@ def simulate(
     ground_truth: dict[str, Any] = {
         "scenario": config.scenario.value,
         "seed": config.seed,
+        "run_id": config.run,
         "start": format_ns_iso(config.start_ns),
         "start_ns": config.start_ns,
         "end_ns": network.end_ns,
@@ -218,4 +225,5 @@ def simulate(
         start_ns=config.start_ns,
         end_ns=network.end_ns,
         ground_truth=ground_truth,
+        run_id=config.run,
     )

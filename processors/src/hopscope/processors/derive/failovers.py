@@ -414,8 +414,15 @@ def _with_events(
 
 
 def _log_id(log: LogRecord, from_node: str | None, to_node: str | None) -> str:
-    """A content hash: the same log replayed gets the same id."""
+    """A content hash: the same log replayed gets the same id.
+
+    The resource is part of it: a cluster event outside any trace has no trace id to tell it
+    apart, and two runs of the same simulation (or two clusters sharing node names) emit the
+    same event at the same instant from otherwise equal logs; their resources differ.
+    """
+    resource = sorted((str(k), str(v)) for k, v in log.resource.items())
     content = "\x1f".join(
-        str(part) for part in (log.time_ns, log.service, log.node, log.trace_id, from_node, to_node)
+        str(part)
+        for part in (log.time_ns, log.service, log.node, log.trace_id, from_node, to_node, resource)
     )
     return "log-" + hashlib.sha256(content.encode()).hexdigest()[:32]
