@@ -64,7 +64,7 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 # How long a command waits for an Elasticsearch that never answered since it started: long
 # enough for a node that is still binding its port, short enough that a wrong URL is reported
 # while the user is still looking at the terminal.
-REACH_TIMEOUT_S: Final = 5.0
+REACH_TIMEOUT_S: Final = 4.0
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
