@@ -41,7 +41,7 @@ def _hopscope(*args: str, kafka: str, es: str, cwd: Path) -> tuple[int, str, str
     env |= {"HOPSCOPE_KAFKA_BOOTSTRAP": kafka, "HOPSCOPE_ES_URL": es, "NO_COLOR": "1",
             "COLUMNS": "400"}  # fmt: skip
     started = time.monotonic()
-    proc = subprocess.run(  # noqa: S603 (our own entry point, fixed arguments)
+    proc = subprocess.run(
         [sys.executable, "-m", "hopscope.cli", *args], env=env, cwd=cwd,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
