@@ -134,3 +134,26 @@ def test_analyze_hops_wide_shows_every_column(otlp_export: Path) -> None:
     assert "…" not in result.stdout and "more column" not in result.stdout
     assert "client p999 (ms)" in result.stdout and "clock skew share" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) > 80
+
+
+def test_client_library_lines_show_only_at_debug_level(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Kafka and Elasticsearch clients log refused connections and missing topics as
+    warnings and errors; hopscope says what matters in its own words, so theirs are shown
+    only with --log-level debug."""
+    import logging
+
+    from hopscope.cli.app import _configure_logging
+
+    try:
+        _configure_logging("warning")
+        logging.getLogger("kafka.cluster").error("Topic otlp_logs not found")
+        logging.getLogger("elastic_transport.node_pool").warning("Node has failed")
+        logging.getLogger("hopscope.processors.checkpoint").warning("ours")
+        quiet = capsys.readouterr().err
+        assert "not found" not in quiet and "Node has failed" not in quiet and "ours" in quiet
+
+        _configure_logging("debug")
+        logging.getLogger("kafka.cluster").error("Topic otlp_logs not found")
+        assert "Topic otlp_logs not found" in capsys.readouterr().err
+    finally:
+        _configure_logging("warning")

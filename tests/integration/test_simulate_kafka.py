@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hopscope.cli import app
+from hopscope.core.kafka_security import KafkaConnectError
 from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator import (
-    ExportIncompleteError,
     Scenario,
     SimulationConfig,
     parse_iso8601_ns,
@@ -164,7 +164,8 @@ def test_more_traces_than_the_queue_holds_lose_nothing(
 
 def test_an_unreachable_broker_is_an_error_not_a_silent_loss() -> None:
     config = SimulationConfig(start_ns=parse_iso8601_ns(START), traces=300)
-    with pytest.raises(ExportIncompleteError, match=r"127\.0\.0\.1:9"):
+    # Found before anything is simulated: nothing emitted into a broker that is not there.
+    with pytest.raises(KafkaConnectError, match=r"127\.0\.0\.1:9 .*ECONNREFUSED"):
         simulate_to_kafka(config, bootstrap="127.0.0.1:9", flush_timeout_s=2)
 
 

@@ -276,3 +276,25 @@ def test_docstring_examples() -> None:
     import hopscope.core.es_security
 
     assert doctest.testmod(hopscope.core.es_security).failed == 0
+
+
+def test_a_closed_port_is_unreachable_in_a_few_words() -> None:
+    """What the processor logs once per back-off step, and the start-up error's cause."""
+    import socket
+
+    from hopscope.core.es_security import EsUnreachableError, wait_reachable
+    from hopscope.processors.errors import SinkUnreachableError
+    from hopscope.processors.sink import ElasticsearchSink
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sink = ElasticsearchSink.connect(url, EsSecurity(), "hopscope-test")
+    try:
+        with pytest.raises(SinkUnreachableError) as caught:
+            sink.setup()
+        assert str(caught.value) == f"Elasticsearch at {url} unreachable (connection refused)"
+        with pytest.raises(EsUnreachableError, match=r"connection refused.*HOPSCOPE_ES_URL"):
+            wait_reachable(sink.client, url, timeout_s=0.3)
+    finally:
+        sink.close()

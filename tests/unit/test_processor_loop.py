@@ -22,7 +22,12 @@ from hopscope.processors.checkpoint import OffsetTracker
 from hopscope.processors.consumer import InMemoryConsumer
 from hopscope.processors.dlq import InMemoryDeadLetters
 from hopscope.processors.documents import Document
-from hopscope.processors.errors import SinkAccessError, SinkUnavailableError
+from hopscope.processors.errors import (
+    NeverReachedError,
+    SinkAccessError,
+    SinkUnavailableError,
+    SinkUnreachableError,
+)
 from hopscope.processors.pipeline import DeadLetter, decode, documents_from_records
 from hopscope.processors.retry import Backoff, retry
 from hopscope.processors.runtime import Processor, ProcessorCounts, Seams
@@ -433,3 +438,48 @@ def test_backoff_validates_its_arguments(options: dict[str, float], rule: str) -
 def test_dead_letter_kind_names_the_metric_label() -> None:
     assert DeadLetter(b"x", "bad", source=(SPANS, 0, 1)).kind == "decode"
     assert DeadLetter(b"{}", "rejected").kind == "rejected"
+
+
+# -- a sink never reached since the start ------------------------------------------------------
+
+
+class _SilentAtStart(InMemorySink):
+    """A sink whose ``setup`` fails ``failures`` times with ``error`` (None: for ever)."""
+
+    def __init__(self, error: SinkUnavailableError, failures: int | None = None) -> None:
+        super().__init__()
+        self.error = error
+        self.failures = failures
+        self.setup_attempts = 0
+
+    def setup(self) -> None:
+        self.setup_attempts += 1
+        if self.failures is None or self.setup_attempts <= self.failures:
+            raise self.error
+        super().setup()
+
+
+def test_a_sink_that_never_answers_at_the_start_stops_the_processor_with_one_message() -> None:
+    rig = Rig()
+    rig.sink = sink = _SilentAtStart(
+        SinkUnreachableError("Elasticsearch at http://x:1 unreachable")
+    )
+    with pytest.raises(NeverReachedError, match=r"http://x:1 unreachable .* since the start"):
+        rig.drain(startup_timeout_s=0.05)
+    assert sink.setup_attempts > 1  # retried briefly before giving up
+
+
+def test_a_sink_that_answers_but_is_not_ready_at_the_start_is_waited_for() -> None:
+    rig = Rig()
+    # 503 for longer than the start-up wait: reachable, so waited for as during an outage.
+    rig.sink = _SilentAtStart(SinkUnavailableError("Elasticsearch answered 503"), failures=40)
+    rig.produce(SPANS, spans_message(TRACE_A, span(ROOT)))
+    counts = rig.drain(startup_timeout_s=0.01)
+    assert rig.sink.set_up and counts.messages == 1
+
+
+def test_an_unreachable_sink_that_comes_back_within_the_start_up_wait_is_used() -> None:
+    rig = Rig()
+    rig.sink = _SilentAtStart(SinkUnreachableError("unreachable"), failures=3)
+    rig.produce(SPANS, spans_message(TRACE_A, span(ROOT)))
+    assert rig.drain(startup_timeout_s=30.0).messages == 1

@@ -83,9 +83,15 @@ def root(
         ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
+# Client libraries whose own lines are shown only with --log-level debug: they log every
+# refused connection, retry and missing topic as WARNING or ERROR, often with a traceback,
+# while hopscope reports what matters about them in its own words (one line, with a hint).
+THIRD_PARTY_LOGGERS = ("kafka", "elastic_transport", "elasticsearch", "urllib3")
+
+
 def _configure_logging(level: str) -> None:
-    """Timestamped diagnostics on stderr (results stay on stdout). Below debug, the Kafka and
-    Elasticsearch clients' loggers stay at warning (a line per connection, per request)."""
+    """Timestamped diagnostics on stderr (results stay on stdout). The client libraries'
+    lines (:data:`THIRD_PARTY_LOGGERS`) are shown only at debug level."""
 
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
@@ -99,11 +105,21 @@ def _configure_logging(level: str) -> None:
         root.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if number > logging.DEBUG:
+        handler.addFilter(_hide_third_party)
     root.addHandler(handler)
     root.setLevel(number)
-    if number > logging.DEBUG:
-        for noisy in ("kafka", "elastic_transport"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in THIRD_PARTY_LOGGERS:
+        # Below debug the loggers still pass warnings on (not to our handler): hopscope's
+        # own error messages read the Kafka client's bootstrap failures from them.
+        logging.getLogger(noisy).setLevel(logging.NOTSET if number <= logging.DEBUG else
+                                          logging.WARNING)  # fmt: skip
+
+
+def _hide_third_party(record: logging.LogRecord) -> bool:
+    """Handler filter: False for the lines of :data:`THIRD_PARTY_LOGGERS` and their children."""
+    name = record.name
+    return not any(name == noisy or name.startswith(noisy + ".") for noisy in THIRD_PARTY_LOGGERS)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -94,6 +94,8 @@ def simulate_command(
     """Simulate a payment network into Kafka: OTLP spans and logs in virtual time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from hopscope.core.kafka_security import kafka_client_options
+    from hopscope.core.kafka_topics import ensure_topics
     from hopscope.core.settings import Settings
     from hopscope.ingest.simulator import (
         Scenario,
@@ -131,6 +133,9 @@ def simulate_command(
     bootstrap = bootstrap or resolve_settings().kafka_bootstrap
     assert bootstrap is not None  # resolved() raises rather than return no endpoint
 
+    # Before the progress bar: an unreachable broker is then the one line on stderr.
+    ensure_topics(bootstrap, (spans_topic, logs_topic), kafka_client_options(),
+                  what="the simulator")  # fmt: skip
     total = config.trace_count
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -8,6 +8,7 @@ Every package raises a subclass, so the command line catches one type and prints
     │   ├── KafkaSecurityError         (hopscope.core.kafka_security)
     │   └── EsSecurityError            (hopscope.core.es_security)
     ├── KafkaConnectError              (hopscope.core.kafka_security)
+    ├── EsUnreachableError             (hopscope.core.es_security)
     └── StackError                     (hopscope.stack.errors)
         ├── JavaError
         ├── MavenError

@@ -24,8 +24,10 @@ The least-privilege roles the components need are here too (:func:`processor_rol
 Errors::
 
     HopscopeError
-    └── SettingsError
-        └── EsSecurityError   a HOPSCOPE_ES_* variable is missing, contradictory or malformed
+    ├── SettingsError
+    │   └── EsSecurityError   a HOPSCOPE_ES_* variable is missing, contradictory or malformed
+    └── EsUnreachableError    nothing answered at the URL since the start (a wrong URL, a
+                              node not running): :func:`wait_reachable`
 
 (Refusals by the node itself surface as the caller's errors: ``SinkAccessError`` in the
 processors, ``LoaderError`` in the loaders, with :func:`access_problem`'s message.)
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from hopscope.core.errors import SettingsError
+from hopscope.core.errors import HopscopeError, SettingsError
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 
 if TYPE_CHECKING:
@@ -58,7 +60,17 @@ ENV_ES_CA_CERTS: Final = "HOPSCOPE_ES_CA_CERTS"
 ENV_ES_VERIFY_CERTS: Final = "HOPSCOPE_ES_VERIFY_CERTS"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+
+# How long a command waits for an Elasticsearch that never answered since it started: long
+# enough for a node that is still binding its port, short enough that a wrong URL is reported
+# while the user is still looking at the terminal.
+REACH_TIMEOUT_S: Final = 4.0
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+class EsUnreachableError(HopscopeError):
+    """Nothing answered at the Elasticsearch URL since the command started: a configuration
+    error (wrong URL, node not running), reported in one line rather than retried for ever."""
 
 
 class EsSecurityError(SettingsError):
@@ -262,6 +274,85 @@ def access_problem(error: BaseException, url: str | None = None) -> str | None:
             f"a privilege: give it the role in docs/SECURITY.md"
         )
     return None
+
+
+def unreachable_cause(error: BaseException) -> str | None:
+    """The cause in a few words when ``error`` means nothing answered (refused, unresolved
+    host, timeout), None for anything else (an answer, a TLS failure).
+
+    The client wraps the socket error two or three times (``ConnectionError`` caused by
+    urllib3's ``NewConnectionError`` caused by ``ConnectionRefusedError``); the words come
+    from the innermost.
+
+    >>> unreachable_cause(ConnectionRefusedError(111, "Connection refused"))
+    'connection refused'
+    >>> unreachable_cause(ValueError("not a connection problem")) is None
+    True
+    """
+    import socket
+
+    chain: list[BaseException] = []
+    pending: list[BaseException] = [error]
+    while pending and len(chain) < 20:  # a cycle in a chain must not hang the caller
+        current = pending.pop()
+        if current in chain:
+            continue
+        chain.append(current)
+        pending.extend(e for e in getattr(current, "errors", ()) if isinstance(e, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    names = {type(e).__name__ for e in chain}
+    if "TlsError" in names or any(isinstance(e, ssl.SSLError) for e in chain):
+        return None  # a TLS failure is an answer: access_problem explains it
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "host name not resolved"
+    if any(isinstance(e, TimeoutError | socket.timeout) for e in chain) or (
+        "ConnectionTimeout" in names
+    ):
+        return "no answer (timed out)"
+    if any(isinstance(e, ConnectionError) for e in chain) or "ConnectionError" in names:
+        return _first_line(chain[-1])
+    return None
+
+
+def wait_reachable(client: Any, url: str, *, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Return once Elasticsearch at ``url`` answers (any HTTP status), retrying for
+    ``timeout_s`` seconds; raise :class:`EsUnreachableError` in one line otherwise.
+
+    For commands that start against a node that may be a few seconds from up; an outage
+    after the start is the caller's to handle (the processor pauses and retries).
+
+    Parameters:
+        client: an ``elasticsearch.Elasticsearch`` client for ``url``.
+        url: the node, named in the message.
+        timeout_s: how long to keep trying.
+    """
+    import time
+
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.25
+    while True:
+        try:
+            # One attempt per call: the client's own retries would multiply the wait.
+            client.options(max_retries=0, request_timeout=max(1.0, timeout_s)).info()
+            return
+        except ApiError:
+            return  # an answer, even 401 or 503: reachable; the caller's request tells more
+        except TransportError as error:
+            cause = unreachable_cause(error)
+            if cause is None:
+                return  # TLS and the like: the caller's first request reports it
+            if time.monotonic() + delay > deadline:
+                raise EsUnreachableError(
+                    f"Elasticsearch at {url} unreachable ({cause}) for {timeout_s:.0f} s since "
+                    f"the start: is it running, and is HOPSCOPE_ES_URL right?"
+                ) from None
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)
 
 
 def _reason(error: Any) -> str:

@@ -29,6 +29,7 @@ messages stay held (*deferred*) until everything up to its last message is relea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -162,11 +163,17 @@ class Checkpoint:
         self._counts = counts
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
 
-    def retry(self, call: Callable[[], T]) -> T:
+    def retry(
+        self, call: Callable[[], T], *, deadline_s: float | None = None,
+        level: int = logging.WARNING,
+    ) -> T:  # fmt: skip
         """``call`` retried while a sink is unavailable, every partition paused meanwhile.
 
-        Raises :class:`SinkUnavailableError` only when stopped: the caller leaves the batch
-        uncommitted for the next owner.
+        ``deadline_s``: give up after this long (the start-up wait); None: until it works.
+        ``level``: of the one log line per back-off step.
+
+        Raises :class:`SinkUnavailableError` only when stopped or past ``deadline_s``: the
+        caller leaves the batch uncommitted for the next owner.
         """
         paused = False
 
@@ -177,10 +184,13 @@ class Checkpoint:
             if not paused:
                 self.consumer.pause_all()
                 paused = True
-            logger.warning("%s; retrying in %.1f s (partitions paused)", error, delay)
+            logger.log(level, "%s; retrying in %.1f s (partitions paused)", error, delay)
 
+        policy = self.backoff
+        if deadline_s is not None:
+            policy = dataclasses.replace(policy, deadline_s=deadline_s)
         try:
-            return retry(call, self.backoff, self._stop, on_retry=on_retry, rng=self._rng)
+            return retry(call, policy, self._stop, on_retry=on_retry, rng=self._rng)
         finally:
             if paused:
                 self.consumer.resume_all()

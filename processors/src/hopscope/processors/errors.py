@@ -4,6 +4,8 @@ HopscopeError
 └── ProcessorError
     ├── DecodeError          a message is not valid OTLP: dead-letter it, go on
     ├── SinkUnavailableError Elasticsearch is down or overloaded: pause, retry, never drop
+    │   └── SinkUnreachableError   nothing answered at all (refused, timed out)
+    ├── NeverReachedError    a sink was unreachable for the whole start-up wait: stop
     └── SinkAccessError      credentials, privileges or TLS trust are wrong: stop, commit nothing
 """
 
@@ -20,6 +22,16 @@ class DecodeError(ProcessorError):
 
 class SinkUnavailableError(ProcessorError):
     """Elasticsearch did not accept a bulk request (connection error, 429, 5xx)."""
+
+
+class SinkUnreachableError(SinkUnavailableError):
+    """Nothing answered (connection refused, host unknown, timeout). After a successful start
+    an outage like any other; at the start, past the start-up wait, a configuration error."""
+
+
+class NeverReachedError(ProcessorError):
+    """A sink never answered since the processor started (a wrong URL, a node not running):
+    the processor stops in one line instead of waiting for ever."""
 
 
 class SinkAccessError(ProcessorError):

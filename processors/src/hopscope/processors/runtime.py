@@ -30,11 +30,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from hopscope.core.kafka_security import explained_connect_errors
+from hopscope.core.kafka_topics import ensure_topics
 from hopscope.processors.assembly import OpenTrace, TraceAssembler
 from hopscope.processors.checkpoint import Checkpoint
 from hopscope.processors.consumer import Consumer, KafkaSource, Message, TopicPartition
 from hopscope.processors.dlq import DeadLetters, DeadLetterSink
-from hopscope.processors.errors import SinkUnavailableError
+from hopscope.processors.errors import (
+    NeverReachedError,
+    SinkUnavailableError,
+    SinkUnreachableError,
+)
 from hopscope.processors.metrics import ProcessorCounts, ProcessorMetrics
 from hopscope.processors.pipeline import Batch, DerivedTrace, derive_trace, take_message
 from hopscope.processors.retry import Backoff
@@ -67,8 +72,14 @@ Connect = Callable[[ProcessorSettings, ExitStack], Seams]
 def connect_services(settings: ProcessorSettings, stack: ExitStack) -> Seams:
     """The production seams: Elasticsearch (and the Parquet archive), the dead-letter
     producer, the Kafka consumer. What opened is closed by ``stack`` if a later one fails:
-    wrong Kafka credentials or CA raise ``KafkaConnectError`` after the client's bootstrap
-    timeout, with the reason."""
+    an unreachable broker, wrong Kafka credentials or CA raise ``KafkaConnectError`` after
+    ``startup_timeout_s``, with the reason."""
+    # Kafka first, briefly: a broker that does not answer is reported within
+    # startup_timeout_s, and the topics exist before the consumer subscribes to them.
+    ensure_topics(settings.kafka_bootstrap,
+                  (settings.spans_topic, settings.logs_topic, settings.dlq_topic),
+                  settings.kafka_options, what="the processor",
+                  timeout_s=settings.startup_timeout_s)  # fmt: skip
     sinks: list[Sink] = [ElasticsearchSink.connect(settings.es_url, settings.es_security,
                                                    settings.index_prefix)]  # fmt: skip
     stack.callback(sinks[0].close)
@@ -134,8 +145,8 @@ class Processor:
             )  # fmt: skip
             for sink in seams.sinks:
                 # Wrong credentials or CA fail here (SinkAccessError), before anything is
-                # consumed; an unreachable Elasticsearch is waited for.
-                self._checkpoint.retry(sink.setup)
+                # consumed; an overloaded Elasticsearch is waited for, a silent one briefly.
+                self._set_up(sink)
         except BaseException:
             # The with statement does not call __exit__ for a failed __enter__.
             self._stack.close()
@@ -143,6 +154,28 @@ class Processor:
         seams.consumer.subscribe((settings.spans_topic, settings.logs_topic),
                                  on_assigned=self._assigned, on_revoked=self._revoked)  # fmt: skip
         return self
+
+    def _set_up(self, sink: Sink) -> None:
+        """``sink.setup()``, retried. A sink that never answered for ``startup_timeout_s``
+        raises :class:`NeverReachedError` (a wrong URL, a node not running); one that answers
+        but is not ready (503, 429) is waited for, as during an outage after the start."""
+        checkpoint = self._started()
+        try:
+            # Quiet meanwhile: the outcome is one line either way.
+            checkpoint.retry(sink.setup, deadline_s=self.settings.startup_timeout_s,
+                             level=logging.INFO)  # fmt: skip
+            return
+        except SinkUnreachableError as error:
+            if self._stop.is_set():
+                raise
+            raise NeverReachedError(
+                f"{error} for {self.settings.startup_timeout_s:.0f} s since the start: is it "
+                f"running, and is HOPSCOPE_ES_URL right?"
+            ) from None
+        except SinkUnavailableError:
+            if self._stop.is_set():
+                raise
+        checkpoint.retry(sink.setup)
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()

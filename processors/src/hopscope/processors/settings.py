@@ -44,6 +44,10 @@ class ProcessorSettings:
     backoff_initial_s: float = 0.5
     # Short enough that a node back from an outage is found within seconds.
     backoff_max_s: float = 10.0
+    # How long Elasticsearch and Kafka may stay silent at the start before the processor
+    # stops with one line: a service never reached since the start is a wrong address or a
+    # service not running, not an outage to wait out (hopscope.core.es_security).
+    startup_timeout_s: float = 4.0
     metrics_port: int | None = None
     # Loopback by default: metrics are not for the world. A container sets 0.0.0.0.
     metrics_addr: str = "127.0.0.1"

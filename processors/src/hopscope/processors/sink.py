@@ -34,10 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hopscope.core.es_security import access_problem
+from hopscope.core.es_security import access_problem, unreachable_cause
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.processors.documents import Document
-from hopscope.processors.errors import SinkAccessError, SinkUnavailableError
+from hopscope.processors.errors import SinkAccessError, SinkUnavailableError, SinkUnreachableError
 from hopscope.processors.templates import KINDS, index_template, template_name
 
 logger = logging.getLogger(__name__)
@@ -116,9 +116,19 @@ class ElasticsearchSink:
                     raise SinkAccessError(
                         f"could not install the {kind} index template: {problem}"
                     ) from None
+                self._raise_if_unreachable(error)
                 raise SinkUnavailableError(
                     f"could not install the {kind} index template: {error}"
                 ) from None
+
+    def _raise_if_unreachable(self, error: BaseException) -> None:
+        """Raise :class:`SinkUnreachableError` when nothing answered, in a few words: the
+        runtime logs it once per back-off step, and the client's nested repr is three
+        exceptions deep."""
+        cause = unreachable_cause(error)
+        if cause is not None:
+            where = f"Elasticsearch at {self.url}" if self.url else "Elasticsearch"
+            raise SinkUnreachableError(f"{where} unreachable ({cause})") from None
 
     def write(self, documents: Sequence[Document]) -> WriteOutcome:
         """Index ``documents``; raise :class:`SinkUnavailableError` when it must be retried,
@@ -139,6 +149,7 @@ class ElasticsearchSink:
         except TlsError as error:
             raise SinkAccessError(f"bulk write: {access_problem(error, self.url)}") from None
         except (ConnectionError, ConnectionTimeout) as error:
+            self._raise_if_unreachable(error)
             raise SinkUnavailableError(f"Elasticsearch unreachable: {error}") from None
         except ApiError as error:
             if error.status_code in ACCESS_DENIED:

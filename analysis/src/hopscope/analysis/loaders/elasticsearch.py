@@ -53,7 +53,12 @@ import polars as pl
 
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.schema import SCHEMAS, TIME, Dataset, document_fields
-from hopscope.core.es_security import access_problem, es_client
+from hopscope.core.es_security import (
+    EsUnreachableError,
+    access_problem,
+    es_client,
+    wait_reachable,
+)
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.processors.schema import ANALYSIS_KINDS, RECORD_FIELD, TABLES
 
@@ -167,6 +172,12 @@ def _client(client_or_url: Elasticsearch | str) -> Iterator[Elasticsearch]:
         return
     client = es_client(client_or_url, request_timeout=REQUEST_TIMEOUT_S)
     try:
+        try:
+            # A URL that never answers is a configuration error: said in one line after a
+            # few seconds, not as the client's retries of the first request.
+            wait_reachable(client, client_or_url)
+        except EsUnreachableError as error:
+            raise LoaderError(str(error)) from None
         yield client
     finally:
         client.close()

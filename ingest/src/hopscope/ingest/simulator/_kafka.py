@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hopscope.core.kafka_security import kafka_client_options
+from hopscope.core.kafka_topics import ensure_topics
 from hopscope.ingest import conventions as c
 from hopscope.ingest.kafka_exporter import KafkaWriter
 from hopscope.ingest.pipeline import ExportSettings, KafkaPipeline
@@ -52,9 +53,14 @@ def simulate_to_kafka(
     ``progress`` is called with the number of traces done so far. With ``config.foreign_pans``
     the stats gain ``foreign``: the other SDKs' messages acknowledged per signal.
     ``producer_options`` (kafka-python settings) go on top of the ``HOPSCOPE_KAFKA_*``
-    security variables (:mod:`hopscope.core.kafka_security`).
+    security variables (:mod:`hopscope.core.kafka_security`). The topics are created when
+    missing; a broker that does not answer within a few seconds raises
+    :class:`~hopscope.core.kafka_security.KafkaConnectError` before anything is simulated.
     """
     options = kafka_client_options(producer_options)
+    # Before anything is simulated: an unreachable broker is reported within seconds, in one
+    # line, and the topics exist before the first record is sent to them.
+    ensure_topics(bootstrap, (spans_topic, logs_topic), options, what="the simulator")
     settings = ExportSettings(kafka_bootstrap=bootstrap, spans_topic=spans_topic,
                               logs_topic=logs_topic, producer_options=options)  # fmt: skip
     pipeline = KafkaPipeline(settings)

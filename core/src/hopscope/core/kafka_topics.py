@@ -1,0 +1,94 @@
+"""The first contact with Kafka of a command: fail fast when nothing answers, and create the
+topics the command uses when they are missing.
+
+kafka-python retries a failing bootstrap for 30 s by default with a backoff that grows to
+30 s between attempts, so an unreachable broker was reported after half a minute, the cause
+buried in the client's own log lines. :func:`ensure_topics` makes one admin client with a
+short bootstrap timeout, raising :class:`~hopscope.core.kafka_security.KafkaConnectError`
+(one line: address, cause, what to check) within :data:`REACH_TIMEOUT_S`; the clients the
+command makes afterwards keep their defaults, which suit an outage after the start.
+
+Creating the topics up front, rather than leaving it to the broker's auto-creation on first
+use, means no consumer subscribes to a topic that does not exist yet (the client logs that as
+an error, and the group is assigned nothing until the next metadata refresh), and a broker
+that disables auto-creation still works.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from hopscope.core.kafka_security import explained_connect_errors
+
+__all__ = ["REACH_TIMEOUT_S", "ensure_topics"]
+
+logger = logging.getLogger(__name__)
+
+# Long enough for a broker that is still binding its port, short enough that a wrong address
+# is reported while the user is still looking at the terminal.
+REACH_TIMEOUT_S: Final = 4.0
+# Between bootstrap attempts: kafka-python's default grows to 30 s, past the whole timeout.
+_RECONNECT_BACKOFF_MAX_MS: Final = 1000
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    options: Mapping[str, Any] | None = None,
+    *,
+    what: str,
+    timeout_s: float = REACH_TIMEOUT_S,
+) -> list[str]:
+    """Check that Kafka answers and create the missing ``topics`` with the broker's default
+    partition count and replication factor.
+
+    Parameters:
+        bootstrap: ``host:port[,host:port]`` of the brokers.
+        topics: the topics the caller is about to use.
+        options: kafka-python security settings
+            (:meth:`~hopscope.core.kafka_security.KafkaSecurity.client_options`).
+        what: who connects, for the message (``"the simulator"``).
+        timeout_s: how long to try to reach the brokers.
+
+    Returns:
+        The topics this call created.
+
+    Raises:
+        KafkaConnectError: no broker answered within ``timeout_s``, or the TLS/SASL settings
+            do not fit the listener; the message says which and what to check.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    options = dict(options or {})
+    timeout_ms = round(timeout_s * 1000)
+    with explained_connect_errors(bootstrap, options, what):
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            bootstrap_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
+            request_timeout_ms=max(timeout_ms, 10_000),
+            **options,
+        )
+    created: list[str] = []
+    try:
+        existing = set(admin.list_topics())
+        for topic in dict.fromkeys(topics):  # in order, once each
+            if topic in existing:
+                continue
+            try:
+                admin.create_topics({topic: {}}, wait_for_metadata=True)
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass  # another client created it meanwhile: what we wanted
+            except KafkaError as error:
+                # A user without the right to create topics (a secured cluster whose topics
+                # an operator made): the broker's own rules then apply on first use.
+                logger.info("topic %s not created (%s); left to the broker", topic, error)
+    finally:
+        admin.close()
+    if created:
+        logger.info("created Kafka topics %s", ", ".join(created))
+    return created
