@@ -146,9 +146,9 @@ def slo_rules(
                     annotations={
                         "summary": f"SLO {slo.name} ({slo.source} → {slo.target}): {what} "
                         f"burn the {objective * 100:g} % budget {factor:g}× too fast",
-                        "description": f"{{{{ $value | humanizePercentage }}}} of {slo.source} "
-                        f"→ {slo.target} calls were {what} over the last {long_w} and "
-                        f"{short_w}; the objective allows {budget * 100:g} %.",
+                        "description": f"Over the last {long_w} and {short_w}, more than "
+                        f"{float(limit) * 100:g} % of {slo.source} → {slo.target} calls were "
+                        f"{what}; the objective allows {budget * 100:g} %.",
                         "runbook_url": _runbook(f"slo-{sli}-budget-burn", runbook),
                     },
                 ))  # fmt: skip
@@ -197,8 +197,8 @@ def operations_rules(
              for_s=f(300),
              labels={"severity": "ticket", "team": "payments"},
              annotations={
-                 "summary": "p99 {{ $labels.kind }} wait is {{ $value | humanizeDuration }} "
-                 f"(threshold {t.coordination_p99_s * 1000:g} ms)",
+                 "summary": "p99 {{ $labels.kind }} wait over "
+                 f"{t.coordination_p99_s * 1000:g} ms",
                  "description": "Payments wait on row locks or two-phase-commit participants.",
                  "runbook_url": _runbook("coordination-wait-high", runbook)}),
     ]  # fmt: skip
@@ -209,8 +209,8 @@ def operations_rules(
              f"and sum by (topic) (deriv(hopscope_consumer_lag[{w(600)}])) > 0",
              for_s=f(900), labels={"severity": "page", **team},
              annotations={
-                 "summary": "Processors are {{ $value }} messages behind on {{ $labels.topic }}"
-                 " and falling further behind",
+                 "summary": f"Processors are over {t.consumer_lag} messages behind on "
+                 "{{ $labels.topic }} and falling further behind",
                  "description": "Traces reach Elasticsearch late; alerts on them come late.",
                  "runbook_url": _runbook("consumer-lag-growing", runbook)}),
         Rule(alert="HopscopeDeadLetters",
@@ -236,8 +236,8 @@ def operations_rules(
              f" > {t.open_bound_share:g}",
              for_s=f(300), labels={"severity": "ticket", **team},
              annotations={
-                 "summary": "Open traces on {{ $labels.instance }} hold "
-                 "{{ $value | humanizePercentage }} of the memory bound",
+                 "summary": "Open traces on {{ $labels.instance }} hold over "
+                 f"{t.open_bound_share * 100:g} % of the memory bound",
                  "description": "Past the bound the oldest traces are indexed without being "
                  "derived (hopscope_unassembled_spans).",
                  "runbook_url": _runbook("open-traces-near-bound", runbook)}),

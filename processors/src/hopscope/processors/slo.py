@@ -148,7 +148,8 @@ def _required(base: SLO | None, name: str, key: str) -> SLO:
 def _percent(table: Mapping[str, Any], key: str, base: SLO | None, name: str) -> float:
     """An objective written as a percentage (99.9) in the file, a fraction in the code."""
     if key in table:
-        return float(table[key]) / 100
+        # Rounded: 99.9 / 100 is 0.9990000000000001, which would leak into the rules.
+        return round(float(table[key]) / 100, 9)
     value: float = getattr(_required(base, name, key), key)
     return value
 
