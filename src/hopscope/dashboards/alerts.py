@@ -112,8 +112,10 @@ def slo_rules(
     for sli, bad in SLIS:
         for seconds in RATIO_WINDOWS:
             window = duration(seconds * scale)
+            # Named after the nominal window at any scale, so the alerts and Grafana's
+            # panels read the same series from test rules as from production ones.
             records.append(Rule(
-                record=_ratio_record(window),
+                record=_ratio_record(duration(seconds)),
                 expr=f"sum by (slo) (rate({bad}[{window}]))\n"
                 f"/ sum by (slo) (rate(hopscope_slo_calls_total[{window}]))",
                 labels={"sli": sli},
@@ -132,7 +134,7 @@ def slo_rules(
             what = (f"calls slower than {slo.threshold_s * 1000:g} ms" if sli == "latency"
                     else "failed calls")  # fmt: skip
             for speed, long_s, short_s, factor in BURN_WINDOWS:
-                long_w, short_w = duration(long_s * scale), duration(short_s * scale)
+                long_w, short_w = duration(long_s), duration(short_s)  # nominal: see records
                 limit = f"{round(factor * budget, 6):g}"
                 selector = f'{{slo="{slo.name}", sli="{sli}"}}'
                 alerts.append(Rule(
