@@ -232,3 +232,61 @@ def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
     proc = subprocess.run([_promtool(), "test", "rules", str(test_file)],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- the SLI counters ----------------------------------------------------------------------
+
+
+def _sample(metrics: Any, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+def test_sli_counters_count_calls_against_each_slo_threshold() -> None:
+    from types import SimpleNamespace
+
+    from hopscope.processors.metrics import ProcessorMetrics
+
+    slos = (SLO("fast", "payment", "risk", 0.025, 0.99, 0.999),
+            SLO("lenient", "payment", "risk", 0.1, 0.99, 0.999))  # fmt: skip
+    metrics = ProcessorMetrics(slos)
+    # Zero before any traffic: the burn-rate rules see 0/0, not a missing series.
+    assert metrics.registry.get_sample_value("hopscope_slo_calls_total", {"slo": "fast"}) == 0
+
+    def hop(ms: float, error: bool = False, target: str = "risk") -> Any:
+        return SimpleNamespace(source_service="payment", target_service=target,
+                               client_ns=int(ms * 1e6), network_ns=None, error=error)  # fmt: skip
+
+    records = SimpleNamespace(
+        hops=[hop(5), hop(40), hop(200, error=True), hop(500, target="clearing")],
+        failovers=[SimpleNamespace(service="gateway", from_node="payment-2")] * 2,
+        coordination=[SimpleNamespace(kind="lock_wait", duration_ns=300_000_000)],
+    )
+    metrics.observe_records(records)
+    assert _sample(metrics, "hopscope_slo_calls_total", slo="fast") == 3
+    assert _sample(metrics, "hopscope_slo_slow_calls_total", slo="fast") == 2
+    assert _sample(metrics, "hopscope_slo_slow_calls_total", slo="lenient") == 1
+    assert _sample(metrics, "hopscope_slo_failed_calls_total", slo="lenient") == 1
+    assert _sample(metrics, "hopscope_failovers_total", service="gateway",
+                   from_node="payment-2") == 2  # fmt: skip
+    assert _sample(metrics, "hopscope_coordination_seconds_count", kind="lock_wait") == 1
+
+
+def test_alerts_generate_and_process_read_the_config_slos(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hopscope.cli.app import app
+
+    config = tmp_path / "hopscope.toml"
+    config.write_text("[slo.risk-check]\nthreshold_ms = 40\n[slo.issuer]\nenabled = false\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "alerts", "generate",
+                                      "--deploy-dir", str(tmp_path / "deploy")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rules = (tmp_path / "deploy" / "prometheus" / "rules" / alerts.SLO_FILE).read_text()
+    assert "calls slower than 40 ms" in rules and 'slo="issuer"' not in rules
+    assert (tmp_path / "deploy" / "alertmanager" / "alertmanager.yml").is_file()
+
+    config.write_text("[slo.risk-check]\nlatency_objective = 100\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "alerts", "generate",
+                                      "--deploy-dir", str(tmp_path / "deploy")])  # fmt: skip
+    assert result.exit_code != 0 and "latency_objective" in result.output

@@ -103,7 +103,7 @@ class Processor:
     def __init__(self, settings: ProcessorSettings, *, connect: Connect | None = None) -> None:
         self.settings = settings
         self.counts = ProcessorCounts()
-        self.metrics = ProcessorMetrics()
+        self.metrics = ProcessorMetrics(settings.slos)
         self._connect = connect or connect_services
         self._stop = threading.Event()
         self._assembler = TraceAssembler(
