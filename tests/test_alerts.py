@@ -290,3 +290,12 @@ def test_alerts_generate_and_process_read_the_config_slos(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["--config", str(config), "alerts", "generate",
                                       "--deploy-dir", str(tmp_path / "deploy")])  # fmt: skip
     assert result.exit_code != 0 and "latency_objective" in result.output
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (Debian: prometheus-alertmanager)")
+    config = DEPLOY / alerts.ALERTMANAGER_FILE
+    proc = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
