@@ -59,6 +59,10 @@ SLIS: Final = (("latency", "hopscope_slo_slow_calls_total"),
 class Thresholds:
     """The operations alerts' thresholds (SLOs carry their own)."""
 
+    # Failovers away from one node within 10 minutes. A caller fails over only after a connect
+    # timeout or an error from the node, so even one means the node stopped answering someone;
+    # raise it for fleets where single timeouts are routine.
+    failovers: int = 1
     # Lock waits and 2PC phases are milliseconds on a healthy ledger; a p99 of a quarter
     # second means rows are hot or a participant is slow, and payments queue behind them.
     coordination_p99_s: float = 0.25
@@ -184,7 +188,7 @@ def operations_rules(
     payments = [
         Rule(alert="HopscopeNodeFailingOver",
              expr=f"({_new_or_increased('hopscope_failovers_total', w(600), 'service, from_node')})"
-             " > 0",
+             f" >= {t.failovers}",
              labels={"severity": "page", "team": "payments"},
              annotations={
                  "summary": "{{ $labels.service }} failed over away from node "
@@ -376,11 +380,6 @@ receivers:
     webhook_configs:
       - url: "{WEBHOOK_URL}?severity=ticket"
         send_resolved: true
-inhibit_rules:
-  # While a node fails over, the SLO burn it causes is the same incident.
-  - source_matchers: ['alertname="HopscopeNodeFailingOver"']
-    target_matchers: ['sli="errors"']
-    equal: ["team"]
 """
 
 
