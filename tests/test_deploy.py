@@ -45,7 +45,8 @@ ONE_SHOT = {"kibana-setup"}  # runs `hopscope kibana import` once, then exits
 def test_compose_file_parses_with_health_checks() -> None:
     services = _config()["services"]
     assert set(services) == {
-        "kafka", "elasticsearch", "kibana", "processors", "kibana-setup", "prometheus", "grafana"
+        "kafka", "elasticsearch", "kibana", "processors", "kibana-setup", "prometheus", "grafana",
+        "alertmanager",
     }  # fmt: skip
     assert all("healthcheck" in svc for name, svc in services.items() if name not in ONE_SHOT)
     # Published on loopback only: a development stack, security off.
@@ -83,7 +84,7 @@ def test_compose_wires_processors_prometheus_and_grafana() -> None:
     assert services["kibana-setup"]["command"][:2] == ["kibana", "import"]
     assert services["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
     mounts = []
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "grafana", "alertmanager"):
         for volume in services[name]["volumes"]:
             source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
             if "/" in str(source):

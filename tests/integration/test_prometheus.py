@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from hopscope.dashboards import grafana
+from hopscope.dashboards import alerts, grafana
 from hopscope.ingest.simulator import (
     Scenario,
     SimulationConfig,
@@ -72,8 +72,12 @@ def prometheus(prometheus_binary: str, tmp_path: Path) -> Iterator[Callable[[int
 
     def start(metrics_port: int) -> str:
         config = tmp_path / "prometheus.yml"
-        config.write_text(grafana.prometheus_config([f"127.0.0.1:{metrics_port}"],
-                                                    scrape_interval="1s"))  # fmt: skip
+        # The rules too, at the alert test's time scale: the SLO panels read recorded series.
+        rules = alerts.write_rules(tmp_path / "rules", scale=1 / 60)
+        config.write_text(grafana.prometheus_config(
+            [f"127.0.0.1:{metrics_port}"], scrape_interval="1s",
+            rule_files=[str(r) for r in rules],
+        ))  # fmt: skip
         port = _free_port()
         with (tmp_path / "prometheus.log").open("wb") as log:  # the child keeps its own fd
             process = subprocess.Popen(
@@ -158,7 +162,8 @@ def test_every_grafana_expression_returns_series_from_a_real_scrape(
             assert not missing, f"expressions without a series: {sorted(missing)}"
 
             # The per-edge hop histograms carry the simulated services as labels.
-            edges = _query(base, grafana.expressions()[-2].replace(grafana.RATE_WINDOW, WINDOW))
+            network = next(e for e in grafana.expressions() if "hop_network_seconds" in e)
+            edges = _query(base, network.replace(grafana.RATE_WINDOW, WINDOW))
             assert {"source", "target"} <= set(edges[0]["metric"])
         finally:
             processor.stop()

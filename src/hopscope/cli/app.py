@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from hopscope.cli._support import out, reports_errors
+from hopscope.cli.alerts import alerts_app
 from hopscope.cli.analyze import analyze_command
 from hopscope.cli.demo import demo_command
 from hopscope.cli.kibana import kibana_app, trace_url
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(kibana_app, name="kibana")
+app.add_typer(alerts_app, name="alerts")
 app.command("trace-url")(trace_url)
 app.command("demo")(reports_errors(demo_command))
 app.command("simulate")(reports_errors(simulate_command))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,8 +11,12 @@ from hopscope.cli._support import err, out
 from hopscope.processors.settings import ProcessorSettings, default
 from hopscope.stack import resolve_settings
 
+if TYPE_CHECKING:
+    from hopscope.processors.slo import SLO
+
 
 def process_command(
+    ctx: typer.Context,
     drain: Annotated[
         bool, typer.Option(help="Stop once caught up with the topics (batch use, demo, tests).")
     ] = False,
@@ -102,6 +106,7 @@ def process_command(
         es_security=es_security, max_open_bytes=max_open_bytes, max_trace_spans=max_trace_spans,
         # Checked before anything connects, like the Elasticsearch settings.
         kafka_options=KafkaSecurity.from_env().client_options(),
+        slos=_slos(ctx),
     )  # fmt: skip
     with Processor.from_settings(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
@@ -123,3 +128,14 @@ def process_command(
         f"sanitized {counts.sanitized.total()}",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+def _slos(ctx: typer.Context) -> tuple[SLO, ...]:
+    """The ``[slo.*]`` tables of the root ``--config`` file: the SLI counters must count what
+    ``hopscope alerts generate`` wrote rules for."""
+    from hopscope.processors.slo import load_slos
+
+    try:
+        return load_slos(ctx.find_root().params.get("config"))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--config") from None

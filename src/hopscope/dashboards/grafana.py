@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +43,10 @@ def _quantile(q: float, histogram: str, by: str = "") -> str:
 
 
 _EDGE: Final = "{{source}} → {{target}}"
+_SLO: Final = "{{slo}} {{sli}}"
+# Recording rules written by hopscope.dashboards.alerts (tests keep the names in step).
+SLO_RATIO: Final = "hopscope:slo_bad_ratio:rate"
+SLO_OBJECTIVE: Final = "hopscope:slo_objective:ratio"
 
 PANELS: Final = (
     Panel("Consumer lag", "short", (("sum by (topic) (hopscope_consumer_lag)", "{{topic}}"),),
@@ -70,6 +75,19 @@ PANELS: Final = (
           ((_quantile(0.99, "hopscope_hop_client_seconds", "source, target"), _EDGE),)),
     Panel("Network time p99 per edge (client minus server)", "s",
           ((_quantile(0.99, "hopscope_hop_network_seconds", "source, target"), _EDGE),)),
+    # SLO panels read the recording rules of deploy/prometheus/rules (hopscope.dashboards
+    # .alerts): ratios per SLO and indicator, divided by the budget (1 - objective).
+    Panel("SLO error budget remaining (30 days)", "percentunit", (
+        (f"1 - ({SLO_RATIO}30d / on (slo, sli) (1 - {SLO_OBJECTIVE}))", _SLO),
+    ), "Share of each SLO's 30-day error budget not yet spent; below 0: the objective is "
+       "missed."),
+    Panel("SLO burn rate (1 h)", "short", (
+        (f"{SLO_RATIO}1h / on (slo, sli) (1 - {SLO_OBJECTIVE})", _SLO),
+    ), "1: the budget lasts exactly 30 days. The fast-burn page needs 14.4 over 1 h and 5 m."),
+    Panel("Failovers per node and coordination p99", "short", (
+        (_rate("hopscope_failovers_total", "service, from_node"), "{{service}} ← {{from_node}}"),
+        (_quantile(0.99, "hopscope_coordination_seconds", "kind"), "p99 {{kind}} (s)"),
+    ), "Failovers per second away from each node; p99 lock, 2PC and queue waits."),
 )  # fmt: skip
 
 
@@ -143,17 +161,29 @@ def dashboard() -> dict[str, Any]:
     }
 
 
-def prometheus_config(targets: list[str], *, scrape_interval: str = "15s", job: str = JOB) -> str:
-    """A ``prometheus.yml`` scraping the processors' ``/metrics`` at ``targets`` (host:port)."""
+def prometheus_config(
+    targets: list[str], *, scrape_interval: str = "15s", job: str = JOB,
+    rule_files: Sequence[str] = (), alertmanagers: Sequence[str] = (),
+) -> str:  # fmt: skip
+    """A ``prometheus.yml`` scraping the processors' ``/metrics`` at ``targets`` (host:port),
+    evaluating ``rule_files`` (globs) and sending alerts to ``alertmanagers`` (host:port)."""
     if not targets:
         raise ValueError("targets must name at least one host:port")
     listed = ", ".join(json.dumps(t) for t in targets)
+    rules = "".join(f"  - {json.dumps(f)}\n" for f in rule_files)
+    managers = ", ".join(json.dumps(t) for t in alertmanagers)
     return (
         "# Scrapes the hopscope processors' /metrics (`hopscope process --metrics-port PORT`).\n"
         "global:\n"
         f"  scrape_interval: {scrape_interval}\n"
         f"  evaluation_interval: {scrape_interval}\n"
-        "scrape_configs:\n"
+        + (f"rule_files:\n{rules}" if rules else "")
+        + (
+            f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{managers}]\n"
+            if managers
+            else ""
+        )
+        + "scrape_configs:\n"
         f"  - job_name: {json.dumps(job)}\n"
         "    metrics_path: /metrics\n"
         "    static_configs:\n"
@@ -165,6 +195,9 @@ def prometheus_config(targets: list[str], *, scrape_interval: str = "15s", job: 
 # network (`--metrics-addr 0.0.0.0`, not published on the host); Prometheus scrapes them there.
 COMPOSE_TARGET: Final = "processors:9464"
 COMPOSE_PROMETHEUS_URL: Final = "http://prometheus:9090"
+COMPOSE_ALERTMANAGER: Final = "alertmanager:9093"
+# deploy/prometheus/rules is mounted here (deploy/compose.yaml).
+COMPOSE_RULES: Final = "/etc/prometheus/rules/*.yml"
 
 _DATASOURCE_YAML: Final = f"""\
 # Provisioned by deploy/compose.yaml: the Prometheus that scrapes the hopscope processors.
@@ -201,7 +234,9 @@ def deploy_files() -> dict[str, str]:
                                                                   ensure_ascii=False) + "\n",
         "grafana/provisioning/datasources/prometheus.yaml": _DATASOURCE_YAML,
         "grafana/provisioning/dashboards/hopscope.yaml": _DASHBOARDS_YAML,
-        "prometheus/prometheus.yml": prometheus_config([COMPOSE_TARGET]),
+        "prometheus/prometheus.yml": prometheus_config(
+            [COMPOSE_TARGET], rule_files=[COMPOSE_RULES], alertmanagers=[COMPOSE_ALERTMANAGER]
+        ),
     }  # fmt: skip
 
 

@@ -7,11 +7,13 @@ group in one process) never collide on metric names.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from hopscope.processors.slo import DEFAULT_SLOS, SLO
 
 # Hop latencies in payment systems range from sub-millisecond to bank timeouts of seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -41,7 +43,7 @@ class ProcessorCounts:
 class ProcessorMetrics:
     """Lag, throughput, open traces, bulk latency, retries, dead letters, hop latency."""
 
-    def __init__(self) -> None:
+    def __init__(self, slos: Sequence[SLO] = DEFAULT_SLOS) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.lag = Gauge("hopscope_consumer_lag", "Messages behind the end of the partition",
@@ -77,15 +79,61 @@ class ProcessorMetrics:
                                          registry=r)  # fmt: skip
         self.held_bytes = Gauge("hopscope_held_bytes", "Estimated bytes of open traces and "
                                 "of flushed ones kept for late spans", registry=r)  # fmt: skip
+        # The bounds themselves, so an alert can say "near the bound" without knowing the
+        # processor's settings (0: no bound configured).
+        self.open_spans_limit = Gauge("hopscope_open_spans_limit", "max_open_spans: open "
+                                      "spans past which the oldest traces are evicted",
+                                      registry=r)  # fmt: skip
+        self.held_bytes_limit = Gauge("hopscope_held_bytes_limit", "max_open_bytes (0: "
+                                      "unbounded)", registry=r)  # fmt: skip
+        # Alerting (hopscope.dashboards.alerts, docs/RUNBOOK.md). SLI counters per SLO name
+        # only: a handful of series, however many nodes and operations the edge has.
+        self.slo_calls = Counter("hopscope_slo_calls", "Client-side calls on an SLO's edge",
+                                 ["slo"], registry=r)  # fmt: skip
+        self.slo_slow_calls = Counter("hopscope_slo_slow_calls", "Calls on an SLO's edge "
+                                      "slower than its latency threshold", ["slo"],
+                                      registry=r)  # fmt: skip
+        self.slo_failed_calls = Counter("hopscope_slo_failed_calls", "Calls on an SLO's edge "
+                                        "that failed (error status)", ["slo"],
+                                        registry=r)  # fmt: skip
+        # Per node: bounded by the fleet, and "which node" is the first question of a page.
+        self.failovers = Counter("hopscope_failovers", "Failovers away from a node (the "
+                                 "caller gave up on from_node and tried another)",
+                                 ["service", "from_node"], registry=r)  # fmt: skip
+        self.coordination = Histogram("hopscope_coordination_seconds", "Time spent waiting "
+                                      "to coordinate (lock waits, 2PC phases, consensus "
+                                      "appends, queues), per kind", ["kind"],
+                                      buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self._slos_by_edge: dict[tuple[str, str], list[SLO]] = {}
+        for slo in slos:
+            self._slos_by_edge.setdefault((slo.source, slo.target), []).append(slo)
+            # Zero from the start: a burn rate over an idle edge is 0/0 (no alert), not an
+            # absent series that a typo in a rule would hide as well.
+            for counter in (self.slo_calls, self.slo_slow_calls, self.slo_failed_calls):
+                counter.labels(slo.name)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
         """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the server."""
         server, _thread = start_http_server(port, addr=addr, registry=self.registry)
         return server
 
+    def observe_records(self, records: Any) -> None:
+        """Hops, SLIs, failovers and coordination waits of one trace's derived records."""
+        self.observe_hops(records.hops)
+        for failover in records.failovers:
+            self.failovers.labels(failover.service, failover.from_node or "unknown").inc()
+        for delay in records.coordination:
+            self.coordination.labels(delay.kind).observe(delay.duration_ns / 1e9)
+
     def observe_hops(self, hops: Iterable[Any]) -> None:
         for hop in hops:
             labels = (hop.source_service, hop.target_service or "unknown")
             self.hop_client.labels(*labels).observe(hop.client_ns / 1e9)
+            for slo in self._slos_by_edge.get(labels, ()):
+                self.slo_calls.labels(slo.name).inc()
+                if hop.client_ns > slo.threshold_s * 1e9:
+                    self.slo_slow_calls.labels(slo.name).inc()
+                if hop.error:
+                    self.slo_failed_calls.labels(slo.name).inc()
             if hop.network_ns is not None:
                 self.hop_network.labels(*labels).observe(max(0, hop.network_ns) / 1e9)

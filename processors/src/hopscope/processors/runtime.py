@@ -114,13 +114,15 @@ class Processor:
     def __init__(self, settings: ProcessorSettings, *, connect: Connect | None = None) -> None:
         self.settings = settings
         self.counts = ProcessorCounts()
-        self.metrics = ProcessorMetrics()
+        self.metrics = ProcessorMetrics(settings.slos)
         self._connect = connect or connect_services
         self._stop = threading.Event()
         self._assembler = TraceAssembler(
             trace_idle_s=settings.trace_idle_s, max_open_spans=settings.max_open_spans,
             max_open_bytes=settings.max_open_bytes, max_trace_spans=settings.max_trace_spans,
         )  # fmt: skip
+        self.metrics.open_spans_limit.set(settings.max_open_spans)
+        self.metrics.held_bytes_limit.set(settings.max_open_bytes or 0)
         self._stack = ExitStack()
         self._needs_seek: set[TopicPartition] = set()
         self._checkpoint: Checkpoint | None = None
@@ -289,7 +291,7 @@ class Processor:
         for flag in derived.records.summary.anomalies:
             self.counts.sanitized[flag] += 1
             self.metrics.sanitized.labels("traces", flag).inc()
-        self.metrics.observe_hops(derived.records.hops)
+        self.metrics.observe_records(derived.records)
 
     def _observe(self, polled: Mapping[TopicPartition, list[Message]]) -> None:
         """Gauges that are cheap to read every iteration; lag from the last polled offsets."""

@@ -16,6 +16,7 @@ from typing import Any
 from hopscope.core.es_security import EsSecurity
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.ingest import conventions as c
+from hopscope.processors.slo import DEFAULT_SLOS, SLO
 
 __all__ = ["ProcessorSettings", "default"]
 
@@ -65,6 +66,9 @@ class ProcessorSettings:
     max_open_bytes: int | None = None
     max_trace_spans: int = 100_000
     max_batch_bytes: int = 8 * 1024 * 1024
+    # What the SLI counters count (hopscope.processors.slo): the same [slo.*] tables as the
+    # alerting rules, or the rules would divide counters nobody increments.
+    slos: tuple[SLO, ...] = DEFAULT_SLOS
 
 
 def default(name: str) -> Any:
