@@ -140,18 +140,25 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
     return make
 
 
-@pytest.fixture
-def index_prefix(services: Services) -> Iterator[str]:
-    """An Elasticsearch index prefix for this test; its indices are deleted afterwards."""
+@contextlib.contextmanager
+def throwaway_index_prefix(es_url: str) -> Iterator[str]:
+    """A fresh Elasticsearch index prefix; its indices are deleted on exit."""
     from elasticsearch import Elasticsearch
 
     prefix = f"hopscope-test-{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = Elasticsearch(services.es_url)
+    client = Elasticsearch(es_url)
     try:
         client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
     finally:
         client.close()
+
+
+@pytest.fixture
+def index_prefix(services: Services) -> Iterator[str]:
+    """An Elasticsearch index prefix for this test; its indices are deleted afterwards."""
+    with throwaway_index_prefix(services.es_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ every document of the first run is still there, unchanged.
 """
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 
 from hopscope.cli import app
 from hopscope.processors.templates import KINDS
-from tests.conftest import Services
+from tests.conftest import Services, throwaway_index_prefix
 from tests.integration.processor_support import Topics, drain, hits, refresh
 
 pytestmark = pytest.mark.integration
@@ -34,13 +33,8 @@ SCENARIO = "node-failure"
 @pytest.fixture
 def alone_prefix(services: Services) -> Iterator[str]:
     """A second index prefix for the runs processed alone; deleted afterwards."""
-    prefix = f"hopscope-test-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = Elasticsearch(services.es_url)
-    try:
-        client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
-    finally:
-        client.close()
+    with throwaway_index_prefix(services.es_url) as prefix:
+        yield prefix
 
 
 def simulate(services: Services, topics: Topics, truth: Path) -> dict[str, Any]:

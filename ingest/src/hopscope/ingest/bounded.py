@@ -32,7 +32,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeVar
@@ -56,6 +55,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from hopscope.core.env import env_int
+from hopscope.ingest._fork import reset_in_forked_child
 
 logger = logging.getLogger(__name__)
 
@@ -188,15 +188,8 @@ class ExportBooks:
         self._endpoint = endpoint
         self._reset()
         # The child of a fork starts with an empty queue (OpenTelemetry clears it) and counts
-        # its own records; a weak reference, so registering does not keep the books alive.
-        if hasattr(os, "register_at_fork"):
-            weak_reset = weakref.WeakMethod(self._reset_in_child)
-
-            def after_in_child() -> None:
-                if (reset := weak_reset()) is not None:
-                    reset()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        # its own records.
+        reset_in_forked_child(self._reset_in_child)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()

@@ -16,10 +16,8 @@ creates its own on its first export.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +32,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from hopscope.core.kafka_security import KafkaConnectError, explained_connect_errors
 from hopscope.ingest import conventions as c
+from hopscope.ingest._fork import reset_in_forked_child
 from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.redaction import may_contain_pan, redact_export_request
 
@@ -90,14 +89,7 @@ class KafkaWriter:
         self._lock = threading.Lock()
         self._closed = False
         self.last_error: str | None = None
-        if hasattr(os, "register_at_fork"):
-            weak_forget = weakref.WeakMethod(self._forget_in_child)
-
-            def after_in_child() -> None:
-                if (forget := weak_forget()) is not None:
-                    forget()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        reset_in_forked_child(self._forget_in_child)
 
     def _forget_in_child(self) -> None:
         # The parent's producer is neither closed nor used here: closing it would flush and

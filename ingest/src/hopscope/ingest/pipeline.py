@@ -9,15 +9,14 @@ counts, the full-queue warning and the shutdown deadline around them.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hopscope.ingest import conventions as c
+from hopscope.ingest._fork import reset_in_forked_child
 from hopscope.ingest.bounded import BatchLimits, BoundedLogProcessor, BoundedSpanProcessor
 from hopscope.ingest.kafka_exporter import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -91,14 +90,7 @@ class KafkaPipeline:
             self.log_exporter, BatchLimits.resolve("logs", **bounds), **describe
         )
         self._shut = False
-        if hasattr(os, "register_at_fork"):
-            weak_reset = weakref.WeakMethod(self._reset_in_child)
-
-            def after_in_child() -> None:
-                if (reset := weak_reset()) is not None:
-                    reset()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        reset_in_forked_child(self._reset_in_child)
 
     def _reset_in_child(self) -> None:
         # The processors' books and the writer reset themselves; the message counters are the
