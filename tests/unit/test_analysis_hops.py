@@ -27,10 +27,21 @@ def hop(
     source_node: str | None = None,
     target_node: str | None = None,
     skewed: bool = False,
+    offset: int = 3 * MS,
     error: bool = False,
     at: int | None = None,
+    abandoned: bool = False,
 ) -> dict[str, Any]:
+    """One hop row. A two-sided hop's legs split its network time evenly, shifted by the
+    callee's clock ``offset`` when ``skewed`` (then a leg is negative for offsets above half
+    the network time)."""
     client = (server or 0) + (network or 0) if server is not None else 250 * MS
+    if abandoned:
+        client = (server or 0) // 2
+    legs: tuple[int | None, int | None] = (None, None)
+    if network is not None:
+        shift = offset if skewed else 0
+        legs = (network // 2 + shift, network - network // 2 - shift)
     return {
         "time": START + (at if at is not None else i * 100 * MS),
         "trace_id": trace or f"{source}-{target}-{i}",
@@ -43,8 +54,11 @@ def hop(
         "client_ns": client,
         "server_ns": server,
         "network_ns": network,
+        "request_leg_ns": legs[0],
+        "response_leg_ns": legs[1],
         "clock_skew_suspected": skewed,
         "error": error,
+        "client_abandoned": abandoned,
     }
 
 
@@ -116,6 +130,11 @@ def test_edges_table_columns(result: Any) -> None:
         "error_rate",
         *quantiles,
         "clock_skew_share",
+        "clock_offset_p50_ns",
+        "clock_skew_material_share",
+        "clock_skew_note",
+        "timeouts",
+        "timeout_rate",
     ]
 
 
@@ -197,7 +216,12 @@ def test_clock_skew_names_the_node(result: Any) -> None:
         ({"service": "c", "node": "c-1"}, "medium", 0)
     ]
     # a-1 calls c-1 too, but most of its hops are fine (8 skewed of 11 + 11 + 11 + 21).
-    assert skew[0].evidence == {"hops": 11, "skewed_hops": 8, "share": 8 / 11}
+    assert skew[0].evidence == {
+        "hops": 11,
+        "skewed_hops": 8,
+        "share": 8 / 11,
+        "offset_p50_ns": 3 * MS,
+    }
     assert "NTP" in skew[0].recommendation and "network_ns" in skew[0].recommendation
 
 
@@ -240,3 +264,75 @@ def test_clock_skew_scenario_names_the_node() -> None:
 def test_no_high_finding_without_a_slow_hop(scenario: str) -> None:
     findings = hops.run(simulated(scenario).dataset).findings
     assert [f for f in findings if f.impact == "high"] == []
+
+
+def ordinary_calls(calls: int) -> list[dict[str, Any]]:
+    """Calls from a-1 to c and e with agreeing clocks, so a-1 is mostly unskewed."""
+    return [hop(i, "a", target, 400_000) for target in ("c", "e") for i in range(calls)]
+
+
+def skewed_pairs(offset: int, *, calls: int = 12) -> Dataset:
+    """a → b calls with 0.4 ms network, every one with the callee's clock ``offset`` ahead,
+    plus ordinary calls from the same caller."""
+    rows = [hop(i, "a", "b", 400_000, skewed=True, offset=offset) for i in range(calls)]
+    return dataset(hops=frame("hops", rows + ordinary_calls(calls)))
+
+
+def test_a_quarter_millisecond_skew_is_a_note_not_a_finding() -> None:
+    # Server starts truncated to the millisecond: legs of −0.05 ms / +0.45 ms, offset 0.25 ms.
+    result = hops.run(skewed_pairs(250_000))
+    assert [f for f in result.findings if f.kind == "clock_skew"] == []
+    ab = edge(result, "b")
+    assert (ab["clock_skew_share"], ab["clock_skew_material_share"]) == (1.0, 0.0)
+    assert ab["clock_offset_p50_ns"] == 250_000
+    assert ab["clock_skew_note"].startswith("not material: clocks ~0.25 ms apart")
+    assert edge(result, "c")["clock_skew_note"] is None
+
+
+def test_a_material_consistent_skew_is_a_finding() -> None:
+    # 2 ms ahead on every call: above 1 ms and above half the 0.4 ms network time.
+    result = hops.run(skewed_pairs(2 * MS))
+    skew = [f for f in result.findings if f.kind == "clock_skew"]
+    assert [f.subject for f in skew] == [{"service": "b", "node": "b-1"}]
+    assert skew[0].evidence["offset_p50_ns"] == 2 * MS
+    ab = edge(result, "b")
+    assert ab["clock_skew_material_share"] == 1.0
+    assert ab["clock_skew_note"] == "material: clocks ~2.0 ms apart"
+
+
+def test_skew_in_both_directions_is_not_consistent() -> None:
+    # 10 of 12 calls materially skewed, but 5 with b-1's clock 2 ms ahead and 5 behind:
+    # jitter, not one clock off (5 of 12 in either direction is below half).
+    rows = [hop(i, "a", "b", 400_000, skewed=i < 10, offset=2 * MS if i < 5 else -2 * MS)
+            for i in range(12)]  # fmt: skip
+    result = hops.run(dataset(hops=frame("hops", rows + ordinary_calls(12))))
+    assert edge(result, "b")["clock_skew_material_share"] == 10 / 12
+    assert [f for f in result.findings if f.kind == "clock_skew"] == []
+
+
+def test_client_abandoned_hops_count_as_timeouts() -> None:
+    rows = [hop(i, "a", "b", 400_000) for i in range(18)]
+    # Two callers gave up after 2.5 ms on a 5 ms server: no network time, no skew.
+    rows += [hop(18 + i, "a", "b", None, abandoned=True) for i in range(2)]
+    result = hops.run(dataset(hops=frame("hops", rows)))
+    ab = edge(result, "b")
+    assert (ab["calls"], ab["timeouts"], ab["timeout_rate"]) == (20, 2, 0.1)
+    assert ab["network_p999_ns"] == 400_000  # the abandoned hops have no network time
+    assert ab["clock_skew_share"] == 0.0
+    (timeout,) = [f for f in result.findings if f.kind == "client_timeout"]
+    assert timeout.subject["target_service"] == "b" and timeout.impact == "medium"
+    assert timeout.evidence["timeouts"] == 2
+    assert timeout.evidence["waited_p50_ns"] == timeout.gain_ns == 2_500_000
+    assert [f for f in result.findings if f.kind == "clock_skew"] == []
+
+
+def test_clock_skew_ranks_after_every_other_finding() -> None:
+    from hopscope.analysis.findings import Finding, rank
+
+    def finding(kind: str, impact: Any, gain: int) -> Finding:
+        return Finding("hops", kind, kind, impact, gain, {}, {}, "", "")
+
+    ranked = rank([finding("clock_skew", "medium", 0), finding("tail_attribute", "low", 0)])
+    assert [f.kind for f in ranked] == ["tail_attribute", "clock_skew"]
+    # The only anomaly: it leads.
+    assert rank([finding("clock_skew", "medium", 0)])[0].kind == "clock_skew"

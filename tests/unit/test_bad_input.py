@@ -106,7 +106,7 @@ def test_otlp_json_on_the_spans_topic_is_decoded() -> None:
         ]
     }
     (span,) = decode_spans(json.dumps(document).encode(), received_ns=RECEIVED)
-    assert (span.trace_id, span.name, span.flags) == (TRACE.hex(), "pay", ())
+    assert (span.trace_id, span.name, span.flags) == (TRACE.hex(), "pay", (s.KIND_UNSPECIFIED,))
 
 
 # -- one bad span: rejected alone ----------------------------------------------------------
@@ -195,11 +195,11 @@ def test_invalid_utf8_and_unpaired_surrogates_in_otlp_json_flag_the_message() ->
     for payload in (escaped, raw):
         spans = decode_spans(payload)
         assert spans[0].name == "a\ufffdb"
-        assert [span.flags for span in spans] == [(s.INVALID_UTF8,)] * 2
+        assert [span.flags for span in spans] == [(s.INVALID_UTF8, s.KIND_UNSPECIFIED)] * 2
     # In a key, the protobuf runtime's C code failed with a SystemError (found by atheris).
     document["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["x\udc80"] = 1
     spans = decode_spans(json.dumps(document).encode())
-    assert [span.flags for span in spans] == [(s.INVALID_UTF8,)] * 2
+    assert [span.flags for span in spans] == [(s.INVALID_UTF8, s.KIND_UNSPECIFIED)] * 2
 
 
 def test_a_1mib_value_is_cut_after_masking_card_numbers() -> None:
@@ -245,7 +245,9 @@ def test_the_text_budget_of_a_span_is_shared_by_its_attributes_and_events() -> N
     text += sum(len(v) for e in span.events for v in e.attributes.values())
     assert text <= s.DEFAULT_LIMITS.max_attribute_chars + s.DEFAULT_LIMITS.max_value_chars
     assert len(span.events) == 128 and len(span.links) == 128
-    assert set(span.flags) == {s.ATTRIBUTES_DROPPED, s.EVENTS_DROPPED, s.LINKS_DROPPED}
+    assert set(span.flags) == {
+        s.ATTRIBUTES_DROPPED, s.EVENTS_DROPPED, s.LINKS_DROPPED, s.STATUS_INFERRED,
+    }  # fmt: skip
     assert footprint(span) < 2 * s.DEFAULT_LIMITS.max_attribute_chars
 
 

@@ -229,3 +229,28 @@ def test_input_order_does_not_matter() -> None:
         random.Random(seed).shuffle(shuffled)
         assert derive_hops(shuffled) == hops
     assert [h.hop_id for h in hops] == ["c", "p", "c2"]
+
+
+MS = 1_000_000
+
+
+def test_server_outlasting_its_client_is_a_caller_that_gave_up() -> None:
+    # The caller waited 100 ms and gave up; the server went on for 130 ms. On one host or two,
+    # durations are offset-free: this is a timeout, not skew, and the wire time is unknown.
+    hop = only(derive_hops([client("c", 0, 100 * MS), server("s", 5 * MS, 135 * MS)]))
+    assert hop.client_abandoned
+    assert (hop.client_ns, hop.server_ns, hop.network_ns) == (100 * MS, 130 * MS, None)
+    assert not hop.clock_skew_suspected
+    assert (hop.adjusted_request_leg_ns, hop.adjusted_response_leg_ns) == (None, None)
+    # The measured legs are kept as recorded: 5 ms in, −35 ms back.
+    assert (hop.request_leg_ns, hop.response_leg_ns) == (5 * MS, -35 * MS)
+
+
+def test_server_longer_within_coarse_timestamps_is_no_abandon() -> None:
+    # Start and end truncated to the millisecond: the server looks 1 ms longer than its client.
+    hop = only(derive_hops([client("c", 0, 10 * MS), server("s", 0, 11 * MS)]))
+    assert not hop.client_abandoned
+    assert hop.network_ns == -MS and hop.clock_skew_suspected
+    # 2.5 ms over a 1 s client is within 1 % of it: coarse timestamps too.
+    hop = only(derive_hops([client("c", 0, 1000 * MS), server("s", 0, 1002 * MS + MS // 2)]))
+    assert not hop.client_abandoned

@@ -15,6 +15,7 @@ MODULES = (
     "hopscope.analysis.jobs",
     "hopscope.analysis.loaders._records",
     "hopscope.analysis.loaders.parquet",
+    "hopscope.analysis.loaders.files",
     "hopscope.analysis.jobs.bottlenecks",
     "hopscope.analysis.jobs.tail",
     "hopscope.analysis.jobs.balance",
@@ -26,6 +27,8 @@ MODULES = (
     # Beyond the analysis: the settings readers and the Kibana links.
     "hopscope.core.env",
     "hopscope.processors.settings",
+    "hopscope.processors.foreign",
+    "hopscope.processors.derive._common",
     "hopscope.dashboards.kibana.links",
     # The Maven command line of the local stack.
     "hopscope.stack.artifacts",

@@ -194,7 +194,7 @@ def test_a_bare_jaeger_trace_and_a_list_of_traces_load_too(tmp_path: Path) -> No
         ("not json at all\n", "line 1 is not JSON"),
         ("", "the file is empty"),
         ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "00"}]}]}]}', "trace_id"),
-        (json.dumps({"data": [{"spans": [{"spanID": "zz", "traceID": TRACE}]}]}), "hex id"),
+        (json.dumps({"data": [{"spans": [{"spanID": "", "traceID": TRACE}]}]}), "spanID"),
     ],
 )
 def test_unreadable_files_raise_a_loader_error_naming_the_file(

@@ -1,9 +1,10 @@
 """``hopscope analyze <job>``: load a window of records, run a job (or the report), print it.
 
-Sources, in this order: ``--file PATH`` (an OTLP or Jaeger JSON export), ``--parquet DIR``
-(the processors' archive), else the Elasticsearch named by ``HOPSCOPE_ES_URL`` (or the local
-stack's). The window is ``--since``/``--until``; for Elasticsearch it defaults to the last 24
-hours, for Parquet and files to everything they hold.
+Sources, in this order: ``--file PATH`` (OTLP JSON, Jaeger JSON or CSV exports; repeatable,
+each a file, a directory or a glob pattern), ``--parquet DIR`` (the processors' archive), else
+the Elasticsearch named by ``HOPSCOPE_ES_URL`` (or the local stack's). The window is
+``--since``/``--until``; for Elasticsearch it defaults to the last 24 hours, for Parquet and
+files to everything they hold (files: the traces that start in it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
@@ -68,20 +69,40 @@ def parse_time(text: str, *, now: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _csv_format(columns: list[str] | None, start_unit: str, duration_unit: str) -> Any:
+    """The ``--csv-*`` options as a :class:`~hopscope.analysis.loaders.CsvFormat`."""
+    from hopscope.analysis.loaders import CsvFormat
+
+    mapping: dict[str, str] = {}
+    for item in columns or ():
+        name, sep, column = item.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise typer.BadParameter(
+                f"{item!r} is not FIELD=COLUMN (e.g. trace_id=TraceId)", param_hint="--csv-column"
+            )
+        mapping[name.strip()] = column.strip()
+    try:
+        return CsvFormat(columns=mapping, start_unit=start_unit, duration_unit=duration_unit)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--csv-column / --csv-*-unit") from None
+
+
 def _load(
     *,
-    file: Path | None,
+    file: list[str] | None,
     parquet: Path | None,
     index_prefix: str,
     since: datetime | None,
     until: datetime | None,
     services: list[str] | None,
     progress: bool,
+    csv_format: Any = None,
 ) -> tuple[Dataset, str]:
     from hopscope.analysis import loaders
 
-    if file is not None:
-        return loaders.load_file(file), f"file {file}"
+    if file:
+        data = loaders.load_files(file, since=since, until=until, csv_format=csv_format)
+        return data, f"file {' '.join(file)}"
     if parquet is not None:
         data = loaders.load_parquet(
             parquet, since=since, until=until, services=services, progress=progress
@@ -126,8 +147,27 @@ def analyze_command(
         typer.Option(help="Read the processors' Parquet archive in DIR instead of Elasticsearch."),
     ] = None,
     file: Annotated[
-        Path | None, typer.Option(help="Read an OTLP JSON or Jaeger JSON export instead.")
+        list[str] | None,
+        typer.Option(
+            help="Read OTLP JSON, Jaeger JSON or CSV exports instead: a file, a directory or a "
+            "glob pattern (repeatable; a trace split over files is gathered).",
+        ),
     ] = None,
+    csv_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CSV files: FIELD=COLUMN for a column named otherwise than the default "
+            "(trace_id=traceID, span_id=spanID, parent_id=parentSpanID, service=service, "
+            "operation=operation, start=start, duration=duration, kind, status, node); "
+            "repeatable.",
+        ),
+    ] = None,
+    csv_start_unit: Annotated[
+        str, typer.Option(help="CSV files: unit of numeric start times (ns, us, ms, s).")
+    ] = "us",
+    csv_duration_unit: Annotated[
+        str, typer.Option(help="CSV files: unit of durations (ns, us, ms, s).")
+    ] = "us",
     index_prefix: Annotated[
         str, typer.Option(envvar="HOPSCOPE_INDEX_PREFIX", help="Elasticsearch index prefix.")
     ] = DEFAULT_INDEX_PREFIX,
@@ -169,12 +209,13 @@ def analyze_command(
     from hopscope.analysis.render import job_json, print_job, print_report, report_json
     from hopscope.analysis.report import build_report
 
-    if file is not None and parquet is not None:
+    if file and parquet is not None:
         raise typer.BadParameter("give --file or --parquet, not both")
+    csv_format = _csv_format(csv_column, csv_start_unit, csv_duration_unit)
     now = datetime.now(UTC)
     start = parse_time(since, now=now) if since else None
     end = parse_time(until, now=now) if until else None
-    if file is None and parquet is None:
+    if not file and parquet is None:
         end = end or now
         start = start or end - DEFAULT_WINDOW
     if start and end and start >= end:
@@ -182,7 +223,7 @@ def analyze_command(
     out, err = Console(), Console(stderr=True)
     data, source = _load(
         file=file, parquet=parquet, index_prefix=index_prefix, since=start, until=end,
-        services=service, progress=err.is_terminal,
+        services=service, progress=err.is_terminal, csv_format=csv_format,
     )  # fmt: skip
     if job is AnalyzeJob.REPORT or html is not None:
         jobs = list(JOB_NAMES) if job is AnalyzeJob.REPORT else [job.value]

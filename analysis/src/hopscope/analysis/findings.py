@@ -18,6 +18,9 @@ import polars as pl
 Impact = Literal["high", "medium", "low"]
 IMPACTS: Final[tuple[Impact, ...]] = ("high", "medium", "low")
 _IMPACT_RANK: Final = {level: rank for rank, level in enumerate(IMPACTS)}
+# Kinds that cost no latency and explain no incident on their own: ranked after every other
+# finding, whatever their impact level, so that they lead only when nothing else was found.
+RANKED_LAST: Final = frozenset({"clock_skew"})
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,12 @@ class Finding:
 
 
 def rank(findings: Sequence[Finding]) -> list[Finding]:
-    """Most important first: impact level, then expected gain, then title (stable output)."""
-    return sorted(findings, key=lambda f: (_IMPACT_RANK[f.impact], -f.gain_ns, f.title))
+    """Most important first: impact level, then expected gain, then title (stable output);
+    the kinds of :data:`RANKED_LAST` after all others."""
+    return sorted(
+        findings,
+        key=lambda f: (f.kind in RANKED_LAST, _IMPACT_RANK[f.impact], -f.gain_ns, f.title),
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from hopscope.ingest import conventions as c
 from hopscope.ingest.redaction import mask_pan_bytes, mask_pan_number, mask_pans
 from hopscope.processors import sanitize as s
 from hopscope.processors.errors import DecodeError
+from hopscope.processors.foreign import error_status, hex_id
 from hopscope.processors.records import (
     CLIENT,
     CONSUMER,
@@ -60,6 +61,7 @@ from hopscope.processors.records import (
 )
 from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
 
+# Kind 0 (UNSPECIFIED) reads as internal, flagged: the derivations may infer it.
 _KINDS = {0: INTERNAL, 1: INTERNAL, 2: SERVER, 3: CLIENT, 4: PRODUCER, 5: CONSUMER}
 _STATUS = {0: UNSET, 1: OK, 2: ERROR}
 _SEVERITY_FROM_NUMBER = {1: "TRACE", 5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}
@@ -268,8 +270,9 @@ def _optional_id(raw: bytes, zero: bytes, budget: _Budget, flag: str) -> str | N
 
 # -- parsing -----------------------------------------------------------------------------------
 
-_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id",
-                      "parent_span_id"})  # fmt: skip
+# OTLP/JSON id keys -> the id's width in bytes.
+_ID_KEYS: Final = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8,
+                   "parentSpanId": 8, "parent_span_id": 8}  # fmt: skip
 
 _OTLP_JSON_KEYS = {
     "traces": frozenset({"resourceSpans", "resource_spans"}),
@@ -283,7 +286,7 @@ def _prepare_json(node: Any, flags: set[str]) -> Any:
     and in keys (the protobuf runtime fails on such a key with a SystemError)."""
     if isinstance(node, dict):
         return {
-            _repair(key, flags): _id_to_base64(value)
+            _repair(key, flags): _json_id(value, _ID_KEYS[key], flags)
             if key in _ID_KEYS
             else _prepare_json(value, flags)
             for key, value in node.items()
@@ -307,13 +310,31 @@ def _repair(text: str, flags: set[str]) -> str:
     return text
 
 
-def _id_to_base64(value: Any) -> Any:
-    if not isinstance(value, str):
+def _json_id(value: Any, width: int, flags: set[str]) -> Any:
+    """An OTLP/JSON id as protobuf's JSON mapping takes it (base64 of ``width`` bytes).
+
+    Hex is the OTLP/JSON form; base64 of the right length is what older exporters wrote and is
+    kept; anything else is mapped by :func:`~hopscope.processors.foreign.hex_id` (short hex
+    zero-padded, the rest hashed and flagged ``id_hashed``) rather than failing the message.
+    """
+    if not isinstance(value, str) or not value:
         return value
     try:
-        return base64.b64encode(bytes.fromhex(value)).decode()
+        raw = bytes.fromhex(value)
     except ValueError:
-        return value  # not hex: left for the parser to accept (base64) or reject
+        raw = None
+    if raw is not None and len(raw) == width:
+        return base64.b64encode(raw).decode()
+    if raw is None:
+        try:
+            if len(base64.b64decode(value, validate=True)) == width:
+                return value
+        except ValueError:
+            pass
+    text, hashed = hex_id(value, width * 2)
+    if hashed:
+        flags.add(s.ID_HASHED)
+    return base64.b64encode(bytes.fromhex(text)).decode()
 
 
 @functools.cache
@@ -501,6 +522,14 @@ def _span(
     start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
     if end < start:
         budget.flags.add(s.END_BEFORE_START)
+    if span.kind == 0:
+        budget.flags.add(s.KIND_UNSPECIFIED)
+    events = _events(span.events, budget) if span.events else ()
+    status, status_message, inferred = error_status(
+        _STATUS.get(span.status.code, UNSET), status_message or None, attributes, events
+    )
+    if inferred:
+        budget.flags.add(s.STATUS_INFERRED)
     record = SpanRecord(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
@@ -511,10 +540,10 @@ def _span(
         end_ns=end,
         service=service,
         node=node,
-        status=_STATUS.get(span.status.code, UNSET),
-        status_message=status_message or None,
+        status=status,
+        status_message=status_message,
         attributes=attributes,
-        events=_events(span.events, budget) if span.events else (),
+        events=events,
         links=_links(span.links, budget) if span.links else (),
         resource=resource,
         flags=tuple(sorted(budget.flags)) if budget.flags else (),

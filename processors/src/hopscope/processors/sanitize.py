@@ -46,6 +46,18 @@ end before start                             kept as recorded; every duration re
                                              ``end_before_start``
 a log's trace or span id of the wrong        dropped from the log (it joins no trace):
 length                                       ``invalid_trace_id``
+an OTLP/JSON id that is neither hex nor      hashed to an id of the right width (SHA-256),
+base64 of the right length (``"G"``), or     the same text always to the same id; every
+hex longer than the id                       record of the message: ``id_hashed``
+OTLP/JSON hex shorter than the id (64-bit    zero-padded on the left, as Jaeger does
+Zipkin/Jaeger trace ids)
+a span kind of 0 (``UNSPECIFIED``)           decoded as ``internal``: ``kind_unspecified``;
+                                             the derivations infer CLIENT/SERVER from
+                                             cross-service parent links
+no error status, but another exporter's      status ``error`` (an explicit OK is final), the
+error convention (``error=true``, HTTP       convention as the status message when there is
+status >= 500, gRPC status != 0, an          none: ``status_inferred``
+``exception`` event)
 ===========================================  =================================================
 
 Trace-level anomalies go to the trace summary's ``hopscope.sanitized``; the trace is still
@@ -88,6 +100,9 @@ from hopscope.processors.records import LogRecord, SpanRecord
 
 # Reason codes: span and log documents (``hopscope.sanitized``).
 INVALID_UTF8: Final = "invalid_utf8"
+ID_HASHED: Final = "id_hashed"
+KIND_UNSPECIFIED: Final = "kind_unspecified"
+STATUS_INFERRED: Final = "status_inferred"
 VALUE_TRUNCATED: Final = "value_truncated"
 INVALID_KEY: Final = "invalid_key"
 ATTRIBUTES_DROPPED: Final = "attributes_dropped"

@@ -411,6 +411,7 @@ HOPS: Final = Table(
         _hop("error", BOOLEAN, BOOL, column="error"),
         _hop("attempt", LONG, INT64, column="attempt"),
         _hop("server_span_id", KEYWORD, STRING),
+        _hop("client_abandoned", BOOLEAN, BOOL, column="client_abandoned"),
     ),
     id=lambda h: in_trace(h.trace_id, h.hop_id),
     time_ns=operator.attrgetter("start_ns"),

@@ -4,7 +4,14 @@ A hop is one call from one service to another (docs/DESIGN.md §3 "Hop"): ``clie
 caller's span, ``server_ns`` the callee's, ``network_ns = client_ns − server_ns`` the wire and
 queueing time between them — free of clock skew, since each duration is read on one clock.
 One-sided hops (a database, an external issuer, a node that never answered) have no server
-span, so their server and network figures are null.
+span, so their server and network figures are null. A hop whose caller gave up before the
+callee finished (``client_abandoned``) has no network figure either: it counts as a timeout.
+
+Clock skew is measured per two-sided RPC hop as the NTP estimate of the callee's clock offset
+against the caller's, ``(request_leg − response_leg) / 2``. It is *material* when the hop's
+timestamps disagree (``clock_skew_suspected``), the offset is above :data:`SKEW_FLOOR_NS` and
+above :data:`SKEW_NETWORK_SHARE` of the hop's network time: a quarter-millisecond gap from
+timestamps truncated to the millisecond is a note in the tables, not a finding.
 
 Percentiles follow :func:`hopscope.analysis.expr.percentile_ns`: the observed value at rank
 ``round(q · (n − 1))`` of the sorted values, so every figure is a real hop's duration in ns.
@@ -12,8 +19,11 @@ Percentiles follow :func:`hopscope.analysis.expr.percentile_ns`: the observed va
 Tables:
 
 - ``edges``: one row per (source_service, target_service, operation, hop_kind): calls,
-  traces, error_rate, ``{client,server,network}_{p50,p90,p99,p999}_ns`` and clock_skew_share
-  (share of the two-sided hops whose timestamps disagree; null for one-sided edges).
+  traces, error_rate, ``{client,server,network}_{p50,p90,p99,p999}_ns``, clock_skew_share
+  (share of the two-sided hops whose timestamps disagree; null for one-sided edges),
+  clock_offset_p50_ns (median offset of those hops), clock_skew_material_share (share of the
+  two-sided hops whose skew is material), clock_skew_note (a note when timestamps disagree:
+  material or not, and by how much), timeouts (hops whose caller gave up) and timeout_rate.
 - ``edges_over_time``: per time bucket and edge (source, target, operation): calls and the
   network/server/client p99.
 - ``nodes``: per callee node (target_service, target_node): calls, network_p50_ns,
@@ -27,9 +37,13 @@ Findings:
   share the data centre, so their wire time is alike; one edge far above the rest points at
   its path (zone placement, a proxy, connection set-up), not at the callee, whose server time
   is reported beside it.
-- ``clock_skew`` (``medium``): a node most of whose two-sided hops are
-  ``clock_skew_suspected``. Its timestamps are off; durations, and so ``network_ns``, stay
-  valid.
+- ``client_timeout`` (``medium``): an edge on which at least :data:`TIMEOUT_RATE` of the calls
+  were given up by the caller while the callee went on working (``client_abandoned``): a
+  timeout shorter than the callee's latency, the typical payment incident.
+- ``clock_skew`` (``medium``, ranked after every other finding: it costs no latency): a node
+  most of whose two-sided hops have a *material* skew, in the same direction (its clock ahead
+  of, or behind, its peers' consistently). Its timestamps are off; durations, and so
+  ``network_ns``, stay valid.
 """
 
 from __future__ import annotations
@@ -69,6 +83,15 @@ MIN_REFERENCE_EDGES: Final = 2
 CLOCK_SKEW_SHARE: Final = 0.5
 # ... over at least this many two-sided hops.
 MIN_NODE_HOPS: Final = 10
+# A clock offset below 1 ms is within what NTP keeps hosts to and what millisecond timestamps
+# can fake (a server start truncated by up to 1 ms): not worth a finding.
+SKEW_FLOOR_NS: Final = 1_000_000
+# ... and the offset must exceed this share of the hop's network time: only then does it turn
+# a leg negative on its own (each leg is about half the network time).
+SKEW_NETWORK_SHARE: Final = 0.5
+# An edge on which 1 % of the calls time out is failing payments that the callee still
+# processes (double work, possibly double charges on retry): worth a finding.
+TIMEOUT_RATE: Final = 0.01
 
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
 
@@ -102,14 +125,57 @@ def skew_share(flag: pl.Expr) -> pl.Expr:
     return pl.when(pl.col("server_ns").is_not_null()).then(flag.cast(pl.Float64)).mean()
 
 
+def clock_offset() -> pl.Expr:
+    """The callee's clock offset against the caller's, per hop (ns; positive: the callee's
+    clock is ahead), the NTP estimate ``(request_leg − response_leg) / 2``; null without both
+    legs (one-sided hops, callers that gave up)."""
+    return ((pl.col("request_leg_ns") - pl.col("response_leg_ns")) // 2).alias("clock_offset_ns")
+
+
+def material_skew(floor_ns: int = SKEW_FLOOR_NS, share: float = SKEW_NETWORK_SHARE) -> pl.Expr:
+    """Whether a hop's skew is material (module docstring): suspected, its offset above
+    ``floor_ns`` and above ``share`` of its network time. Null for one-sided hops."""
+    offset = clock_offset().abs()
+    return (
+        pl.when(pl.col("server_ns").is_not_null())
+        .then(
+            pl.col("clock_skew_suspected").fill_null(False)
+            & (offset > floor_ns).fill_null(False)
+            & (offset > share * pl.col("network_ns").abs()).fill_null(False)
+        )
+        .alias("material_skew")
+    )
+
+
+def _skew_note(share: pl.Expr, material: pl.Expr, offset: pl.Expr) -> pl.Expr:
+    """A note for the edges table: why a skew share is (not) a finding."""
+    offset_ms = (offset.abs() / 1e6).round(2).cast(pl.String)
+    return (
+        pl.when(share.is_null() | (share == 0))
+        .then(None)
+        .when(material > 0)
+        .then(pl.concat_str(pl.lit("material: clocks ~"), offset_ms, pl.lit(" ms apart")))
+        .otherwise(
+            pl.concat_str(
+                pl.lit("not material: clocks ~"),
+                offset_ms,
+                pl.lit(" ms apart (coarse timestamps or NTP jitter)"),
+            )
+        )
+    )
+
+
 def _quantiles(column: str, suffixes: tuple[str, ...]) -> list[pl.Expr]:
     return [percentile_ns(f"{column}_ns", QUANTILES[s]).alias(f"{column}_{s}_ns") for s in suffixes]
 
 
-def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
+def _edges(hops: pl.LazyFrame, floor_ns: int, share: float) -> pl.LazyFrame:
     suffixes = tuple(QUANTILES)
+    skewed = pl.col("clock_skew_suspected").fill_null(False)
+    abandoned = pl.col("client_abandoned").fill_null(False)
     return (
-        hops.group_by(*_EDGE)
+        hops.with_columns(clock_offset(), material_skew(floor_ns, share))
+        .group_by(*_EDGE)
         .agg(
             pl.len().alias("calls"),
             pl.col("trace_id").n_unique().alias("traces"),
@@ -118,6 +184,35 @@ def _edges(hops: pl.LazyFrame) -> pl.LazyFrame:
             *_quantiles("server", suffixes),
             *_quantiles("network", suffixes),
             skew_share(pl.col("clock_skew_suspected")).alias("clock_skew_share"),
+            pl.col("clock_offset_ns")
+            .filter(skewed)
+            .median()
+            .round()
+            .cast(pl.Int64)
+            .alias("clock_offset_p50_ns"),
+            pl.col("material_skew").cast(pl.Float64).mean().alias("clock_skew_material_share"),
+            abandoned.sum().cast(pl.UInt32).alias("timeouts"),
+            abandoned.cast(pl.Float64).mean().alias("timeout_rate"),
+        )
+        .with_columns(
+            _skew_note(
+                pl.col("clock_skew_share"),
+                pl.col("clock_skew_material_share"),
+                pl.col("clock_offset_p50_ns"),
+            ).alias("clock_skew_note")
+        )
+        .select(
+            *_EDGE,
+            "calls",
+            "traces",
+            "error_rate",
+            *(f"{part}_{q}_ns" for part in ("client", "server", "network") for q in suffixes),
+            "clock_skew_share",
+            "clock_offset_p50_ns",
+            "clock_skew_material_share",
+            "clock_skew_note",
+            "timeouts",
+            "timeout_rate",
         )
         .sort(_EDGE)
     )
@@ -157,39 +252,59 @@ def _nodes(hops: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _node_skew(hops: pl.LazyFrame) -> pl.LazyFrame:
-    """Skew share per node over its two-sided hops in either role (caller or callee).
+def _node_skew(hops: pl.LazyFrame, floor_ns: int, share: float) -> pl.LazyFrame:
+    """Material skew per node over its two-sided hops in either role (caller or callee).
 
-    A node with a wrong clock disagrees with every peer, whichever side it is on; a correct
-    node shares a skewed hop with the wrong one only on its calls to (or from) it.
+    A node with a wrong clock disagrees with every peer, whichever side it is on, and always in
+    the same direction; a correct node shares a skewed hop with the wrong one only on its calls
+    to (or from) it. ``skewed_hops`` counts the material skews in the node's dominant direction
+    (its own offset: the hop's as callee, the opposite as caller).
     """
-    two_sided = hops.filter(pl.col("server_ns").is_not_null())
-    flag = pl.col("clock_skew_suspected").fill_null(False)
+    two_sided = hops.filter(pl.col("server_ns").is_not_null()).with_columns(
+        clock_offset(), material_skew(floor_ns, share)
+    )
+    material = pl.col("material_skew").fill_null(False)
     roles = [
         two_sided.select(
             pl.col(f"{role}_service").alias("service"),
             pl.col(f"{role}_node").alias("node"),
-            flag.alias("skewed"),
+            (material & (pl.col("clock_offset_ns") * sign > 0)).alias("ahead"),
+            (material & (pl.col("clock_offset_ns") * sign < 0)).alias("behind"),
+            (pl.col("clock_offset_ns") * sign).alias("offset"),
             pl.col("trace_id"),
         )
-        for role in ("source", "target")
+        for role, sign in (("source", -1), ("target", 1))
     ]
     # Per node and trace first: the telling traces are those with the most skewed hops.
     per_trace = (
         pl.concat(roles)
         .filter(pl.col("node").is_not_null())
         .group_by("service", "node", "trace_id")
-        .agg(pl.len().alias("hops"), pl.col("skewed").sum().alias("skewed_hops"))
+        .agg(
+            pl.len().alias("hops"),
+            pl.col("ahead").sum(),
+            pl.col("behind").sum(),
+            pl.col("offset").filter(pl.col("ahead") | pl.col("behind")),
+        )
     )
+    ahead, behind = pl.col("ahead"), pl.col("behind")
     return (
         per_trace.group_by("service", "node")
         .agg(
             pl.col("hops").sum(),
-            pl.col("skewed_hops").sum(),
-            example_traces("skewed_hops", where=pl.col("skewed_hops") > 0).alias("examples"),
+            ahead.sum(),
+            behind.sum(),
+            pl.col("offset")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .median()
+            .alias("offset_p50_ns"),
+            example_traces(pl.max_horizontal(ahead, behind), where=(ahead + behind) > 0).alias(
+                "examples"
+            ),
         )
+        .with_columns(pl.max_horizontal("ahead", "behind").alias("skewed_hops"))
         .with_columns((pl.col("skewed_hops") / pl.col("hops")).alias("share"))
-        .select("service", "node", "hops", "skewed_hops", "share", "examples")
+        .select("service", "node", "hops", "skewed_hops", "share", "offset_p50_ns", "examples")
         .sort("service", "node")
     )
 
@@ -202,6 +317,9 @@ def run(
     slow_edge_floor_ns: int = SLOW_EDGE_FLOOR_NS,
     min_calls: int = MIN_EDGE_CALLS,
     clock_skew_share: float = CLOCK_SKEW_SHARE,
+    skew_floor_ns: int = SKEW_FLOOR_NS,
+    skew_network_share: float = SKEW_NETWORK_SHARE,
+    timeout_rate: float = TIMEOUT_RATE,
 ) -> JobResult:
     """Per-edge and per-node hop latency, its course over time, slow edges and skewed clocks.
 
@@ -213,8 +331,13 @@ def run(
             slow.
         slow_edge_floor_ns: the least excess network p50 (ns) that makes an edge slow.
         min_calls: fewer calls than this and an edge is neither judged nor a reference.
-        clock_skew_share: share of a node's two-sided hops flagged as skewed that makes a
-            ``clock_skew`` finding.
+        clock_skew_share: share of a node's two-sided hops with a material skew in one
+            direction that makes a ``clock_skew`` finding.
+        skew_floor_ns: the least clock offset (ns) of a material skew.
+        skew_network_share: the least clock offset of a material skew, as a share of the
+            hop's network time.
+        timeout_rate: the least share of an edge's calls given up by the caller that makes a
+            ``client_timeout`` finding.
 
     Returns:
         Tables ``edges``, ``edges_over_time``, ``nodes`` and the findings (module docstring).
@@ -237,11 +360,15 @@ def run(
         window = hops.select(pl.col("time").min().alias("start"), pl.col("time").max().alias("end"))
         start, end = window.collect().row(0)
         bucket = bucket_ns(start, end)
-    edges, over_time, nodes, node_skew = pl.collect_all(
-        [_edges(hops), _edges_over_time(hops, bucket), _nodes(hops), _node_skew(hops)]
-    )
+    edges, over_time, nodes, node_skew = pl.collect_all([
+        _edges(hops, skew_floor_ns, skew_network_share),
+        _edges_over_time(hops, bucket),
+        _nodes(hops),
+        _node_skew(hops, skew_floor_ns, skew_network_share),
+    ])  # fmt: skip
     findings = [
         *_slow_edges(hops, edges, slow_edge_ratio, slow_edge_floor_ns, min_calls),
+        *_timeouts(hops, edges, timeout_rate),
         *_clock_skew(node_skew, clock_skew_share),
     ]
     return JobResult(
@@ -344,6 +471,67 @@ def _slowest_hops(
     return {(r[0], r[1], r[2]): r[3] for r in rows.iter_rows()}
 
 
+def _timeouts(hops: pl.LazyFrame, edges: pl.DataFrame, rate: float) -> list[Finding]:
+    """Edges whose callers give up on a share of the calls (one row per edge: small)."""
+    flagged = edges.filter(pl.col("timeouts") > 0, pl.col("timeout_rate") >= rate)
+    if flagged.is_empty():
+        return []
+    abandoned = (
+        hops.filter(pl.col("client_abandoned").fill_null(False))
+        .group_by(*_EDGE)
+        .agg(
+            percentile_ns("client_ns", 0.5).alias("waited_p50_ns"),
+            percentile_ns("server_ns", 0.5).alias("server_p50_ns"),
+            example_traces("server_ns").alias("examples"),
+        )
+        .collect()
+    )
+    by_edge = {tuple(r[k] for k in _EDGE): r for r in abandoned.iter_rows(named=True)}
+    findings = []
+    for edge in flagged.iter_rows(named=True):
+        key = tuple(edge[k] for k in _EDGE)
+        source, target, operation = key[0], key[1], key[2]
+        found = by_edge.get(key, {})
+        waited, served = found.get("waited_p50_ns") or 0, found.get("server_p50_ns") or 0
+        findings.append(
+            Finding(
+                job=JOB,
+                kind="client_timeout",
+                title=f"{source} → {target}: {edge['timeouts']} calls given up by the caller "
+                f"({edge['timeout_rate']:.0%}, {operation})",
+                impact="medium",
+                gain_ns=waited,
+                subject={
+                    "source_service": source,
+                    "target_service": target,
+                    "operation": operation,
+                    "hop_kind": edge["hop_kind"],
+                },
+                evidence={
+                    "calls": edge["calls"],
+                    "timeouts": edge["timeouts"],
+                    "timeout_rate": edge["timeout_rate"],
+                    "waited_p50_ns": waited,
+                    "abandoned_server_p50_ns": served,
+                    "server_p50_ns": edge["server_p50_ns"],
+                },
+                recommendation=(
+                    f"{source} stops waiting after about {ms(waited)} while {target} goes on "
+                    f"for {ms(served)}: find why {target} is slow on these calls (its own "
+                    "time, its dependencies), and make the deadline travel with the request "
+                    "(gRPC deadlines, a timeout header) so the callee stops work nobody waits "
+                    "for; check retries of given-up calls are idempotent."
+                ),
+                gain=(
+                    f"each given-up call costs its payment the {ms(waited)} the caller waited "
+                    "before failing or retrying"
+                ),
+                example_traces=tuple(found.get("examples") or ()),
+            )
+        )
+    return findings
+
+
 def _clock_skew(node_skew: pl.DataFrame, share: float) -> list[Finding]:
     flagged = node_skew.filter(pl.col("hops") >= MIN_NODE_HOPS, pl.col("share") >= share)
     return [
@@ -359,6 +547,7 @@ def _clock_skew(node_skew: pl.DataFrame, share: float) -> list[Finding]:
                 "hops": row["hops"],
                 "skewed_hops": row["skewed_hops"],
                 "share": row["share"],
+                "offset_p50_ns": row["offset_p50_ns"],
             },
             recommendation=(
                 f"Synchronise {row['node']}'s clock: check that NTP/chrony runs and reaches its "

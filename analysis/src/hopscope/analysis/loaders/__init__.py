@@ -2,13 +2,21 @@
 
 from hopscope.analysis.loaders._records import dataset_from_documents, dataset_from_records
 from hopscope.analysis.loaders.elasticsearch import count_elasticsearch, load_elasticsearch
-from hopscope.analysis.loaders.files import jaeger_spans, load_file
+from hopscope.analysis.loaders.files import (
+    DEFAULT_CSV_COLUMNS,
+    CsvFormat,
+    jaeger_spans,
+    load_file,
+    load_files,
+)
 from hopscope.analysis.loaders.parquet import load_parquet
 
 # Re-exported: the documents the processors would index for records gathered in memory.
 from hopscope.processors.pipeline import documents_from_records
 
 __all__ = [
+    "DEFAULT_CSV_COLUMNS",
+    "CsvFormat",
     "count_elasticsearch",
     "dataset_from_documents",
     "dataset_from_records",
@@ -16,5 +24,6 @@ __all__ = [
     "jaeger_spans",
     "load_elasticsearch",
     "load_file",
+    "load_files",
     "load_parquet",
 ]

@@ -8,6 +8,13 @@ applied here once so that every module agrees:
 - **Duplicates**: the first span with a given id wins; later ones are ignored (the assembler
   has already kept the last one in Kafka order, as Elasticsearch does: see
   :mod:`hopscope.processors.assembly`).
+- **Unspecified kinds** (spans flagged ``kind_unspecified``: other people's telemetry, see
+  :mod:`hopscope.processors.foreign`): a parent in one service with a child in another is a
+  call between them, so an unspecified child of a parent in another service is read as a
+  SERVER span, and an unspecified parent of a child in another service as a CLIENT span; a
+  span that would be both (one span per service and request, as some tracers record) stays a
+  SERVER: the call into its service is paired, the call out of it is not. Only the derivations
+  see the inferred kinds; the span records (and documents) keep the kind as recorded.
 - **Durations**: ``end < start`` counts as a zero-length span (:func:`end_of`, :func:`duration`).
   The record's raw timestamps are never changed.
 - **Tree**: a span's tree parent is the span named by its ``parent_id`` when that span is in the
@@ -27,6 +34,7 @@ when the trace has parent cycles.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +43,7 @@ from typing import Any, Final
 
 from hopscope.ingest import conventions as c
 from hopscope.processors import sanitize
-from hopscope.processors.records import CLIENT, CONSUMER, ERROR, SERVER, SpanRecord
+from hopscope.processors.records import CLIENT, CONSUMER, ERROR, INTERNAL, SERVER, SpanRecord
 
 # A SERVER or CONSUMER span is where a service starts handling a request: the "service span" a
 # coordinator's work hangs under.
@@ -164,6 +172,41 @@ def coordination_kind(span: SpanRecord, rules: Sequence[CoordinationRule] = ()) 
     return None
 
 
+def _unspecified(span: SpanRecord) -> bool:
+    return span.kind == INTERNAL and sanitize.KIND_UNSPECIFIED in span.flags
+
+
+def infer_kinds(by_id: Mapping[str, SpanRecord]) -> dict[str, SpanRecord]:
+    """The spans by id, unspecified kinds inferred from cross-service parent links (module
+    docstring); ``by_id`` itself when nothing changes.
+
+    >>> from hopscope.processors.sanitize import KIND_UNSPECIFIED as U
+    >>> a = SpanRecord("t", "a", None, "GET /pay", "internal", 0, 9, "gateway", flags=(U,))
+    >>> b = SpanRecord("t", "b", "a", "GET /pay", "internal", 1, 8, "payment", flags=(U,))
+    >>> {k: s.kind for k, s in infer_kinds({"a": a, "b": b}).items()}
+    {'a': 'client', 'b': 'server'}
+    """
+    servers: set[str] = set()
+    clients: set[str] = set()
+    for span in by_id.values():
+        parent = by_id.get(span.parent_id) if span.parent_id else None
+        if parent is None or parent is span or parent.service == span.service:
+            continue
+        if _unspecified(span):
+            servers.add(span.span_id)
+        if _unspecified(parent):
+            clients.add(parent.span_id)
+    clients -= servers
+    if not servers and not clients:
+        return dict(by_id)
+    out = dict(by_id)
+    for span_id in servers:
+        out[span_id] = dataclasses.replace(out[span_id], kind=SERVER)
+    for span_id in clients:
+        out[span_id] = dataclasses.replace(out[span_id], kind=CLIENT)
+    return out
+
+
 def _earliest(spans: Iterable[SpanRecord]) -> SpanRecord | None:
     """The span that starts first; ties go to the longest, then to the smallest id."""
     return min(spans, key=lambda s: (s.start_ns, -duration(s), s.span_id), default=None)
@@ -177,11 +220,16 @@ class TraceIndex:
 
     def __init__(self, spans: Iterable[SpanRecord]) -> None:
         by_id: dict[str, SpanRecord] = {}
+        kindless = False  # any span of unspecified kind: then kinds are inferred
         self.conflicting_duplicates = 0  # same id, different content (identical: redelivery)
         for span in spans:
             known = by_id.setdefault(span.span_id, span)  # duplicates: the first one wins
             if known is not span and known != span:
                 self.conflicting_duplicates += 1
+            elif kindless is False and sanitize.KIND_UNSPECIFIED in span.flags:
+                kindless = True
+        if kindless:
+            by_id = infer_kinds(by_id)
         self.by_id = by_id
         self.spans: list[SpanRecord] = list(by_id.values())
         self.trace_id = self.spans[0].trace_id if self.spans else ""

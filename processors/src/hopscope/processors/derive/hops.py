@@ -11,6 +11,13 @@ Definition:
   ``network_ns`` (``network_ns // 2`` for the request leg, the rest for the response leg, so they
   add up exactly); otherwise the adjusted legs are the measured ones. Raw timestamps are never
   rewritten. ``kind`` is ``"db"`` when the client carries ``db.system``, else ``"rpc"``.
+- **Client gave up**: a SERVER span that outlasts its CLIENT by more than
+  :data:`ABANDON_TOLERANCE_NS` (and :data:`ABANDON_TOLERANCE_SHARE` of the client's duration)
+  means the caller stopped waiting (a timeout, a cancelled request) while the callee went on.
+  Durations do not depend on clock offset, so this is no skew: ``client_abandoned`` is set,
+  ``network_ns`` and the adjusted legs are None (unknown), ``clock_skew_suspected`` is False.
+  Within the tolerance (timestamps truncated to the millisecond make a server look up to 2 ms
+  longer than its client) the hop is an ordinary one, its network time slightly negative.
 - **Messaging hop**: a PRODUCER span P and a CONSUMER span that is P's child or links to P.
   ``queue_ns = consumer.start − producer.end``; a negative queue time sets
   ``clock_skew_suspected`` (it is kept as measured). The call is asynchronous, so there is no
@@ -55,6 +62,14 @@ MESSAGING: Final = "messaging"
 DB: Final = "db"
 VIRTUAL: Final = "virtual"
 
+# A server longer than its client by more than this is a caller that gave up. Below it, coarse
+# timestamps explain the gap: a start and an end each truncated to the millisecond can make a
+# server span up to 2 ms longer than its client's.
+ABANDON_TOLERANCE_NS: Final = 2_000_000
+# ... and by more than this share of the client's duration (the critical path's 1.01× skew
+# tolerance), so that long calls with coarse timestamps are not called abandoned either.
+ABANDON_TOLERANCE_SHARE: Final = 0.01
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:
@@ -85,6 +100,7 @@ class Hop:
     error: bool
     attempt: int | None
     server_span_id: str | None
+    client_abandoned: bool = False
 
     @property
     def one_sided(self) -> bool:
@@ -157,12 +173,32 @@ def _derive_hops(index: TraceIndex) -> list[Hop]:
     return hops
 
 
+def client_gave_up(client_ns: int, server_ns: int) -> bool:
+    """Whether a server span of ``server_ns`` outlasts its client of ``client_ns`` by more than
+    coarse timestamps explain (module docstring, "Client gave up").
+
+    >>> client_gave_up(100_000_000, 101_000_000), client_gave_up(100_000_000, 130_000_000)
+    (False, True)
+    """
+    excess = server_ns - client_ns
+    return excess > ABANDON_TOLERANCE_NS and excess > ABANDON_TOLERANCE_SHARE * client_ns
+
+
 def _rpc_hop(client: SpanRecord, server: SpanRecord) -> Hop:
     client_ns, server_ns = duration(client), duration(server)
-    network = client_ns - server_ns
     request_leg = server.start_ns - client.start_ns
     response_leg = end_of(client) - end_of(server)
-    skew = request_leg < 0 or response_leg < 0
+    abandoned = client_gave_up(client_ns, server_ns)
+    # A caller that gave up leaves the wire time unknown; its negative legs are no skew.
+    network = None if abandoned else client_ns - server_ns
+    skew = not abandoned and (request_leg < 0 or response_leg < 0)
+    if network is None:
+        adjusted: tuple[int | None, int | None] = (None, None)
+    elif skew:
+        # Symmetric split under skew (Jaeger/Zipkin's assumption); the halves add up exactly.
+        adjusted = (network // 2, network - network // 2)
+    else:
+        adjusted = (request_leg, response_leg)
     return Hop(
         trace_id=client.trace_id,
         hop_id=client.span_id,
@@ -179,13 +215,13 @@ def _rpc_hop(client: SpanRecord, server: SpanRecord) -> Hop:
         request_leg_ns=request_leg,
         response_leg_ns=response_leg,
         clock_skew_suspected=skew,
-        # Symmetric split under skew (Jaeger/Zipkin's assumption); the halves add up exactly.
-        adjusted_request_leg_ns=network // 2 if skew else request_leg,
-        adjusted_response_leg_ns=network - network // 2 if skew else response_leg,
+        adjusted_request_leg_ns=adjusted[0],
+        adjusted_response_leg_ns=adjusted[1],
         queue_ns=None,
         error=failed(client) or failed(server),
         attempt=attr_int(client.attributes, c.HTTP_RESEND_COUNT),
         server_span_id=server.span_id,
+        client_abandoned=abandoned,
     )
 
 
