@@ -65,13 +65,15 @@ def ensure_topics(
     options = dict(options or {})
     timeout_ms = round(timeout_s * 1000)
     with explained_connect_errors(bootstrap, options, what):
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            bootstrap_timeout_ms=timeout_ms,
-            reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
-            request_timeout_ms=max(timeout_ms, 10_000),
+        # The caller's own client settings win over these bounds (a test or an operator
+        # may give a bootstrap timeout of its own).
+        settings: dict[str, Any] = {
+            "bootstrap_timeout_ms": timeout_ms,
+            "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
+            "request_timeout_ms": max(timeout_ms, 10_000),
             **options,
-        )
+        }
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, **settings)
     created: list[str] = []
     try:
         existing = set(admin.list_topics())
