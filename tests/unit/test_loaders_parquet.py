@@ -111,6 +111,27 @@ def test_a_record_archived_twice_is_read_once(
     assert_same_dataset(loaded, dataset_from_records(spans, logs))
 
 
+def test_a_record_written_twice_reads_as_its_newest_version(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    # A trace derived early (idle timeout under load), then again after a late span: both
+    # versions are durable, in two part files; Elasticsearch keeps the second, so must we.
+    spans, logs = records
+    trace_id = spans[0].trace_id
+    summaries = [d for d in documents_from_records(spans, logs)
+                 if d.kind == "traces" and d.id == trace_id]  # fmt: skip
+    (final,) = summaries
+    early = dataclasses.replace(final, body={**final.body, "event.duration": 1})
+    writer = ParquetArchive(tmp_path)
+    writer.write([early])
+    writer.write([final])
+    # Read back twice: the winner must not depend on part-file listing or hashing order.
+    for _ in range(2):
+        traces = load_parquet(tmp_path, progress=False).traces.collect()
+        assert traces.height == 1
+        assert traces["duration_ns"][0] == final.body["event.duration"]
+
+
 def test_time_window_and_services_filter(
     tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
 ) -> None:

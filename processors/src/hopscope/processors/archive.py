@@ -2,10 +2,11 @@
 
 Written after Elasticsearch acknowledged the documents and before the offsets are committed, so
 the archive holds only durable records; a replay after a crash may write a record twice (in two
-part files), and readers deduplicate on ``_id`` (ids are deterministic).
+part files), and readers keep the newest version of each ``_id`` (ids are deterministic; part
+files are named in write order).
 
-Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet``, one part file per kind and
-hour per bulk write. Columns:
+Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<write ns>-<random>.parquet``, one part
+file per kind and hour per bulk write. Columns:
 
 - scalar fields: one column each, of the type the record schema gives them
   (:mod:`hopscope.processors.schema`: ``event.duration`` Int64, flags Boolean);
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -137,7 +139,9 @@ class ParquetArchive:
             if "@timestamp" in frame.columns:
                 stamp = pl.col("@timestamp").str.strptime(pl.Datetime("ns", "UTC"), _STAMP_FORMAT)
                 frame = frame.with_columns(stamp)
-            target = directory / f"part-{uuid.uuid4().hex}.parquet"
+            # Named in write order (then a random suffix, for writers in other processes), so
+            # a reader keeps the newest version of a record written twice.
+            target = directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
             # Write then rename: a reader never sees a half-written file.
             partial = target.with_suffix(".parquet.partial")
             frame.write_parquet(partial, compression="zstd")

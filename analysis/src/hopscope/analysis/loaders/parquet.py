@@ -39,6 +39,8 @@ from hopscope.processors.schema import RECORD_FIELD, TABLES
 _DIRECTORY: Final = {kind: TABLES[kind].index for kind in KINDS}
 _RECORD: Final = RECORD_FIELD  # "delay" or "2pc" in the coordination files
 _ID: Final = "_id"
+# The part file a row came from: names sort in write order (hopscope.processors.archive).
+_FILE: Final = "_part_file"
 _STAMP: Final = "@timestamp"
 _STAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 # Columns whose type is fixed whatever the part file holds: the timestamp, and the trace
@@ -150,18 +152,18 @@ def _scan(
     for key, paths in groups.items():
         present = dict(key)
         scan = pl.scan_parquet(
-            paths, schema=pl.Schema(present), extra_columns="ignore", hive_partitioning=False
-        )
-        scans.append(
-            scan.select(
-                (
-                    _fixed(c, present[c])
-                    if c in present and c in _FIXED
-                    else (pl.col(c) if c in present else pl.lit(None)).cast(dtype)
-                ).alias(c)
-                for c, dtype in target.items()
-            )
-        )
+            paths, schema=pl.Schema(present), extra_columns="ignore", hive_partitioning=False,
+            include_file_paths=_FILE,
+        )  # fmt: skip
+        columns = [
+            (
+                _fixed(c, present[c])
+                if c in present and c in _FIXED
+                else (pl.col(c) if c in present else pl.lit(None)).cast(dtype)
+            ).alias(c)
+            for c, dtype in target.items()
+        ]
+        scans.append(scan.select(*columns, pl.col(_FILE)))
     return pl.concat(scans, how="vertical")
 
 
@@ -269,9 +271,15 @@ def load_parquet(
                 continue
             frame = _scan(files[directory], _wanted(directory, dataset_kinds),
                           advancer(directory))  # fmt: skip
-            # Step 4: a replay may have archived a record twice, in two part files.
-            # (is_first_distinct on the one id column is ~6x faster than unique(subset=...),
-            # which gathers every column.)
-            frame = _filters(frame, since, until, services).filter(pl.col(_ID).is_first_distinct())
+            # Step 4: a record archived twice (a replay, or a trace recomputed after a late
+            # span) keeps its newest version, as Elasticsearch's overwrite does: part files are
+            # named in write order, and within one file the later row wins. (Filters on the one
+            # id column are far cheaper than unique(subset=...), which gathers every column.)
+            frame = (
+                _filters(frame, since, until, services)
+                .filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
+                .filter(pl.col(_ID).is_last_distinct())
+                .drop(_FILE)
+            )
             frames.update(_split(directory, frame, dataset_kinds))
     return Dataset.from_documents(frames)
