@@ -18,7 +18,7 @@ lists of objects: all are accepted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 import polars as pl
@@ -28,6 +28,9 @@ from hopscope.processors.schema import polars_dtype
 
 TIME: Final = pl.Datetime("ns", "UTC")  # the dtype of record_schema.TIME
 NS: Final = pl.Int64()
+# Log records: a kind of their own beside the derived ones, read by the window comparison
+# (error logs per service); loaders that do not read logs leave the frame empty.
+LOGS: Final = "logs"
 
 
 def _inner(name: str) -> pl.DataType:
@@ -52,7 +55,7 @@ def _schema(kind: str) -> Mapping[str, tuple[str, pl.DataType]]:
 # Per dataset kind, in Dataset order. Spans carry the span attributes the jobs read, each as
 # its own column (the Parquet archive writes attributes as ``attributes.<key>`` text).
 SCHEMAS: Final[Mapping[str, Mapping[str, tuple[str, pl.DataType]]]] = {
-    kind: _schema(kind) for kind in record_schema.ANALYSIS_KINDS
+    kind: _schema(kind) for kind in (*record_schema.ANALYSIS_KINDS, LOGS)
 }
 TRACES: Final = SCHEMAS["traces"]
 
@@ -103,8 +106,8 @@ def normalize(kind: str, frame: pl.LazyFrame) -> pl.LazyFrame:
     """Document-named columns of ``kind`` -> the canonical columns of :data:`SCHEMAS`.
 
     Parameters:
-        kind: ``spans``, ``traces``, ``hops``, ``failovers``, ``coordination`` or
-            ``two_phase_commits``.
+        kind: ``spans``, ``traces``, ``hops``, ``failovers``, ``coordination``,
+            ``two_phase_commits`` or ``logs``.
         frame: columns named as the document fields (extra columns are ignored).
 
     Returns:
@@ -137,6 +140,8 @@ class Dataset:
     failovers: pl.LazyFrame
     coordination: pl.LazyFrame
     two_phase_commits: pl.LazyFrame
+    # Last and optional: a dataset built without logs has an empty frame of them.
+    logs: pl.LazyFrame = field(default_factory=lambda: empty(LOGS).lazy())
 
     @classmethod
     def from_documents(cls, frames: Mapping[str, pl.LazyFrame]) -> Dataset:
