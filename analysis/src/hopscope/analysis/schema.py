@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Final
 
 import polars as pl
@@ -154,6 +155,43 @@ class Dataset:
                 for f in fields(cls)
             }
         )
+
+    def between(self, start: datetime | None, end: datetime | None) -> Dataset:
+        """The records of the traces that started in ``[start, end)`` (None: unbounded), and
+        the records outside any trace whose own time is in it.
+
+        A trace belongs to one window whole (by its start), so a comparison never splits one.
+
+        Examples:
+            >>> from datetime import UTC, datetime
+            >>> t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)
+            >>> data = Dataset.from_documents({
+            ...     "traces": pl.LazyFrame({"@timestamp": [t(1), t(5)], "trace.id": ["a", "b"]}),
+            ...     "spans": pl.LazyFrame({"@timestamp": [t(1), t(6), t(7)],
+            ...                            "trace.id": ["a", "b", "b"]}),
+            ...     "logs": pl.LazyFrame({"@timestamp": [t(2), t(6)], "trace.id": [None, "a"]}),
+            ... })
+            >>> part = data.between(t(0), t(5))
+            >>> [part.spans.collect().height, part.logs.collect().height]
+            [1, 2]
+        """
+        when = pl.lit(True)
+        if start is not None:
+            when = when & (pl.col("time") >= start)
+        if end is not None:
+            when = when & (pl.col("time") < end)
+        ids = self.traces.filter(when).select("trace_id").unique()
+
+        def part(frame: pl.LazyFrame) -> pl.LazyFrame:
+            in_trace = frame.filter(pl.col("trace_id").is_not_null()).join(
+                ids, on="trace_id", how="semi"
+            )
+            return pl.concat([in_trace, frame.filter(pl.col("trace_id").is_null() & when)])
+
+        return Dataset(
+            **{f.name: (self.traces.filter(when) if f.name == "traces" else
+                        part(getattr(self, f.name))) for f in fields(self)}
+        )  # fmt: skip
 
     def collect(self) -> Dataset:
         """All frames computed once (jobs then share them), still as lazy frames."""
