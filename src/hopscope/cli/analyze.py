@@ -217,6 +217,8 @@ def analyze_command(
         raise AnalysisUnavailableError(
             "hopscope analyze needs the analysis extra: pip install 'hopscope[analysis]'"
         ) from None
+    import polars as pl
+
     from hopscope.analysis.jobs import JOB_NAMES
     from hopscope.analysis.jobs import job as job_function
     from hopscope.analysis.render import job_json, print_job, print_report, report_json
@@ -244,6 +246,10 @@ def analyze_command(
         )  # fmt: skip
         if start is None:
             raise typer.BadParameter("give --since (and --until) for the window to compare")
+        if end is None:
+            # The file's end, not now: an export is usually read long after it was taken.
+            last = everything.traces.select(pl.col("time").max()).collect().item()
+            end = last + timedelta(microseconds=1) if last is not None else start
         data = everything.between(start, end)
     else:
         data, source = _load(
