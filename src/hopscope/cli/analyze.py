@@ -275,6 +275,14 @@ def analyze_command(
                 until=b_end, services=service, progress=err.is_terminal,
             )  # fmt: skip
         source += f" (baseline {b_start:%Y-%m-%dT%H:%M:%SZ} – {b_end:%Y-%m-%dT%H:%M:%SZ})"
+        reference = reference.collect()
+        if reference.traces.select(pl.len()).collect().item() == 0:
+            err.print(
+                f"warning: the baseline window {b_start:%Y-%m-%dT%H:%M:%SZ} – "
+                f"{b_end:%Y-%m-%dT%H:%M:%SZ} holds no traces: nothing to compare with "
+                "(give --baseline-since/--baseline-until)",
+                markup=False, highlight=False,
+            )  # fmt: skip
     if job is AnalyzeJob.COMPARE:
         from hopscope.analysis.jobs import compare
 

@@ -108,6 +108,12 @@ ERROR_SEVERITIES: Final = frozenset(
 )  # fmt: skip
 
 _OPERATION_SERVICE = r"^\[([^\]]*)\] "
+# The ``services`` table's figures, per window and tested.
+_SERVICE_FIGURES: Final = (
+    "spans_per_s_baseline", "spans_per_s_incident", "error_rate_baseline",
+    "error_rate_incident", "error_p_value", "error_logs_per_trace_baseline",
+    "error_logs_per_trace_incident", "error_logs_p_value",
+)  # fmt: skip
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
 
 
@@ -705,7 +711,10 @@ def _error_suspects(
                       "change_lo_ns": None, "change_hi_ns": None, "cliffs_delta": None,
                       "p_value": min(p_spans, p_logs), "impact": impact})
         )  # fmt: skip
-    return suspects, pl.DataFrame(rows, infer_schema_length=None)
+    services = pl.DataFrame(
+        rows, schema={"service": pl.String, **dict.fromkeys(_SERVICE_FIGURES, pl.Float64)}
+    )
+    return suspects, services
 
 
 def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Windows) -> pl.LazyFrame:
@@ -906,6 +915,19 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     if table.is_empty():
         table = pl.DataFrame(schema={"cause": pl.String, "subject": pl.String,
                                      "service": pl.String})  # fmt: skip
+    own = pl.DataFrame(
+        [
+            {"service": s.subject, "own_ns_per_trace_baseline": s.row["before_ns"],
+             "own_ns_per_trace_incident": s.row["after_ns"],
+             "own_cliffs_delta": s.row["cliffs_delta"], "own_p_value": s.row["p_value"]}
+            for s in suspects
+            if s.cause == "own_time"
+        ],
+        schema={"service": pl.String, "own_ns_per_trace_baseline": pl.Int64,
+                "own_ns_per_trace_incident": pl.Int64, "own_cliffs_delta": pl.Float64,
+                "own_p_value": pl.Float64},
+    )  # fmt: skip
+    services = own.join(services, on="service", how="full", coalesce=True).sort("service")
     operations = _operations_table(spans, traces, windows)
     edges = _edges_table(hops, windows)
     findings = [s.finding for s in ranked if s.finding is not None]

@@ -94,8 +94,10 @@ DEFAULT_COLUMNS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
     "compare": {
         "suspects": ("cause", "subject", "impact", "before_ns", "after_ns", "change_ns",
                      "cliffs_delta", "p_value"),
-        "services": ("service", "error_rate_baseline", "error_rate_incident", "error_p_value",
-                     "error_logs_per_trace_baseline", "error_logs_per_trace_incident"),
+        "services": ("service", "own_ns_per_trace_baseline", "own_ns_per_trace_incident",
+                     "own_p_value", "error_rate_baseline", "error_rate_incident",
+                     "error_p_value", "error_logs_per_trace_baseline",
+                     "error_logs_per_trace_incident"),
         "operations": ("operation", "status", "spans_baseline", "spans_incident",
                        "p99_ns_baseline", "p99_ns_incident", "cliffs_delta", "duration_p_value"),
         "edges": ("source_service", "target_service", "operation", "status", "calls_baseline",
