@@ -141,6 +141,18 @@ def test_errors_only_in_logs_name_the_service() -> None:
     assert finding.impact == "high"
 
 
+def test_a_caller_logging_its_callees_failures_comes_after_the_callee() -> None:
+    # b logs every failure of its callee c, which logs them too: c is the deeper, b drops a level.
+    before = window(20, logs=error_logs(20, 0, "c", 1)[1:])
+    after_logs = [*error_logs(20, 100, "c", 12), *error_logs(20, 100, "b", 12)]
+    result = compare.run(window(20, offset=100, logs=after_logs), before)
+
+    first, second = suspects(result)
+    assert (first.subject, first.impact) == ({"service": "c"}, "high")
+    assert (second.subject, second.impact) == ({"service": "b"}, "medium")
+    assert second.evidence["callee_suspects"] == ["c"]
+
+
 def test_a_large_effect_on_eight_calls_is_reported_with_its_uncertainty() -> None:
     # 8 payments per window; c → d's wire 4 ms -> 584 ms (10 µs apart, so no ties).
     before = window(8, wire_cd=4 * MS, jitter_ns=10_000)

@@ -51,6 +51,7 @@ Findings:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ _SERVICE_FIGURES: Final = (
     "error_logs_per_trace_incident", "error_logs_p_value",
 )  # fmt: skip
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
+_DEMOTED: Final[dict[Impact, Impact]] = {"high": "medium", "medium": "low", "low": "low"}
 
 
 @dataclass(frozen=True)
@@ -619,7 +621,8 @@ def _error_suspects(
         )
     )
     span_counts = spans.group_by("service", "incident").agg(pl.len().cast(pl.Int64).alias("spans"))
-    errors, logged, counted = pl.collect_all([span_errors, log_errors, span_counts])
+    calls = hops.select("source_service", "target_service").drop_nulls().unique()
+    errors, logged, counted, edges = pl.collect_all([span_errors, log_errors, span_counts, calls])
     table = (
         _per_window(counted, ["service"], ["spans"])
         .join(_per_window(errors, ["service"], ["error_traces", "examples"]), on="service",
@@ -631,6 +634,7 @@ def _error_suspects(
     n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
     suspects = []
     rows = []
+    log_based: set[str] = set()
     for row in table.iter_rows(named=True):
         e_before, e_after = row["error_traces_baseline"] or 0, row["error_traces_incident"] or 0
         l_before, l_after = row["error_logs_baseline"] or 0, row["error_logs_incident"] or 0
@@ -684,6 +688,7 @@ def _error_suspects(
                 f"(was {l_before / n_before:.2f}; p = {p_logs:.2g})"
             )
             score = (l_after / n_after - l_before / n_before) / 2  # weaker evidence than spans
+            log_based.add(service)
         examples = list(row["examples_incident"] or row["log_examples_incident"] or [])
         finding = Finding(
             job=JOB,
@@ -714,7 +719,36 @@ def _error_suspects(
     services = pl.DataFrame(
         rows, schema={"service": pl.String, **dict.fromkeys(_SERVICE_FIGURES, pl.Float64)}
     )
-    return suspects, services
+    return _deepest(suspects, log_based, edges), services
+
+
+def _deepest(suspects: list[_Suspect], log_based: set[str], edges: pl.DataFrame) -> list[_Suspect]:
+    """A caller logs its callee's failures too: a log-based suspect whose callee is a suspect
+    as well drops one level (and half its score), so the deepest failing service leads."""
+    suspected = {s.service for s in suspects}
+    callees: dict[str, set[str]] = {}
+    for source, target in edges.iter_rows():
+        callees.setdefault(source, set()).add(target)
+    out = []
+    for suspect in suspects:
+        below = sorted((callees.get(suspect.service, set()) & suspected) - {suspect.service})
+        if suspect.service in log_based and below and suspect.finding is not None:
+            impact = _DEMOTED[suspect.impact or "low"]
+            finding = dataclasses.replace(
+                suspect.finding,
+                impact=impact,
+                evidence={**suspect.finding.evidence, "callee_suspects": below},
+                recommendation=(
+                    f"Its callees ({', '.join(below)}) fail too, and callers log their callees' "
+                    f"failures: look there first. {suspect.finding.recommendation}"
+                ),
+            )
+            suspect = dataclasses.replace(
+                suspect, impact=impact, score=suspect.score / 2, finding=finding,
+                row={**suspect.row, "impact": impact},
+            )  # fmt: skip
+        out.append(suspect)
+    return out
 
 
 def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Windows) -> pl.LazyFrame:
