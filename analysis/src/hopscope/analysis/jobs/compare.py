@@ -185,7 +185,9 @@ def _ratio(name: str) -> pl.Expr:
     return pl.when(before > 0).then(after / before).alias(f"{name}_ratio")
 
 
-def _windows(incident: Dataset, baseline: Dataset) -> Windows:
+def _window_frames(incident: Dataset, baseline: Dataset) -> list[pl.LazyFrame]:
+    """Traces, their mean duration and the spans' extent in seconds: baseline, incident."""
+
     def figures(data: Dataset) -> pl.LazyFrame:
         traces = data.traces.select(
             pl.len().alias("traces"), pl.col("duration_ns").mean().alias("mean")
@@ -197,7 +199,10 @@ def _windows(incident: Dataset, baseline: Dataset) -> Windows:
         )
         return pl.concat([traces, extent], how="horizontal")
 
-    before, after = pl.collect_all([figures(baseline), figures(incident)])
+    return [figures(baseline), figures(incident)]
+
+
+def _windows(before: pl.DataFrame, after: pl.DataFrame) -> Windows:
     return Windows(
         traces_baseline=int(before.item(0, "traces")),
         traces_incident=int(after.item(0, "traces")),
@@ -419,10 +424,8 @@ def _impact_rank(impact: Impact | None) -> int:
     return len(IMPACTS) if impact is None else IMPACTS.index(impact)
 
 
-def _latency_table(
-    causes: pl.LazyFrame, traces: pl.LazyFrame, hops: pl.LazyFrame, windows: Windows
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Per cause: means, p99 and components per window, the U test; and the example traces."""
+def _latency_frames(causes: pl.LazyFrame, traces: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per cause and window: mean, sd, p99 and example traces; its components; the U test."""
     filled = _zero_filled(causes, traces)
     key = ["cause", "subject", "service"]
     stats = filled.group_by(*key, "incident").agg(
@@ -436,7 +439,7 @@ def _latency_table(
         pl.col("self_ns", "coordination_ns", "calls_ns", "extra_ns").sum()
     )
     tests = rank_test(filled.rename({"ns": "value"}), key)
-    return tuple(pl.collect_all([stats, components, tests]))  # type: ignore[return-value]
+    return [stats, components, tests]
 
 
 @dataclass(frozen=True)
@@ -604,9 +607,10 @@ def _origin_errors(spans: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _error_suspects(
-    spans: pl.LazyFrame, hops: pl.LazyFrame, logs: pl.LazyFrame, windows: Windows
-) -> tuple[list[_Suspect], pl.DataFrame]:
+def _error_frames(
+    spans: pl.LazyFrame, hops: pl.LazyFrame, logs: pl.LazyFrame
+) -> list[pl.LazyFrame]:
+    """Per service and window: originated error traces, error logs, spans; the calls made."""
     origins = _origin_errors(spans, hops)
     span_errors = origins.group_by("service", "incident").agg(
         pl.len().cast(pl.Int64).alias("error_traces"),
@@ -622,7 +626,16 @@ def _error_suspects(
     )
     span_counts = spans.group_by("service", "incident").agg(pl.len().cast(pl.Int64).alias("spans"))
     calls = hops.select("source_service", "target_service").drop_nulls().unique()
-    errors, logged, counted, edges = pl.collect_all([span_errors, log_errors, span_counts, calls])
+    return [span_errors, log_errors, span_counts, calls]
+
+
+def _error_suspects(
+    errors: pl.DataFrame,
+    logged: pl.DataFrame,
+    counted: pl.DataFrame,
+    edges: pl.DataFrame,
+    windows: Windows,
+) -> tuple[list[_Suspect], pl.DataFrame]:
     table = (
         _per_window(counted, ["service"], ["spans"])
         .join(_per_window(errors, ["service"], ["error_traces", "examples"]), on="service",
@@ -751,7 +764,7 @@ def _deepest(suspects: list[_Suspect], log_based: set[str], edges: pl.DataFrame)
     return out
 
 
-def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Windows) -> pl.LazyFrame:
+def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
     """Per ``[service] operation`` and window: latency, self time, errors, critical time."""
     keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
     per = keyed.group_by("operation", "service", "incident").agg(
@@ -768,23 +781,25 @@ def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Windows) -> 
         .group_by("operation", "incident")
         .agg(pl.col("exclusive_ns").sum().alias("_exclusive"))
     )
-    return per.join(critical, on=["operation", "incident"], how="left").with_columns(
+    return per.join(critical, on=["operation", "incident"], how="left")
+
+
+def _operations_frames(spans: pl.LazyFrame, traces: pl.LazyFrame) -> list[pl.LazyFrame]:
+    keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
+    return [
+        _operations(spans, traces),
+        rank_test(keyed.select("operation", "incident", value="duration_ns"), ["operation"]),
+    ]
+
+
+def _operations_table(per: pl.DataFrame, tests: pl.DataFrame, windows: Windows) -> pl.DataFrame:
+    per = per.with_columns(
         (
             pl.col("_exclusive").fill_null(0)
             / pl.when(pl.col("incident"))
             .then(max(windows.traces_incident, 1))
             .otherwise(max(windows.traces_baseline, 1))
         ).alias("critical_ns_per_trace")
-    )
-
-
-def _operations_table(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Windows) -> pl.DataFrame:
-    keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
-    per, tests = pl.collect_all(
-        [
-            _operations(spans, traces, windows),
-            rank_test(keyed.select("operation", "incident", value="duration_ns"), ["operation"]),
-        ]
     )
     columns = ["spans", "p50_ns", "p95_ns", "p99_ns", "self_p50_ns", "errors",
                "critical_ns_per_trace"]  # fmt: skip
@@ -825,7 +840,7 @@ def _operations_table(spans: pl.LazyFrame, traces: pl.LazyFrame, windows: Window
     )
 
 
-def _edges_table(hops: pl.LazyFrame, windows: Windows) -> pl.DataFrame:
+def _edges_frames(hops: pl.LazyFrame) -> list[pl.LazyFrame]:
     per = hops.group_by(*_EDGE, "incident").agg(
         pl.len().cast(pl.Int64).alias("calls"),
         *(percentile_ns(side, q).alias(f"{side.removesuffix('_ns')}_{name}_ns")
@@ -835,7 +850,10 @@ def _edges_table(hops: pl.LazyFrame, windows: Windows) -> pl.DataFrame:
         *median_interval("network_ns"),
     )  # fmt: skip
     tests = rank_test(hops.select(*_EDGE, "incident", value="network_ns"), list(_EDGE))
-    per_df, tests_df = pl.collect_all([per, tests])
+    return [per, tests]
+
+
+def _edges_table(per_df: pl.DataFrame, tests_df: pl.DataFrame, windows: Windows) -> pl.DataFrame:
     columns = [c for c in per_df.columns if c not in (*_EDGE, "incident")]
     wide = _per_window(per_df, list(_EDGE), columns).join(
         tests_df, on=list(_EDGE), how="left", nulls_equal=True
@@ -933,14 +951,25 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
         >>> result.tables["suspects"].select("cause", "subject", "change_ns").row(0)
         ('own_time', 'risk', 800)
     """
-    windows = _windows(incident, baseline)
     spans = _self_time(_tagged(incident.spans, baseline.spans))
     traces = _tagged(incident.traces, baseline.traces)
     hops = _tagged(incident.hops, baseline.hops)
     logs = _tagged(incident.logs, baseline.logs)
-    stats, components, tests = _latency_table(_causes(traces, hops), traces, hops, windows)
+    # One collect for every query (polars shares their common inputs); the rest is per-row
+    # arithmetic on small aggregated tables.
+    (
+        before, after, stats, components, tests, errors, logged, counted, calls,
+        operation_stats, operation_tests, edge_stats, edge_tests,
+    ) = pl.collect_all([
+        *_window_frames(incident, baseline),
+        *_latency_frames(_causes(traces, hops), traces),
+        *_error_frames(spans, hops, logs),
+        *_operations_frames(spans, traces),
+        *_edges_frames(hops),
+    ])  # fmt: skip
+    windows = _windows(before, after)
     suspects = _latency_suspects(stats, components, tests, windows)
-    error_suspects, services = _error_suspects(spans, hops, logs, windows)
+    error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
         [*suspects, *error_suspects],
         key=lambda s: (_impact_rank(s.impact), -s.score, s.cause, s.subject),
@@ -962,8 +991,8 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
                 "own_p_value": pl.Float64},
     )  # fmt: skip
     services = own.join(services, on="service", how="full", coalesce=True).sort("service")
-    operations = _operations_table(spans, traces, windows)
-    edges = _edges_table(hops, windows)
+    operations = _operations_table(operation_stats, operation_tests, windows)
+    edges = _edges_table(edge_stats, edge_tests, windows)
     findings = [s.finding for s in ranked if s.finding is not None]
     return JobResult(
         job=JOB,
