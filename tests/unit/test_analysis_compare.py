@@ -221,6 +221,10 @@ def test_the_injected_cause_leads_the_report_with_a_baseline(scenario: str) -> N
         assert top.impact in ("high", "medium")
     if scenario == "slow-hop":
         assert top.kind == "suspect_network" and top.subject["edge"] == "payment → risk"
+    if scenario == "lb-skew":  # the overloaded node carries the growth, and is named
+        node = simulated(scenario).ground_truth["injected"][0]["overloaded_node"]
+        assert top.evidence["nodes"][0]["node"] == node
+        assert f"sits on {node}" in top.recommendation
 
 
 def test_baseline_against_baseline_yields_no_high_finding() -> None:

@@ -453,8 +453,57 @@ class _Suspect:
     row: dict[str, Any]
 
 
+def _node_frame(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Per service, node and window: spans and their mean self time (where a suspect's change
+    sits: one node, or all of them)."""
+    return spans.group_by("service", "node", "incident").agg(
+        pl.len().cast(pl.Int64).alias("spans"), pl.col("self_ns").mean().alias("self_ns_mean")
+    )
+
+
+def _nodes_changed(nodes: pl.DataFrame, service: str) -> list[dict[str, Any]]:
+    """The service's nodes, the largest growth of mean self time per span first (at most 3)."""
+    wide = _per_window(
+        nodes.filter(pl.col("service") == service), ["node"], ["spans", "self_ns_mean"]
+    ).with_columns(
+        (pl.col("self_ns_mean_incident") - pl.col("self_ns_mean_baseline")).alias("change")
+    )
+    return [
+        {"node": r["node"], "spans": [r["spans_baseline"] or 0, r["spans_incident"] or 0],
+         "self_ns_mean": [None if r["self_ns_mean_baseline"] is None
+                          else round(r["self_ns_mean_baseline"]),
+                          None if r["self_ns_mean_incident"] is None
+                          else round(r["self_ns_mean_incident"])]}
+        for r in wide.sort("change", descending=True, nulls_last=True).head(3).iter_rows(
+            named=True
+        )
+    ]  # fmt: skip
+
+
+def _one_node(nodes: list[dict[str, Any]]) -> str | None:
+    """The node carrying a service's growth when one stands out: its mean self time grew at
+    least 3 times as much as the next node's (a skewed balancer, a sick host).
+
+    >>> _one_node([{"node": "p-1", "self_ns_mean": [1, 40]},
+    ...            {"node": "p-2", "self_ns_mean": [1, 2]}])
+    'p-1'
+    """
+    growth = [
+        (n["self_ns_mean"][1] or 0) - (n["self_ns_mean"][0] or 0)
+        for n in nodes
+        if n["node"] is not None
+    ]
+    if len(nodes) < 2 or len(growth) < 2 or growth[0] <= 0:
+        return None
+    return str(nodes[0]["node"]) if growth[0] >= 3 * max(growth[1], 0) else None
+
+
 def _latency_suspects(
-    stats: pl.DataFrame, components: pl.DataFrame, tests: pl.DataFrame, windows: Windows
+    stats: pl.DataFrame,
+    components: pl.DataFrame,
+    tests: pl.DataFrame,
+    nodes: pl.DataFrame,
+    windows: Windows,
 ) -> list[_Suspect]:
     key = ["cause", "subject", "service"]
     wide = _per_window(stats, key, ["mean_ns", "sd_ns", "p99_ns", "traces", "examples"]).join(
@@ -499,6 +548,8 @@ def _latency_suspects(
                     round(values[0] / max(windows.traces_baseline, 1)),
                     round(values[1] / max(windows.traces_incident, 1)),
                 ]
+            if impact is not None:
+                evidence["nodes"] = _nodes_changed(nodes, row["service"])
         evidence["baseline_example_traces"] = list(row["examples_baseline"] or [])
         table_row = {
             "cause": row["cause"],
@@ -570,6 +621,8 @@ def _latency_finding(
                 "saturation and throttling, GC pauses, thread and connection pools, and what "
                 "was deployed or reconfigured; scale it out or roll back."
             )
+    if kind == "suspect_service_time" and (node := _one_node(evidence.get("nodes") or [])):
+        recommendation += f" The growth sits on {node}: compare it with its peers first."
     return Finding(
         job=JOB,
         kind=kind,
@@ -959,16 +1012,17 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     # arithmetic on small aggregated tables.
     (
         before, after, stats, components, tests, errors, logged, counted, calls,
-        operation_stats, operation_tests, edge_stats, edge_tests,
+        operation_stats, operation_tests, edge_stats, edge_tests, nodes,
     ) = pl.collect_all([
         *_window_frames(incident, baseline),
         *_latency_frames(_causes(traces, hops), traces),
         *_error_frames(spans, hops, logs),
         *_operations_frames(spans, traces),
         *_edges_frames(hops),
+        _node_frame(spans),
     ])  # fmt: skip
     windows = _windows(before, after)
-    suspects = _latency_suspects(stats, components, tests, windows)
+    suspects = _latency_suspects(stats, components, tests, nodes, windows)
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
         [*suspects, *error_suspects],
