@@ -68,5 +68,5 @@ def frame(kind: str, rows: Sequence[Mapping[str, Any]]) -> pl.LazyFrame:
 
 def dataset(**frames: pl.LazyFrame) -> Dataset:
     """A dataset of the given canonical frames; the other kinds empty."""
-    kinds = ("spans", "traces", "hops", "failovers", "coordination", "two_phase_commits")
+    kinds = ("spans", "traces", "hops", "failovers", "coordination", "two_phase_commits", "logs")
     return Dataset(**{k: frames.get(k, empty(k).lazy()) for k in kinds})

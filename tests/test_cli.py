@@ -84,7 +84,7 @@ def test_analyze_offers_exactly_the_analysis_jobs() -> None:
     from hopscope.analysis.jobs import JOB_NAMES
     from hopscope.cli.analyze import AnalyzeJob
 
-    assert [j.value for j in AnalyzeJob] == ["report", *JOB_NAMES]
+    assert [j.value for j in AnalyzeJob] == ["report", *JOB_NAMES, "compare"]
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +157,24 @@ def test_client_library_lines_show_only_at_debug_level(capsys: pytest.CaptureFix
         assert "Topic otlp_logs not found" in capsys.readouterr().err
     finally:
         _configure_logging("warning")
+
+
+def test_analyze_compare_splits_one_file_by_time(otlp_export: Path) -> None:
+    # The simulation runs from 10:00:00 for about 3 s: the last second against the one before.
+    window = ["--since", "2026-03-02T10:00:02Z", "--until", "2026-03-02T10:00:03Z"]
+    result = _analyze("compare", "--file", str(otlp_export), "--json", *window)
+    assert result.returncode == 0, result.stderr
+    tables = json.loads(result.stdout)["tables"]
+    assert set(tables) == {"suspects", "services", "operations", "edges"}
+    assert tables["operations"] and tables["edges"]
+
+    baseline = ["--baseline-since", "2026-03-02T10:00:00Z"]
+    baseline += ["--baseline-until", "2026-03-02T10:00:01Z"]
+    report = _analyze("report", "--file", str(otlp_export), "--json", *window[:2], *baseline)
+    assert report.returncode == 0, report.stderr
+    body = json.loads(report.stdout)
+    assert "compare" in body["tables"]
+    assert body["baseline_window"][0].startswith("2026-03-02T10:00:00")
+
+    wrong = _analyze("hops", "--file", str(otlp_export), "--baseline", "same-hour-yesterday")
+    assert wrong.returncode != 0

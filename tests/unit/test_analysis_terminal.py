@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from hopscope.analysis.findings import JobResult
-from hopscope.analysis.jobs import JOB_NAMES, job
+from hopscope.analysis.jobs import JOB_NAMES, compare, job
 from hopscope.analysis.render import header, is_ns, print_job
 from hopscope.analysis.render._terminal import DEFAULT_COLUMNS, FittedTable
 from tests.analysis_support import SCENARIOS, simulated
@@ -79,6 +79,10 @@ def test_default_columns_name_columns_the_jobs_return() -> None:
         for name in JOB_NAMES:
             for table, frame in job(name)(simulated(scenario).dataset).tables.items():
                 seen.setdefault(name, {}).setdefault(table, set()).update(frame.columns)
+        # The window comparison, against another baseline run.
+        reference = simulated("baseline", seed=8).dataset
+        for table, frame in compare.run(simulated(scenario).dataset, reference).tables.items():
+            seen.setdefault(compare.JOB, {}).setdefault(table, set()).update(frame.columns)
     assert set(DEFAULT_COLUMNS) == set(seen)
     for name, tables in seen.items():
         assert set(DEFAULT_COLUMNS[name]) == set(tables), name

@@ -11,6 +11,7 @@ import pytest
 MODULES = (
     "hopscope.analysis.schema",
     "hopscope.analysis.expr",
+    "hopscope.analysis.stats",
     "hopscope.analysis.findings",
     "hopscope.analysis.jobs",
     "hopscope.analysis.loaders._records",
@@ -21,6 +22,7 @@ MODULES = (
     "hopscope.analysis.jobs.balance",
     "hopscope.analysis.jobs.database",
     "hopscope.analysis.jobs.cache",
+    "hopscope.analysis.jobs.compare",
     "hopscope.analysis.render._format",
     "hopscope.analysis.render._page",
     "hopscope.cli.analyze",

@@ -18,9 +18,11 @@ from polars.testing import assert_frame_equal
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.loaders import dataset_from_records, documents_from_records, load_parquet
 from hopscope.analysis.schema import Dataset
+from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.processors.documents import log_document
 from hopscope.processors.records import LogRecord, SpanRecord
 
 # Starts just before an hour boundary, so the archive has two hourly partitions.
@@ -60,7 +62,12 @@ def records() -> tuple[list[SpanRecord], list[LogRecord]]:
 def archive(root: Path, spans: list[SpanRecord], logs: list[LogRecord], batch: int = 300) -> int:
     """Write the documents in bulk-sized batches, as the processor does; return part files."""
     writer = ParquetArchive(root)
-    documents = list(documents_from_records(spans, logs))
+    # documents_from_records leaves the log documents out (they only feed derivations); the
+    # runtime indexes them too, so the archive does.
+    documents = [
+        *documents_from_records(spans, logs),
+        *(log_document(g, DEFAULT_INDEX_PREFIX) for g in logs),
+    ]
     for first in range(0, len(documents), batch):
         writer.write(documents[first : first + batch])
     return writer.files_written

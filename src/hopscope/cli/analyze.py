@@ -47,6 +47,15 @@ class AnalyzeJob(StrEnum):
     BALANCE = "balance"
     DB = "db"
     CACHE = "cache"
+    # Not a per-window job: the window against a baseline window (--baseline-*).
+    COMPARE = "compare"
+
+
+class BaselineWindow(StrEnum):
+    """Where the baseline window lies when ``--baseline-since`` is not given."""
+
+    BEFORE = "before"
+    SAME_HOUR_YESTERDAY = "same-hour-yesterday"
 
 
 def parse_time(text: str, *, now: datetime) -> datetime:
@@ -85,6 +94,32 @@ def _csv_format(columns: list[str] | None, start_unit: str, duration_unit: str) 
         return CsvFormat(columns=mapping, start_unit=start_unit, duration_unit=duration_unit)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--csv-column / --csv-*-unit") from None
+
+
+def baseline_window(
+    start: datetime,
+    end: datetime,
+    *,
+    kind: BaselineWindow = BaselineWindow.BEFORE,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """The baseline window of the incident window ``[start, end)``: ``[since, until)`` when
+    given (``until`` defaulting to ``start``), else the same length just before, or the same
+    hours a day earlier (``same-hour-yesterday``: daily traffic patterns cancel out).
+
+    >>> s, e = datetime(2026, 11, 26, 12, 0, tzinfo=UTC), datetime(2026, 11, 26, 12, 30, tzinfo=UTC)
+    >>> [t.strftime("%d %H:%M") for t in baseline_window(s, e)]
+    ['26 11:30', '26 12:00']
+    >>> yesterday = BaselineWindow.SAME_HOUR_YESTERDAY
+    >>> [t.strftime("%d %H:%M") for t in baseline_window(s, e, kind=yesterday)]
+    ['25 12:00', '25 12:30']
+    """
+    if since is not None:
+        return since, until or start
+    if kind is BaselineWindow.SAME_HOUR_YESTERDAY:
+        return start - timedelta(days=1), end - timedelta(days=1)
+    return start - (end - start), start
 
 
 def _load(
@@ -195,15 +230,35 @@ def analyze_command(
             help="Link example traces to this Kibana's Discover (HTML and JSON).",
         ),
     ] = None,
+    baseline_since: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare with a baseline window starting here (ISO 8601 or a duration before "
+            "now); `compare` and `report`."
+        ),
+    ] = None,
+    baseline_until: Annotated[
+        str | None, typer.Option(help="Baseline window end (default: the window's start).")
+    ] = None,
+    baseline: Annotated[
+        BaselineWindow | None,
+        typer.Option(
+            help="Compare with a baseline window: the same length just before (the default of "
+            "`compare`) or the same hours a day earlier."
+        ),
+    ] = None,
 ) -> None:
     """Find bottlenecks and say what to change: per-hop latency, failovers, coordination,
-    tail attribution, load balance, database and cache."""
+    tail attribution, load balance, database and cache; `compare` (or `report --baseline`)
+    ranks the services that caused a change against a baseline window."""
     try:
         import polars  # noqa: F401
     except ImportError:
         raise AnalysisUnavailableError(
             "hopscope analyze needs the analysis extra: pip install 'hopscope[analysis]'"
         ) from None
+    import polars as pl
+
     from hopscope.analysis.jobs import JOB_NAMES
     from hopscope.analysis.jobs import job as job_function
     from hopscope.analysis.render import job_json, print_job, print_report, report_json
@@ -220,16 +275,70 @@ def analyze_command(
         start = start or end - DEFAULT_WINDOW
     if start and end and start >= end:
         raise typer.BadParameter(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) is not before --until")
+    compared = job is AnalyzeJob.COMPARE or baseline is not None or baseline_since is not None
+    if compared and job not in (AnalyzeJob.COMPARE, AnalyzeJob.REPORT):
+        raise typer.BadParameter(f"a baseline is compared by `compare` and `report`, not {job}")
     out, err = Console(), Console(stderr=True)
-    data, source = _load(
-        file=file, parquet=parquet, index_prefix=index_prefix, since=start, until=end,
-        services=service, progress=err.is_terminal, csv_format=csv_format,
-    )  # fmt: skip
+    if compared and file:
+        # Both windows from the same file(s), split by trace start time.
+        everything, source = _load(
+            file=file, parquet=None, index_prefix=index_prefix, since=None, until=None,
+            services=service, progress=err.is_terminal, csv_format=csv_format,
+        )  # fmt: skip
+        if start is None:
+            raise typer.BadParameter("give --since (and --until) for the window to compare")
+        if end is None:
+            # The file's end, not now: an export is usually read long after it was taken.
+            last = everything.traces.select(pl.col("time").max()).collect().item()
+            end = last + timedelta(microseconds=1) if last is not None else start
+        data = everything.between(start, end)
+    else:
+        data, source = _load(
+            file=file, parquet=parquet, index_prefix=index_prefix, since=start, until=end,
+            services=service, progress=err.is_terminal, csv_format=csv_format,
+        )  # fmt: skip
+    reference = None
+    if compared:
+        assert start is not None
+        b_start, b_end = baseline_window(
+            start, end or now, kind=baseline or BaselineWindow.BEFORE,
+            since=parse_time(baseline_since, now=now) if baseline_since else None,
+            until=parse_time(baseline_until, now=now) if baseline_until else None,
+        )  # fmt: skip
+        if b_start >= b_end:
+            raise typer.BadParameter("the baseline window is empty: --baseline-since is not "
+                                     "before --baseline-until")  # fmt: skip
+        if file:
+            reference = everything.between(b_start, b_end)
+        else:
+            reference, _ = _load(
+                file=None, parquet=parquet, index_prefix=index_prefix, since=b_start,
+                until=b_end, services=service, progress=err.is_terminal, csv_format=csv_format,
+            )  # fmt: skip
+        source += f" (baseline {b_start:%Y-%m-%dT%H:%M:%SZ} – {b_end:%Y-%m-%dT%H:%M:%SZ})"
+        reference = reference.collect()
+        if reference.traces.select(pl.len()).collect().item() == 0:
+            err.print(
+                f"warning: the baseline window {b_start:%Y-%m-%dT%H:%M:%SZ} – "
+                f"{b_end:%Y-%m-%dT%H:%M:%SZ} holds no traces: nothing to compare with "
+                "(give --baseline-since/--baseline-until)",
+                markup=False, highlight=False,
+            )  # fmt: skip
+    if job is AnalyzeJob.COMPARE:
+        from hopscope.analysis.jobs import compare
+
+        assert reference is not None
+        result = compare.run(data.collect(), reference.collect())
+        if as_json:
+            out.out(job_json(result), end="")
+        else:
+            print_job(result, out, wide=wide)
+        return
     if job is AnalyzeJob.REPORT or html is not None:
         jobs = list(JOB_NAMES) if job is AnalyzeJob.REPORT else [job.value]
         report = build_report(
             data, source=source, jobs=jobs, progress=err.is_terminal,
-            trace_link=_kibana_links(kibana_url, index_prefix),
+            trace_link=_kibana_links(kibana_url, index_prefix), baseline=reference,
         )  # fmt: skip
         if html is not None:
             from hopscope.analysis.render import write_html

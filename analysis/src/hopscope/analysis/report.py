@@ -12,7 +12,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hopscope.analysis.findings import Finding, JobResult, rank
-from hopscope.analysis.jobs import JOB_NAMES, job
+from hopscope.analysis.jobs import JOB_NAMES, compare, job
 from hopscope.analysis.schema import Dataset
 
 
@@ -32,6 +32,8 @@ class Report:
         trace_link: when set, turns an example trace id into a link (the CLI passes Kibana
             Discover's, :func:`hopscope.dashboards.kibana.trace_link`), or None where it has
             none. The analysis itself knows no dashboard.
+        baseline_window: (start, end) of the baseline the window was compared with (the
+            ``compare`` result), None without a baseline or when it is empty.
     """
 
     source: str
@@ -41,6 +43,7 @@ class Report:
     results: Mapping[str, JobResult]
     findings: Sequence[Finding] = field(default_factory=list)
     trace_link: Callable[[str], str | None] | None = None
+    baseline_window: tuple[datetime, datetime] | None = None
 
     def trace_url(self, trace_id: str) -> str | None:
         """A link to the trace's spans and logs, None without ``trace_link``."""
@@ -57,6 +60,9 @@ class Report:
         return {
             "source": self.source,
             "window": [t.isoformat() for t in self.window] if self.window else None,
+            "baseline_window": (
+                [t.isoformat() for t in self.baseline_window] if self.baseline_window else None
+            ),
             "counts": dict(self.counts),
             "findings": [self._finding_dict(f) for f in self.findings],
             "tables": {
@@ -99,6 +105,7 @@ def build_report(
     jobs: Sequence[str] = JOB_NAMES,
     progress: bool = True,
     trace_link: Callable[[str], str | None] | None = None,
+    baseline: Dataset | None = None,
 ) -> Report:
     """Run ``jobs`` over ``data`` and rank every finding.
 
@@ -108,11 +115,16 @@ def build_report(
         jobs: job names (of :data:`hopscope.analysis.jobs.JOB_NAMES`), in report order.
         progress: show a progress bar on stderr.
         trace_link: links example traces (see :class:`Report`).
+        baseline: the records of a normal window to compare with
+            (:func:`hopscope.analysis.jobs.compare.run`, result ``compare``). Its ``high`` and
+            ``medium`` suspects lead the findings, in the comparison's order: they say what
+            changed and where, which the per-window jobs cannot.
 
     Returns:
         The :class:`Report`, findings most important first.
     """
     data = data.collect()
+    baseline = baseline.collect() if baseline is not None else None
     counts = {
         f.name: int(getattr(data, f.name).select(pl.len()).collect().item()) for f in fields(data)
     }
@@ -127,12 +139,22 @@ def build_report(
         disable=not progress,
         transient=True,
     ) as bar:
-        task = bar.add_task("analysing", total=len(jobs))
+        task = bar.add_task("analysing", total=len(jobs) + (baseline is not None))
         for name in jobs:
             bar.update(task, description=f"analysing: {name}")
             results[name] = job(name)(data)
             bar.advance(task)
-    findings = rank([f for result in results.values() for f in result.findings])
+        if baseline is not None:
+            bar.update(task, description=f"analysing: {compare.JOB}")
+            results[compare.JOB] = compare.run(data, baseline)
+            bar.advance(task)
+    everything = [f for result in results.values() for f in result.findings]
+    suspects = [
+        f for f in everything
+        if f.job == compare.JOB and f.kind in compare.SUSPECT_KINDS and f.impact != "low"
+    ]  # fmt: skip
+    leading = {id(f) for f in suspects}
+    findings = [*suspects, *rank([f for f in everything if id(f) not in leading])]
     return Report(
         source=source,
         window=_window(latency, data.spans),
@@ -141,4 +163,7 @@ def build_report(
         results=results,
         findings=findings,
         trace_link=trace_link,
+        baseline_window=(
+            _window(latency_frame(baseline), baseline.spans) if baseline is not None else None
+        ),
     )

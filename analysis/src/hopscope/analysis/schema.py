@@ -18,7 +18,8 @@ lists of objects: all are accepted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Final
 
 import polars as pl
@@ -28,6 +29,9 @@ from hopscope.processors.schema import polars_dtype
 
 TIME: Final = pl.Datetime("ns", "UTC")  # the dtype of record_schema.TIME
 NS: Final = pl.Int64()
+# Log records: a kind of their own beside the derived ones, read by the window comparison
+# (error logs per service); loaders that do not read logs leave the frame empty.
+LOGS: Final = "logs"
 
 
 def _inner(name: str) -> pl.DataType:
@@ -52,7 +56,7 @@ def _schema(kind: str) -> Mapping[str, tuple[str, pl.DataType]]:
 # Per dataset kind, in Dataset order. Spans carry the span attributes the jobs read, each as
 # its own column (the Parquet archive writes attributes as ``attributes.<key>`` text).
 SCHEMAS: Final[Mapping[str, Mapping[str, tuple[str, pl.DataType]]]] = {
-    kind: _schema(kind) for kind in record_schema.ANALYSIS_KINDS
+    kind: _schema(kind) for kind in (*record_schema.ANALYSIS_KINDS, LOGS)
 }
 TRACES: Final = SCHEMAS["traces"]
 
@@ -103,8 +107,8 @@ def normalize(kind: str, frame: pl.LazyFrame) -> pl.LazyFrame:
     """Document-named columns of ``kind`` -> the canonical columns of :data:`SCHEMAS`.
 
     Parameters:
-        kind: ``spans``, ``traces``, ``hops``, ``failovers``, ``coordination`` or
-            ``two_phase_commits``.
+        kind: ``spans``, ``traces``, ``hops``, ``failovers``, ``coordination``,
+            ``two_phase_commits`` or ``logs``.
         frame: columns named as the document fields (extra columns are ignored).
 
     Returns:
@@ -137,6 +141,8 @@ class Dataset:
     failovers: pl.LazyFrame
     coordination: pl.LazyFrame
     two_phase_commits: pl.LazyFrame
+    # Last and optional: a dataset built without logs has an empty frame of them.
+    logs: pl.LazyFrame = field(default_factory=lambda: empty(LOGS).lazy())
 
     @classmethod
     def from_documents(cls, frames: Mapping[str, pl.LazyFrame]) -> Dataset:
@@ -149,6 +155,43 @@ class Dataset:
                 for f in fields(cls)
             }
         )
+
+    def between(self, start: datetime | None, end: datetime | None) -> Dataset:
+        """The records of the traces that started in ``[start, end)`` (None: unbounded), and
+        the records outside any trace whose own time is in it.
+
+        A trace belongs to one window whole (by its start), so a comparison never splits one.
+
+        Examples:
+            >>> from datetime import UTC, datetime
+            >>> t = lambda s: datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)
+            >>> data = Dataset.from_documents({
+            ...     "traces": pl.LazyFrame({"@timestamp": [t(1), t(5)], "trace.id": ["a", "b"]}),
+            ...     "spans": pl.LazyFrame({"@timestamp": [t(1), t(6), t(7)],
+            ...                            "trace.id": ["a", "b", "b"]}),
+            ...     "logs": pl.LazyFrame({"@timestamp": [t(2), t(6)], "trace.id": [None, "a"]}),
+            ... })
+            >>> part = data.between(t(0), t(5))
+            >>> [part.spans.collect().height, part.logs.collect().height]
+            [1, 2]
+        """
+        when = pl.lit(True)
+        if start is not None:
+            when = when & (pl.col("time") >= start)
+        if end is not None:
+            when = when & (pl.col("time") < end)
+        ids = self.traces.filter(when).select("trace_id").unique()
+
+        def part(frame: pl.LazyFrame) -> pl.LazyFrame:
+            in_trace = frame.filter(pl.col("trace_id").is_not_null()).join(
+                ids, on="trace_id", how="semi"
+            )
+            return pl.concat([in_trace, frame.filter(pl.col("trace_id").is_null() & when)])
+
+        return Dataset(
+            **{f.name: (self.traces.filter(when) if f.name == "traces" else
+                        part(getattr(self, f.name))) for f in fields(self)}
+        )  # fmt: skip
 
     def collect(self) -> Dataset:
         """All frames computed once (jobs then share them), still as lazy frames."""

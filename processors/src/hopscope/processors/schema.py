@@ -360,18 +360,21 @@ LOGS: Final = Table(
     "logs", "logs", LogRecord,
     (
         _envelope_time("time_ns"),
-        row("trace.id", KEYWORD, STRING, "trace_id"),
-        row("span.id", KEYWORD, STRING, "span_id"),
-        row("service.name", KEYWORD, STRING, "service"),
-        row("service.node.name", KEYWORD, STRING, "node"),
-        row("log.level", KEYWORD, STRING, "severity"),
+        row("trace.id", KEYWORD, STRING, "trace_id", column="trace_id"),
+        row("span.id", KEYWORD, STRING, "span_id", column="span_id"),
+        row("service.name", KEYWORD, STRING, "service", column="service"),
+        row("service.node.name", KEYWORD, STRING, "node", column="node"),
+        row("log.level", KEYWORD, STRING, "severity", column="severity"),
         row("message", TEXT, STRING, "body"),
-        row("event.name", KEYWORD, STRING, "event_name"),
+        row("event.name", KEYWORD, STRING, "event_name", column="event_name"),
         row("attributes", OPEN_MAP, MAP, "attributes", get=lambda g: flatten(g.attributes)),
         row("resource", OPEN_MAP, MAP, "resource", get=lambda g: flatten(g.resource)),
         row("hopscope.sanitized", KEYWORD, STRINGS, "flags", omit_empty=True),
         row("hopscope.original.time_ns", KEYWORD, STRING, "original_time_ns", encode=_text,
             omit_empty=True),
+        # The log attributes the analysis reads: an exception recorded as a log is an error
+        # whatever its severity says.
+        _attribute("attributes", "exception.type", "exception_type"),
     ),
     # Logs have no id of their own: log_document hashes the body (content is identity), which
     # needs the body built first; no other path needs a log's id.

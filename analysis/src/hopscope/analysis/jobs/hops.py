@@ -31,12 +31,15 @@ Tables:
 
 Findings:
 
-- ``slow_edge`` (``high``): an RPC edge whose typical network time is abnormal against the
+- ``slow_edge``: an RPC edge whose typical network time is abnormal against the
   other RPC edges of the window — its network p50 at least :data:`SLOW_EDGE_RATIO` times the
   median of the other edges' network p50, and :data:`SLOW_EDGE_FLOOR_NS` above it. Edges
   share the data centre, so their wire time is alike; one edge far above the rest points at
   its path (zone placement, a proxy, connection set-up), not at the callee, whose server time
-  is reported beside it.
+  is reported beside it. No edge is too small to judge: ``high`` when the lower end of its
+  p50's distribution-free 95 % interval (:func:`hopscope.analysis.stats.median_interval`) is
+  slow too, ``medium`` when only the p50 is (too few calls to bound it), the interval in the
+  evidence either way.
 - ``client_timeout`` (``medium``): an edge on which at least :data:`TIMEOUT_RATE` of the calls
   were given up by the caller while the callee went on working (``client_abandoned``): a
   timeout shorter than the callee's latency, the typical payment incident.
@@ -58,6 +61,7 @@ from hopscope.analysis.expr import error_rate, example_traces, percentile_ns
 from hopscope.analysis.findings import Finding, JobResult
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
+from hopscope.analysis.stats import CONFIDENCE, median_coverage, median_interval
 
 JOB: Final = "hops"
 
@@ -74,8 +78,6 @@ SLOW_EDGE_RATIO: Final = 5.0
 # ... and at least 5 ms above it: below that a ratio on sub-millisecond figures (a loopback
 # edge beside cross-host ones) is not worth acting on.
 SLOW_EDGE_FLOOR_NS: Final = 5_000_000
-# An edge needs this many calls for its p50 to mean something.
-MIN_EDGE_CALLS: Final = 10
 # "Typical" needs at least two other edges; with one, its median is that edge alone.
 MIN_REFERENCE_EDGES: Final = 2
 # A node whose hops are *mostly* skewed has a clock problem; a few skewed hops are the
@@ -315,7 +317,7 @@ def run(
     bucket: int | None = None,
     slow_edge_ratio: float = SLOW_EDGE_RATIO,
     slow_edge_floor_ns: int = SLOW_EDGE_FLOOR_NS,
-    min_calls: int = MIN_EDGE_CALLS,
+    confidence: float = CONFIDENCE,
     clock_skew_share: float = CLOCK_SKEW_SHARE,
     skew_floor_ns: int = SKEW_FLOOR_NS,
     skew_network_share: float = SKEW_NETWORK_SHARE,
@@ -330,7 +332,7 @@ def run(
         slow_edge_ratio: network p50 against the other RPC edges' median that makes an edge
             slow.
         slow_edge_floor_ns: the least excess network p50 (ns) that makes an edge slow.
-        min_calls: fewer calls than this and an edge is neither judged nor a reference.
+        confidence: the level of the p50 interval that makes a slow edge ``high``.
         clock_skew_share: share of a node's two-sided hops with a material skew in one
             direction that makes a ``clock_skew`` finding.
         skew_floor_ns: the least clock offset (ns) of a material skew.
@@ -367,7 +369,7 @@ def run(
         _node_skew(hops, skew_floor_ns, skew_network_share),
     ])  # fmt: skip
     findings = [
-        *_slow_edges(hops, edges, slow_edge_ratio, slow_edge_floor_ns, min_calls),
+        *_slow_edges(hops, edges, slow_edge_ratio, slow_edge_floor_ns, confidence),
         *_timeouts(hops, edges, timeout_rate),
         *_clock_skew(node_skew, clock_skew_share),
     ]
@@ -379,12 +381,11 @@ def run(
 
 
 def _slow_edges(
-    hops: pl.LazyFrame, edges: pl.DataFrame, ratio: float, floor_ns: int, min_calls: int
+    hops: pl.LazyFrame, edges: pl.DataFrame, ratio: float, floor_ns: int, confidence: float
 ) -> list[Finding]:
     """Edges far above the other RPC edges' typical network time (one row per edge: small)."""
     rpc = edges.filter(
         pl.col("hop_kind") == RPC,
-        pl.col("calls") >= min_calls,
         pl.col("network_p50_ns").is_not_null(),
     ).rows(named=True)
     slow: list[tuple[dict[str, Any], int, int]] = []
@@ -400,12 +401,21 @@ def _slow_edges(
     if not slow:
         return []
     examples = _slowest_hops(hops, [edge for edge, _, _ in slow])
+    bounds = _p50_intervals(hops, [edge for edge, _, _ in slow], confidence)
     findings = []
     for edge, typical_p50, typical_p99 in slow:
         source, target, operation = (
             edge["source_service"],
             edge["target_service"],
             edge["operation"],
+        )
+        low, high, measured = bounds[(source, target, operation)]
+        coverage = median_coverage(measured, confidence)
+        # The whole interval slow, at the asked confidence: the edge is slow, not unlucky.
+        bounded = (
+            coverage >= confidence
+            and low >= ratio * typical_p50
+            and (low - typical_p50 >= floor_ns)
         )
         excess_p99 = max((edge["network_p99_ns"] or 0) - typical_p99, 0)
         calls_per_trace = edge["calls"] / max(edge["traces"], 1)
@@ -416,7 +426,7 @@ def _slow_edges(
                 job=JOB,
                 kind="slow_edge",
                 title=f"{source} → {target}: +{ms(excess_p50)} network per call ({operation})",
-                impact="high",
+                impact="high" if bounded else "medium",
                 gain_ns=gain_ns,
                 subject={
                     "source_service": source,
@@ -433,6 +443,8 @@ def _slow_edges(
                     "typical_network_p50_ns": typical_p50,
                     "typical_network_p99_ns": typical_p99,
                     "network_p50_ratio": edge["network_p50_ns"] / max(typical_p50, 1),
+                    "network_p50_interval_ns": [low, high],
+                    "network_p50_interval_coverage": round(coverage, 4),
                     "server_p50_ns": edge["server_p50_ns"],
                     "client_p50_ns": edge["client_p50_ns"],
                     "error_rate": edge["error_rate"],
@@ -453,6 +465,29 @@ def _slow_edges(
             )
         )
     return findings
+
+
+def _p50_intervals(
+    hops: pl.LazyFrame, edges: list[dict[str, Any]], confidence: float
+) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """Each edge's network p50 interval and the number of hops it rests on."""
+    keys = ("source_service", "target_service", "operation")
+    wanted = pl.DataFrame([{k: e[k] for k in keys} for e in edges]).lazy()
+    rows = (
+        hops.filter(pl.col("hop_kind") == RPC)
+        .join(wanted, on=list(keys), how="semi")
+        .group_by(*keys)
+        .agg(*median_interval("network_ns", confidence), pl.col("network_ns").count().alias("n"))
+        .collect()
+    )
+    return {
+        (r["source_service"], r["target_service"], r["operation"]): (
+            r["network_ns_lo"],
+            r["network_ns_hi"],
+            r["n"],
+        )
+        for r in rows.iter_rows(named=True)
+    }
 
 
 def _slowest_hops(

@@ -35,6 +35,7 @@ from hopscope.analysis.expr import example_traces, percentile_ns
 from hopscope.analysis.findings import Finding, Impact, JobResult
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
+from hopscope.analysis.stats import CONFIDENCE, wilson_interval
 
 JOB: Final = "tail"
 KIND: Final = "tail_attribute"
@@ -53,8 +54,9 @@ P_LOW: Final = 0.02
 FINDING_P: Final = P_MEDIUM
 MEDIUM_LIFT: Final = 1.5
 LOW_LIFT: Final = 1.2
-# Below this many slow (or failed) traces carrying the value, a lift is a few coincidences.
-MIN_EVENTS: Final = 5
+# No fixed count of slow (or failed) traces: a finding needs the lift's confidence interval
+# (Wilson's, on the value's event rate) to lie above 1, so a handful of coincidences does not
+# pass but a value on 4 traces that were all slow does (reported with its wide interval).
 # Findings per table: the strongest few; the tables keep the rest.
 MAX_FINDINGS: Final = 5
 
@@ -424,8 +426,23 @@ def failed_table(traces: pl.LazyFrame, per_value: pl.LazyFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def _finding_level(p_value: float, lift: float | None, events: int) -> Impact | None:
-    if lift is None or events < MIN_EVENTS or p_value >= FINDING_P:
+def lift_interval(lift: float, events: int, traces: int) -> tuple[float, float]:
+    """The confidence interval of a lift (the value's event rate over the reference rate),
+    from Wilson's interval of the value's rate ``events / traces``; the reference rate, taken
+    over all the other traces, is the far better known of the two.
+
+    >>> [round(x, 2) for x in lift_interval(4.0, 4, 20)]  # 4 of 20 slow, 5 % expected
+    [1.61, 8.32]
+    """
+    if events <= 0 or traces <= 0:
+        return 0.0, math.inf
+    low, high = wilson_interval(events, traces, CONFIDENCE)
+    scale = lift / (events / traces)
+    return low * scale, high * scale
+
+
+def _finding_level(p_value: float, lift: float | None, events: int, traces: int) -> Impact | None:
+    if lift is None or p_value >= FINDING_P or lift_interval(lift, events, traces)[0] <= 1.0:
         return None
     if lift >= MEDIUM_LIFT:
         return "medium"
@@ -496,7 +513,7 @@ def _findings(
     for row in table.iter_rows(named=True):
         if len(findings) >= MAX_FINDINGS:
             break
-        level = _finding_level(row["p_value"], row["lift"], row[events])
+        level = _finding_level(row["p_value"], row["lift"], row[events], row["traces"])
         if level is None:
             continue
         field, value = row["field"], row["value"]
@@ -510,6 +527,10 @@ def _findings(
             "traces": row["traces"],
             events: row[events],
             "lift": round(row["lift"], 3),
+            "lift_interval": [
+                round(x, 3) for x in lift_interval(row["lift"], row[events], row["traces"])
+            ],
+            "confidence": CONFIDENCE,
             "p_value": row["p_value"],
             "statistical_impact": row["impact"],
             "p99_ns": overall_p99,

@@ -160,10 +160,12 @@ def dataset_from_records(spans: Iterable[SpanRecord], logs: Iterable[LogRecord] 
         >>> data.hops.select("source_service", "target_service", "network_ns").collect().row(0)
         ('payment', 'risk', 30)
     """
+    logs = list(logs)
     records = records_by_kind(spans, logs)
     return Dataset(
         **{
             kind: frame_from_records(record_schema.TABLES[kind], records[kind]).lazy()
             for kind in record_schema.ANALYSIS_KINDS
-        }
+        },
+        logs=frame_from_records(record_schema.LOGS, logs).lazy(),
     )

@@ -65,7 +65,8 @@ from hopscope.processors.schema import ANALYSIS_KINDS, RECORD_FIELD, TABLES
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-KINDS: Final = ANALYSIS_KINDS
+# The derived kinds and the log records (the window comparison counts error logs).
+KINDS: Final = (*ANALYSIS_KINDS, "logs")
 
 # Dataset kind -> the document kind (index pattern) it is read from (the record schema's).
 _INDEX_KIND: Final = {kind: TABLES[kind].index for kind in KINDS}

@@ -141,9 +141,16 @@ def _header(report: Report) -> str:
         f'<span class="count"><b>{integer(n)}</b> {escape(str(kind))}</span>'
         for kind, n in report.counts.items()
     )
+    baseline = ""
+    if report.baseline_window:
+        b_start, b_end = report.baseline_window
+        baseline = (
+            f"<dt>Baseline</dt><dd>{escape(timestamp(b_start))} – {escape(timestamp(b_end))} "
+            f"({escape(time_span(b_end - b_start))})</dd>"
+        )
     return (
         f'<dl class="meta"><dt>Source</dt><dd>{escape(report.source)}</dd>'
-        f"<dt>Window</dt><dd>{window}</dd>"
+        f"<dt>Window</dt><dd>{window}</dd>{baseline}"
         f'<dt>Records</dt><dd class="counts">{counts or "–"}</dd></dl>'
     )
 

@@ -91,6 +91,19 @@ DEFAULT_COLUMNS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
                    "hit_parent_ns"),
         "over_time": ("bucket", "service", "cache", "lookups", "hit_ratio"),
     },
+    "compare": {
+        "suspects": ("cause", "subject", "impact", "before_ns", "after_ns", "change_ns",
+                     "cliffs_delta", "p_value"),
+        "services": ("service", "own_ns_per_trace_baseline", "own_ns_per_trace_incident",
+                     "own_p_value", "error_rate_baseline", "error_rate_incident",
+                     "error_p_value", "error_logs_per_trace_baseline",
+                     "error_logs_per_trace_incident"),
+        "operations": ("operation", "status", "spans_baseline", "spans_incident",
+                       "p99_ns_baseline", "p99_ns_incident", "cliffs_delta", "duration_p_value"),
+        "edges": ("source_service", "target_service", "operation", "status", "calls_baseline",
+                  "calls_incident", "network_p50_ns_baseline", "network_p50_ns_incident",
+                  "network_cliffs_delta", "network_p_value"),
+    },
 }  # fmt: skip
 
 
@@ -258,8 +271,15 @@ def report_renderable(report: Report) -> RenderableType:
         else "no records"
     )
     counts = ", ".join(f"{integer(n)} {kind}" for kind, n in report.counts.items())
+    baseline = (
+        f"\nbaseline: {timestamp(report.baseline_window[0])} – "
+        f"{timestamp(report.baseline_window[1])} UTC"
+        if report.baseline_window
+        else ""
+    )
     header = Text.assemble(
-        ("hopscope report", "bold"), f"\nsource: {report.source}\nwindow: {window}\n{counts}"
+        ("hopscope report", "bold"),
+        f"\nsource: {report.source}\nwindow: {window}{baseline}\n{counts}",
     )
     if not report.findings:
         return Group(header, Text("no findings", style="green"))

@@ -1,0 +1,1060 @@
+"""Compare: an incident window against a baseline window, and the services that caused the change.
+
+Not one of the per-window jobs (it reads two datasets): ``hopscope analyze compare`` and
+``report --baseline-*`` call :func:`run`. Every figure is per window (``_baseline`` /
+``_incident`` columns); durations in ns.
+
+Attribution (why the callers that only waited are not blamed)
+    The critical path of each trace (docs/DESIGN.md §3) splits its duration exactly into
+    exclusive segments, each in one span and of one kind (self, network, coordination). A
+    caller waiting on a slow callee gains no exclusive time: the callee's segments grow. So the
+    change of the mean end-to-end duration is the sum of the changes of every *cause*'s mean
+    exclusive time per payment, where a cause is
+
+    - a service's **own time**: its self and coordination segments, plus the self segments of
+      calls *to* it that have no server span (a database, an external issuer, a node that never
+      answered: the caller's client span is the only record of the callee's time, so it is
+      charged to the callee, not to the caller);
+    - an edge's **wire**: the network segments of the caller's client span to a callee that
+      has a server span (``client − server``: request and response legs and queueing).
+
+    Separating the two gives CPU slowness and network delay different causes and
+    recommendations. Errors are attributed the same way: a failed span none of whose children
+    failed is where the error *originated* (a failed client span without a server span counts
+    for its callee); the callers that propagated it are not blamed. Error logs (severity ERROR
+    or worse, or an ``exception.type``) count per service.
+
+Tables:
+
+- ``suspects``: one row per cause (``cause`` = ``own_time`` / ``network`` / ``errors``,
+  ``subject``, ``service``): the change, its interval, effect size, p-value, impact; most
+  important first.
+- ``services``: per service: own time per payment, originated error rate, error logs per
+  payment, spans per second, each before and after, with their tests.
+- ``operations``: per ``[service] operation``: spans, duration p50/p95/p99 and their ratios,
+  Cliff's delta and Mann–Whitney p of the duration, self time p50, exclusive critical-path time
+  per payment, error rate and its two-proportion p, throughput; ``status`` ``appeared`` /
+  ``vanished`` / ``both``.
+- ``edges``: per (source, target, operation, hop kind): calls, network and server p50/p95/p99
+  (network tested as above), error rate, throughput, ``status``.
+
+Findings:
+
+- ``suspect_service_time`` / ``suspect_network`` / ``suspect_errors``: the suspects, subject
+  ``{"service": ...}`` (plus ``"edge"`` for the wire, whose service is the callee). Impact by
+  effect *and* evidence (see :func:`latency_impact`, :func:`error_impact`): ``high`` for a
+  significant, at least medium-sized change; ``medium`` for a significant small one; ``low`` for
+  a large change the sample is too small to confirm (reported with its interval, never
+  dropped). Gain: the cause's p99 per payment before → after.
+- ``appeared`` / ``vanished`` (``low``): operations and edges seen in one window only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import polars as pl
+
+from hopscope.analysis.expr import example_traces, percentile_ns
+from hopscope.analysis.findings import IMPACTS, Finding, Impact, JobResult
+from hopscope.analysis.render import ms
+from hopscope.analysis.schema import Dataset
+from hopscope.analysis.stats import (
+    CONFIDENCE,
+    LARGE_DELTA,
+    MEDIUM_DELTA,
+    SMALL_DELTA,
+    cliffs_magnitude,
+    mann_whitney_p,
+    median_interval,
+    normal_quantile,
+    rank_test,
+    rate_ratio_test,
+    two_proportion_test,
+    wilson_interval,
+)
+
+JOB: Final = "compare"
+SUSPECT_KINDS: Final = ("suspect_service_time", "suspect_network", "suspect_errors")
+
+# Evidence: with a few dozen causes per comparison, p < 0.001 keeps the expected number of
+# chance suspects per comparison near 0.03; p < 0.01 still leaves a change worth naming.
+P_STRONG: Final = 1e-3
+P_WEAK: Final = 1e-2
+# Materiality of a latency change, against the baseline's mean payment: under 5 % no one acts
+# on it, from 10 % it is the incident.
+MATERIAL_SHARE: Final = 0.05
+HIGH_SHARE: Final = 0.10
+# ... and never below this absolute change (sub-0.1 ms shifts are timer noise).
+MATERIAL_NS: Final = 100_000
+# A cause whose own time grew by half again, on strong evidence and a medium effect, is named
+# even when it is a small part of the payment (a cache whose misses doubled a service's time).
+OWN_RATIO: Final = 1.5
+# Error-rate effect size: Cohen's h (0.2 small, 0.5 medium).
+SMALL_H: Final = 0.2
+LARGE_H: Final = 0.5
+# Error logs per payment: at least this many more, and at least twice as many as before.
+MATERIAL_LOGS_PER_TRACE: Final = 0.02
+LOG_RATIO: Final = 2.0
+# Findings for operations/edges seen in one window only: the largest few.
+MAX_CHANGE_FINDINGS: Final = 5
+# Severity texts at ERROR or above, across logging libraries (OTel, log4j, syslog, Go...).
+ERROR_SEVERITIES: Final = frozenset(
+    {"ERROR", "ERR", "FATAL", "CRITICAL", "CRIT", "SEVERE", "ALERT", "EMERGENCY", "EMERG",
+     "PANIC"}
+)  # fmt: skip
+
+_OPERATION_SERVICE = r"^\[([^\]]*)\] "
+# The ``services`` table's figures, per window and tested.
+_SERVICE_FIGURES: Final = (
+    "spans_per_s_baseline", "spans_per_s_incident", "error_rate_baseline",
+    "error_rate_incident", "error_p_value", "error_logs_per_trace_baseline",
+    "error_logs_per_trace_incident", "error_logs_p_value",
+)  # fmt: skip
+_EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
+_DEMOTED: Final[dict[Impact, Impact]] = {"high": "medium", "medium": "low", "low": "low"}
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Sizes of the two windows: traces and seconds (exposures of the rates)."""
+
+    traces_baseline: int
+    traces_incident: int
+    seconds_baseline: float
+    seconds_incident: float
+    mean_duration_baseline_ns: float
+
+
+def is_error_log() -> pl.Expr:
+    """A log record at ERROR or worse (any library's spelling, ``ERROR2`` too) or carrying an
+    exception.
+
+    >>> logs = pl.DataFrame({"severity": ["INFO", "error", "Severe", "WARN", None, "FATAL3"],
+    ...                      "exception_type": [None, None, None, None, "IOError", None]})
+    >>> logs.select(is_error_log()).to_series().to_list()
+    [False, True, True, False, True, True]
+    """
+    level = pl.col("severity").str.to_uppercase().str.replace(r"\d+$", "")
+    return (level.is_in(list(ERROR_SEVERITIES)).fill_null(False)) | pl.col(
+        "exception_type"
+    ).is_not_null()
+
+
+def _tagged(incident: pl.LazyFrame, baseline: pl.LazyFrame) -> pl.LazyFrame:
+    return pl.concat(
+        [
+            baseline.with_columns(incident=pl.lit(False)),
+            incident.with_columns(incident=pl.lit(True)),
+        ]
+    )
+
+
+def _per_window(frame: pl.DataFrame, by: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
+    """Rows per (group, window) -> one row per group, ``<column>_baseline``/``_incident``."""
+    parts = []
+    for flag, suffix in ((False, "baseline"), (True, "incident")):
+        part = frame.filter(pl.col("incident") == flag).select(
+            *by, *(pl.col(c).alias(f"{c}_{suffix}") for c in columns)
+        )
+        parts.append(part)
+    return parts[0].join(parts[1], on=list(by), how="full", coalesce=True, nulls_equal=True)
+
+
+def _status(count: str) -> pl.Expr:
+    before, after = (
+        pl.col(f"{count}_baseline").fill_null(0),
+        pl.col(f"{count}_incident").fill_null(0),
+    )
+    return (
+        pl.when(before == 0)
+        .then(pl.lit("appeared"))
+        .when(after == 0)
+        .then(pl.lit("vanished"))
+        .otherwise(pl.lit("both"))
+        .alias("status")
+    )
+
+
+def _ratio(name: str) -> pl.Expr:
+    before, after = pl.col(f"{name}_baseline"), pl.col(f"{name}_incident")
+    return pl.when(before > 0).then(after / before).alias(f"{name}_ratio")
+
+
+def _window_frames(incident: Dataset, baseline: Dataset) -> list[pl.LazyFrame]:
+    """Traces, their mean duration and the spans' extent in seconds: baseline, incident."""
+
+    def figures(data: Dataset) -> pl.LazyFrame:
+        traces = data.traces.select(
+            pl.len().alias("traces"), pl.col("duration_ns").mean().alias("mean")
+        )
+        extent = data.spans.select(
+            ((pl.col("time").max() - pl.col("time").min()).dt.total_nanoseconds() / 1e9).alias(
+                "seconds"
+            )
+        )
+        return pl.concat([traces, extent], how="horizontal")
+
+    return [figures(baseline), figures(incident)]
+
+
+def _windows(before: pl.DataFrame, after: pl.DataFrame) -> Windows:
+    return Windows(
+        traces_baseline=int(before.item(0, "traces")),
+        traces_incident=int(after.item(0, "traces")),
+        # A window holds at least a second: rates of a burst are not per nanosecond.
+        seconds_baseline=max(float(before.item(0, "seconds") or 0.0), 1.0),
+        seconds_incident=max(float(after.item(0, "seconds") or 0.0), 1.0),
+        mean_duration_baseline_ns=float(before.item(0, "mean") or 0.0),
+    )
+
+
+def _self_time(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Spans with ``self_ns``: duration minus the children's (at least 0: parallel children
+    can cover more than their parent)."""
+    children = spans.group_by("incident", "trace_id", "parent_id").agg(
+        pl.col("duration_ns").sum().alias("_children_ns")
+    )
+    return spans.join(
+        children,
+        left_on=["incident", "trace_id", "span_id"],
+        right_on=["incident", "trace_id", "parent_id"],
+        how="left",
+    ).with_columns(
+        (pl.col("duration_ns") - pl.col("_children_ns").fill_null(0))
+        .clip(lower_bound=0)
+        .alias("self_ns")
+    )
+
+
+def _call_targets(hops: pl.LazyFrame) -> pl.LazyFrame:
+    """(caller, client operation) -> the callee most of its calls went to."""
+    return hops.group_by("source_service", "operation").agg(
+        pl.col("target_service").drop_nulls().mode().sort().first().alias("target_service")
+    )
+
+
+def _causes(traces: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
+    """Per window, trace and cause: its exclusive critical-path time (ns), by component.
+
+    Columns: incident, trace_id, cause (``own_time``/``network``), subject (a service, or
+    ``caller → callee``), service (the one charged: the callee for the wire), ``self_ns``,
+    ``coordination_ns``, ``calls_ns`` (one-sided calls charged to the callee), ``ns`` (their
+    sum).
+    """
+    operations = (
+        traces.select("incident", "trace_id", "critical_by_operation")
+        .explode("critical_by_operation")
+        .unnest("critical_by_operation")
+        .filter(pl.col("operation").is_not_null())
+        .with_columns(
+            pl.col("operation").str.extract(_OPERATION_SERVICE, 1).alias("caller"),
+            pl.col("operation").str.replace(_OPERATION_SERVICE, "").alias("name"),
+        )
+        .join(
+            _call_targets(hops),
+            left_on=["caller", "name"],
+            right_on=["source_service", "operation"],
+            how="left",
+        )
+    )
+    zero = pl.lit(0, pl.Int64)
+    own = operations.select(
+        "incident",
+        "trace_id",
+        pl.lit("own_time").alias("cause"),
+        pl.col("caller").alias("subject"),
+        pl.col("caller").alias("service"),
+        pl.when(pl.col("target_service").is_null())
+        .then("self_ns")
+        .otherwise(zero)
+        .alias("self_ns"),
+        pl.col("coordination_ns"),
+        zero.alias("calls_ns"),
+        # A network segment without a known callee stays with the caller.
+        pl.when(pl.col("target_service").is_null())
+        .then("network_ns")
+        .otherwise(zero)
+        .alias("extra_ns"),
+    )
+    calls = operations.filter(pl.col("target_service").is_not_null()).select(
+        "incident",
+        "trace_id",
+        pl.lit("own_time").alias("cause"),
+        pl.col("target_service").alias("subject"),
+        pl.col("target_service").alias("service"),
+        zero.alias("self_ns"),
+        zero.alias("coordination_ns"),
+        pl.col("self_ns").alias("calls_ns"),
+        zero.alias("extra_ns"),
+    )
+    wire = operations.filter(pl.col("target_service").is_not_null()).select(
+        "incident",
+        "trace_id",
+        pl.lit("network").alias("cause"),
+        pl.format("{} → {}", "caller", "target_service").alias("subject"),
+        pl.col("target_service").alias("service"),
+        zero.alias("self_ns"),
+        zero.alias("coordination_ns"),
+        zero.alias("calls_ns"),
+        pl.col("network_ns").alias("extra_ns"),
+    )
+    parts = ("self_ns", "coordination_ns", "calls_ns", "extra_ns")
+    return (
+        pl.concat([own, calls, wire])
+        .group_by("incident", "trace_id", "cause", "subject", "service")
+        .agg(pl.col(p).fill_null(0).sum() for p in parts)
+        .with_columns(pl.sum_horizontal(*parts).alias("ns"))
+    )
+
+
+def _zero_filled(causes: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
+    """Every (cause, trace of its window) pair: a trace the cause is absent from adds 0 ns, so
+    the means are per payment and sum to the mean end-to-end duration."""
+    keys = causes.select("cause", "subject", "service").unique()
+    return (
+        keys.join(traces.select("incident", "trace_id"), how="cross")
+        .join(
+            causes.select("incident", "trace_id", "cause", "subject", "ns"),
+            on=["incident", "trace_id", "cause", "subject"],
+            how="left",
+        )
+        .with_columns(pl.col("ns").fill_null(0))
+    )
+
+
+def _mean_interval(
+    before_mean: float, before_sd: float, n_before: int,
+    after_mean: float, after_sd: float, n_after: int,
+) -> tuple[float, float]:  # fmt: skip
+    """The normal interval of a difference of means (Welch's standard error)."""
+    if n_before <= 0 or n_after <= 0:
+        return -math.inf, math.inf
+    z = normal_quantile(0.5 + CONFIDENCE / 2)
+    se = math.sqrt((before_sd**2) / n_before + (after_sd**2) / n_after)
+    change = after_mean - before_mean
+    return change - z * se, change + z * se
+
+
+def latency_impact(
+    change_ns: float, reference_ns: float, delta: float | None, p_value: float,
+    before_ns: float = 0.0,
+) -> Impact | None:  # fmt: skip
+    """The level of a latency cause: its change per payment against the baseline's mean
+    payment (``reference_ns``) and against its own baseline (``before_ns``), its effect size
+    (Cliff's delta) and its evidence.
+
+    - ``high``: p < :data:`P_STRONG`, delta ≥ :data:`MEDIUM_DELTA`, change ≥ 10 % of the mean;
+    - ``medium``: p < :data:`P_WEAK`, delta ≥ :data:`SMALL_DELTA`, change ≥ 5 % of the mean;
+      or p < :data:`P_STRONG`, delta ≥ :data:`MEDIUM_DELTA` and the cause's own time at least
+      :data:`OWN_RATIO` times its baseline (a small part of the payment that clearly broke);
+    - ``low``: a material change with a large delta that the sample cannot confirm (too few
+      payments): reported with its interval rather than dropped;
+    - None: not material, or a decrease.
+
+    >>> latency_impact(40e6, 60e6, 0.99, 1e-9), latency_impact(5e6, 60e6, 0.2, 0.004)
+    ('high', 'medium')
+    >>> latency_impact(50e6, 60e6, 0.6, 0.1), latency_impact(0.5e6, 60e6, 0.9, 1e-9, 5e6)
+    ('low', None)
+    >>> latency_impact(1.3e6, 130e6, 0.44, 1e-40, before_ns=0.9e6)
+    'medium'
+    """
+    if delta is None or change_ns < MATERIAL_NS:
+        return None
+    if (
+        p_value < P_STRONG
+        and delta >= MEDIUM_DELTA
+        and change_ns < MATERIAL_SHARE * reference_ns
+        and before_ns + change_ns >= OWN_RATIO * before_ns
+    ):
+        return "medium"
+    if change_ns < MATERIAL_SHARE * reference_ns:
+        return None
+    if p_value < P_STRONG and delta >= MEDIUM_DELTA and change_ns >= HIGH_SHARE * reference_ns:
+        return "high"
+    if p_value < P_WEAK and delta >= SMALL_DELTA:
+        return "medium"
+    if delta >= LARGE_DELTA:
+        return "low"
+    return None
+
+
+def cohens_h(after: float, before: float) -> float:
+    """Cohen's h between two proportions: ``2·asin(√after) − 2·asin(√before)``.
+
+    >>> round(cohens_h(0.3, 0.1), 3)
+    0.516
+    """
+    return 2 * math.asin(math.sqrt(after)) - 2 * math.asin(math.sqrt(before))
+
+
+def error_impact(h: float, p_value: float) -> Impact | None:
+    """The level of an error-rate increase by Cohen's ``h`` and its two-proportion p-value.
+
+    >>> error_impact(0.46, 1e-5), error_impact(0.15, 0.004), error_impact(0.7, 0.2)
+    ('high', 'medium', 'low')
+    """
+    if p_value < P_STRONG and h >= SMALL_H:
+        return "high"
+    if p_value < P_WEAK and h >= SMALL_H / 2:
+        return "medium"
+    if h >= LARGE_H:
+        return "low"
+    return None
+
+
+def _log_impact(before: float, after: float, p_value: float) -> Impact | None:
+    """Error logs per payment: logs say less than a failed span (a caller logs its callee's
+    failure too), so at most ``high`` only when clearly more than one in ten payments log."""
+    change = after - before
+    if change < MATERIAL_LOGS_PER_TRACE or after < LOG_RATIO * before:
+        return None
+    if p_value < P_STRONG:
+        return "high" if change >= 0.1 else "medium"
+    if p_value < P_WEAK:
+        return "medium"
+    return "low" if change >= 0.1 else None
+
+
+def _impact_rank(impact: Impact | None) -> int:
+    return len(IMPACTS) if impact is None else IMPACTS.index(impact)
+
+
+def _latency_frames(causes: pl.LazyFrame, traces: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per cause and window: mean, sd, p99 and example traces; its components; the U test."""
+    filled = _zero_filled(causes, traces)
+    key = ["cause", "subject", "service"]
+    stats = filled.group_by(*key, "incident").agg(
+        pl.col("ns").mean().alias("mean_ns"),
+        pl.col("ns").std().fill_null(0.0).alias("sd_ns"),
+        percentile_ns("ns", 0.99).alias("p99_ns"),
+        (pl.col("ns") > 0).sum().cast(pl.Int64).alias("traces"),
+        example_traces("ns", where=pl.col("ns") > 0).alias("examples"),
+    )
+    components = causes.group_by(*key, "incident").agg(
+        pl.col("self_ns", "coordination_ns", "calls_ns", "extra_ns").sum()
+    )
+    tests = rank_test(filled.rename({"ns": "value"}), key)
+    return [stats, components, tests]
+
+
+@dataclass(frozen=True)
+class _Suspect:
+    cause: str
+    subject: str
+    service: str
+    impact: Impact | None
+    score: float
+    finding: Finding | None
+    row: dict[str, Any]
+
+
+def _node_frame(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Per service, node and window: spans and their mean self time (where a suspect's change
+    sits: one node, or all of them)."""
+    return spans.group_by("service", "node", "incident").agg(
+        pl.len().cast(pl.Int64).alias("spans"), pl.col("self_ns").mean().alias("self_ns_mean")
+    )
+
+
+def _nodes_changed(nodes: pl.DataFrame, service: str) -> list[dict[str, Any]]:
+    """The service's nodes, the largest growth of mean self time per span first (at most 3)."""
+    wide = _per_window(
+        nodes.filter(pl.col("service") == service), ["node"], ["spans", "self_ns_mean"]
+    ).with_columns(
+        (pl.col("self_ns_mean_incident") - pl.col("self_ns_mean_baseline")).alias("change")
+    )
+    return [
+        {"node": r["node"], "spans": [r["spans_baseline"] or 0, r["spans_incident"] or 0],
+         "self_ns_mean": [None if r["self_ns_mean_baseline"] is None
+                          else round(r["self_ns_mean_baseline"]),
+                          None if r["self_ns_mean_incident"] is None
+                          else round(r["self_ns_mean_incident"])]}
+        for r in wide.sort("change", descending=True, nulls_last=True).head(3).iter_rows(
+            named=True
+        )
+    ]  # fmt: skip
+
+
+def _one_node(nodes: list[dict[str, Any]]) -> str | None:
+    """The node carrying a service's growth when one stands out: its mean self time grew at
+    least 3 times as much as the next node's (a skewed balancer, a sick host).
+
+    >>> _one_node([{"node": "p-1", "self_ns_mean": [1, 40]},
+    ...            {"node": "p-2", "self_ns_mean": [1, 2]}])
+    'p-1'
+    """
+    growth = [
+        (n["self_ns_mean"][1] or 0) - (n["self_ns_mean"][0] or 0)
+        for n in nodes
+        if n["node"] is not None
+    ]
+    if len(nodes) < 2 or len(growth) < 2 or growth[0] <= 0:
+        return None
+    return str(nodes[0]["node"]) if growth[0] >= 3 * max(growth[1], 0) else None
+
+
+def _latency_suspects(
+    stats: pl.DataFrame,
+    components: pl.DataFrame,
+    tests: pl.DataFrame,
+    nodes: pl.DataFrame,
+    windows: Windows,
+) -> list[_Suspect]:
+    key = ["cause", "subject", "service"]
+    wide = _per_window(stats, key, ["mean_ns", "sd_ns", "p99_ns", "traces", "examples"]).join(
+        tests, on=key, how="left"
+    )
+    parts = {(r["cause"], r["subject"], r["incident"]): r for r in components.iter_rows(named=True)}
+    reference = max(windows.mean_duration_baseline_ns, 1.0)
+    suspects = []
+    for row in wide.iter_rows(named=True):
+        before = row["mean_ns_baseline"] or 0.0
+        after = row["mean_ns_incident"] or 0.0
+        change = after - before
+        p_value = mann_whitney_p(
+            row["u"] or 0.0, row["n_incident"] or 0, row["n_baseline"] or 0, row["tie_term"] or 0
+        )
+        delta = row["cliffs_delta"]
+        low, high = _mean_interval(
+            before, row["sd_ns_baseline"] or 0.0, windows.traces_baseline,
+            after, row["sd_ns_incident"] or 0.0, windows.traces_incident,
+        )  # fmt: skip
+        impact = latency_impact(change, reference, delta, p_value, before)
+        evidence: dict[str, Any] = {
+            "per_payment_ns": [round(before), round(after)],
+            "change_ns": round(change),
+            "change_interval_ns": [round(low), round(high)] if math.isfinite(low) else None,
+            "confidence": CONFIDENCE,
+            "share_of_baseline_payment": round(change / reference, 4),
+            "p99_ns": [row["p99_ns_baseline"], row["p99_ns_incident"]],
+            "cliffs_delta": None if delta is None else round(delta, 4),
+            "effect": cliffs_magnitude(delta),
+            "p_value": p_value,
+            "traces": [row["traces_baseline"] or 0, row["traces_incident"] or 0],
+            "window_traces": [windows.traces_baseline, windows.traces_incident],
+        }
+        if row["cause"] == "own_time":
+            for part in ("self_ns", "coordination_ns", "calls_ns"):
+                values = [
+                    (parts.get((row["cause"], row["subject"], flag)) or {}).get(part) or 0
+                    for flag in (False, True)
+                ]
+                evidence[f"{part}_per_payment"] = [
+                    round(values[0] / max(windows.traces_baseline, 1)),
+                    round(values[1] / max(windows.traces_incident, 1)),
+                ]
+            if impact is not None:
+                evidence["nodes"] = _nodes_changed(nodes, row["service"])
+        evidence["baseline_example_traces"] = list(row["examples_baseline"] or [])
+        table_row = {
+            "cause": row["cause"],
+            "subject": row["subject"],
+            "service": row["service"],
+            "before_ns": round(before),
+            "after_ns": round(after),
+            "change_ns": round(change),
+            "change_lo_ns": round(low) if math.isfinite(low) else None,
+            "change_hi_ns": round(high) if math.isfinite(high) else None,
+            "cliffs_delta": delta,
+            "p_value": p_value,
+            "impact": impact,
+        }
+        finding = None
+        if impact is not None:
+            finding = _latency_finding(row, evidence, impact, list(row["examples_incident"] or []))
+        suspects.append(
+            _Suspect(row["cause"], row["subject"], row["service"], impact,
+                     change / reference, finding, table_row)
+        )  # fmt: skip
+    return suspects
+
+
+def _latency_finding(
+    row: Mapping[str, Any], evidence: dict[str, Any], impact: Impact, examples: list[str]
+) -> Finding:
+    before, after = evidence["per_payment_ns"]
+    change = evidence["change_ns"]
+    low_high = evidence["change_interval_ns"]
+    interval = f" (95 % interval {ms(low_high[0])} … {ms(low_high[1])})" if low_high else ""
+    p99_before, p99_after = evidence["p99_ns"]
+    gain_ns = max(0, (p99_after or 0) - (p99_before or 0))
+    delta = evidence["cliffs_delta"]
+    stat = f"Cliff's δ {delta:+.2f}, p = {evidence['p_value']:.2g}"
+    if row["cause"] == "network":
+        source, _, target = row["subject"].partition(" → ")
+        title = f"{row['subject']}: network +{ms(change)} per payment ({stat})"
+        kind = "suspect_network"
+        subject = {"service": target, "edge": row["subject"], "source_service": source,
+                   "target_service": target}  # fmt: skip
+        recommendation = (
+            f"The wire between {source} and {target} slowed while {target}'s own time did not: "
+            "look at the network path, not the service — connection set-up and pool exhaustion "
+            "(TLS handshakes, DNS), proxies or sidecars, zone placement, packet loss and "
+            f"retransmits; compare {source}'s client and {target}'s server timings per node."
+        )
+    else:
+        service = row["service"]
+        title = f"{service}: own time +{ms(change)} per payment ({stat})"
+        kind, subject = "suspect_service_time", {"service": service}
+        coordination = evidence["coordination_ns_per_payment"]
+        calls = evidence["calls_ns_per_payment"]
+        if coordination[1] - coordination[0] >= max(change, 0) / 2:
+            recommendation = (
+                f"{service} waits longer on coordination (locks, consensus, queues): find the "
+                "contended resource (the coordination job names it), shorten the critical "
+                "section or move slow calls out of it."
+            )
+        elif calls[1] - calls[0] >= max(change, 0) / 2:
+            recommendation = (
+                f"Calls to {service} without an answering span (a database, an external "
+                f"system or a node that stopped answering) take longer: check {service}'s "
+                "health, its connection limits and timeouts; fail over or shed load."
+            )
+        else:
+            recommendation = (
+                f"{service}'s own processing slowed (its callers only waited): check its CPU "
+                "saturation and throttling, GC pauses, thread and connection pools, and what "
+                "was deployed or reconfigured; scale it out or roll back."
+            )
+    if kind == "suspect_service_time" and (node := _one_node(evidence.get("nodes") or [])):
+        recommendation += f" The growth sits on {node}: compare it with its peers first."
+    return Finding(
+        job=JOB,
+        kind=kind,
+        title=title,
+        impact=impact,
+        gain_ns=gain_ns,
+        subject=subject,
+        evidence=evidence,
+        recommendation=recommendation,
+        gain=(
+            f"restoring the baseline saves {ms(change)}{interval} per payment on average "
+            f"({ms(before)} → {ms(after)}) and {ms(gain_ns)} of this cause's p99"
+        ),
+        example_traces=examples,
+    )
+
+
+def _origin_errors(spans: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
+    """Failed spans none of whose children failed, charged to the service they name: the span's
+    own, or the callee of a failed client call (the call failed at or because of the callee)."""
+    failed = spans.filter(pl.col("error").fill_null(False))
+    failed_children = failed.select("incident", "trace_id", pl.col("parent_id").alias("span_id"))
+    callee = hops.select(
+        "incident", "trace_id", pl.col("hop_id").alias("span_id"), "target_service"
+    ).unique(subset=["incident", "trace_id", "span_id"])
+    return (
+        failed.join(failed_children, on=["incident", "trace_id", "span_id"], how="anti")
+        .join(callee, on=["incident", "trace_id", "span_id"], how="left")
+        .select(
+            "incident",
+            "trace_id",
+            pl.coalesce("target_service", "service").alias("service"),
+        )
+        .unique()
+    )
+
+
+def _error_frames(
+    spans: pl.LazyFrame, hops: pl.LazyFrame, logs: pl.LazyFrame
+) -> list[pl.LazyFrame]:
+    """Per service and window: originated error traces, error logs, spans; the calls made."""
+    origins = _origin_errors(spans, hops)
+    span_errors = origins.group_by("service", "incident").agg(
+        pl.len().cast(pl.Int64).alias("error_traces"),
+        example_traces(pl.lit(1), trace_id="trace_id").alias("examples"),
+    )
+    log_errors = (
+        logs.filter(is_error_log())
+        .group_by("service", "incident")
+        .agg(
+            pl.len().cast(pl.Int64).alias("error_logs"),
+            example_traces(pl.lit(1)).alias("log_examples"),
+        )
+    )
+    span_counts = spans.group_by("service", "incident").agg(pl.len().cast(pl.Int64).alias("spans"))
+    calls = hops.select("source_service", "target_service").drop_nulls().unique()
+    return [span_errors, log_errors, span_counts, calls]
+
+
+def _error_suspects(
+    errors: pl.DataFrame,
+    logged: pl.DataFrame,
+    counted: pl.DataFrame,
+    edges: pl.DataFrame,
+    windows: Windows,
+) -> tuple[list[_Suspect], pl.DataFrame]:
+    table = (
+        _per_window(counted, ["service"], ["spans"])
+        .join(_per_window(errors, ["service"], ["error_traces", "examples"]), on="service",
+              how="full", coalesce=True)
+        .join(_per_window(logged, ["service"], ["error_logs", "log_examples"]), on="service",
+              how="full", coalesce=True)
+        .sort("service")
+    )  # fmt: skip
+    n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
+    suspects = []
+    rows = []
+    log_based: set[str] = set()
+    for row in table.iter_rows(named=True):
+        e_before, e_after = row["error_traces_baseline"] or 0, row["error_traces_incident"] or 0
+        l_before, l_after = row["error_logs_baseline"] or 0, row["error_logs_incident"] or 0
+        rate_before, rate_after = e_before / n_before, e_after / n_after
+        p_spans = two_proportion_test(e_after, n_after, e_before, n_before)
+        h = cohens_h(rate_after, rate_before)
+        p_logs = rate_ratio_test(l_after, n_after, l_before, n_before)
+        span_impact = error_impact(h, p_spans) if rate_after > rate_before else None
+        log_impact = _log_impact(l_before / n_before, l_after / n_after, p_logs)
+        impact = min((span_impact, log_impact), key=_impact_rank)
+        table_row = {
+            "service": row["service"],
+            "spans_per_s_baseline": (row["spans_baseline"] or 0) / windows.seconds_baseline,
+            "spans_per_s_incident": (row["spans_incident"] or 0) / windows.seconds_incident,
+            "error_rate_baseline": rate_before,
+            "error_rate_incident": rate_after,
+            "error_p_value": p_spans,
+            "error_logs_per_trace_baseline": l_before / n_before,
+            "error_logs_per_trace_incident": l_after / n_after,
+            "error_logs_p_value": p_logs,
+        }
+        rows.append(table_row)
+        if impact is None:
+            continue
+        service = row["service"]
+        low, high = wilson_interval(e_after, n_after)
+        evidence = {
+            "error_rate": [round(rate_before, 4), round(rate_after, 4)],
+            "error_rate_interval": [round(low, 4), round(high, 4)],
+            "confidence": CONFIDENCE,
+            "cohens_h": round(h, 4),
+            "p_value": p_spans,
+            "error_traces": [e_before, e_after],
+            "error_logs_per_payment": [round(l_before / n_before, 4), round(l_after / n_after, 4)],
+            "error_logs": [l_before, l_after],
+            "error_logs_p_value": p_logs,
+            "window_traces": [windows.traces_baseline, windows.traces_incident],
+            "baseline_example_traces": list(
+                row["examples_baseline"] or row["log_examples_baseline"] or []
+            ),
+        }
+        if span_impact is not None and _impact_rank(span_impact) <= _impact_rank(log_impact):
+            title = (
+                f"{service}: errors start here in {rate_after:.1%} of payments "
+                f"(was {rate_before:.1%}; p = {p_spans:.2g})"
+            )
+            score = rate_after - rate_before
+        else:
+            title = (
+                f"{service}: {l_after / n_after:.2f} error logs per payment "
+                f"(was {l_before / n_before:.2f}; p = {p_logs:.2g})"
+            )
+            score = (l_after / n_after - l_before / n_before) / 2  # weaker evidence than spans
+            log_based.add(service)
+        examples = list(row["examples_incident"] or row["log_examples_incident"] or [])
+        finding = Finding(
+            job=JOB,
+            kind="suspect_errors",
+            title=title,
+            impact=impact,
+            gain_ns=0,
+            subject={"service": service},
+            evidence=evidence,
+            recommendation=(
+                f"The errors originate in {service} (its callers only pass them on): read its "
+                "error logs and the failed spans' error types in the example traces; roll back "
+                "a recent change, or fail over away from the failing nodes or dependency."
+            ),
+            gain=(
+                f"restoring {service}'s baseline error rate avoids about "
+                f"{max(rate_after - rate_before, 0):.1%} failed payments"
+            ),
+            example_traces=examples,
+        )
+        suspects.append(
+            _Suspect("errors", service, service, impact, score, finding,
+                     {"cause": "errors", "subject": service, "service": service,
+                      "before_ns": None, "after_ns": None, "change_ns": None,
+                      "change_lo_ns": None, "change_hi_ns": None, "cliffs_delta": None,
+                      "p_value": min(p_spans, p_logs), "impact": impact})
+        )  # fmt: skip
+    services = pl.DataFrame(
+        rows, schema={"service": pl.String, **dict.fromkeys(_SERVICE_FIGURES, pl.Float64)}
+    )
+    return _deepest(suspects, log_based, edges), services
+
+
+def _deepest(suspects: list[_Suspect], log_based: set[str], edges: pl.DataFrame) -> list[_Suspect]:
+    """A caller logs its callee's failures too: a log-based suspect whose callee is a suspect
+    as well drops one level (and half its score), so the deepest failing service leads."""
+    suspected = {s.service for s in suspects}
+    callees: dict[str, set[str]] = {}
+    for source, target in edges.iter_rows():
+        callees.setdefault(source, set()).add(target)
+    out = []
+    for suspect in suspects:
+        below = sorted((callees.get(suspect.service, set()) & suspected) - {suspect.service})
+        if suspect.service in log_based and below and suspect.finding is not None:
+            impact = _DEMOTED[suspect.impact or "low"]
+            finding = dataclasses.replace(
+                suspect.finding,
+                impact=impact,
+                evidence={**suspect.finding.evidence, "callee_suspects": below},
+                recommendation=(
+                    f"Its callees ({', '.join(below)}) fail too, and callers log their callees' "
+                    f"failures: look there first. {suspect.finding.recommendation}"
+                ),
+            )
+            suspect = dataclasses.replace(
+                suspect, impact=impact, score=suspect.score / 2, finding=finding,
+                row={**suspect.row, "impact": impact},
+            )  # fmt: skip
+        out.append(suspect)
+    return out
+
+
+def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
+    """Per ``[service] operation`` and window: latency, self time, errors, critical time."""
+    keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
+    per = keyed.group_by("operation", "service", "incident").agg(
+        pl.len().cast(pl.Int64).alias("spans"),
+        *(percentile_ns("duration_ns", q).alias(f"{name}_ns")
+          for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))),
+        percentile_ns("self_ns", 0.5).alias("self_p50_ns"),
+        pl.col("error").fill_null(False).sum().cast(pl.Int64).alias("errors"),
+    )  # fmt: skip
+    critical = (
+        traces.select("incident", "critical_by_operation")
+        .explode("critical_by_operation")
+        .unnest("critical_by_operation")
+        .group_by("operation", "incident")
+        .agg(pl.col("exclusive_ns").sum().alias("_exclusive"))
+    )
+    return per.join(critical, on=["operation", "incident"], how="left")
+
+
+def _operations_frames(spans: pl.LazyFrame, traces: pl.LazyFrame) -> list[pl.LazyFrame]:
+    keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
+    return [
+        _operations(spans, traces),
+        rank_test(keyed.select("operation", "incident", value="duration_ns"), ["operation"]),
+    ]
+
+
+def _operations_table(per: pl.DataFrame, tests: pl.DataFrame, windows: Windows) -> pl.DataFrame:
+    per = per.with_columns(
+        (
+            pl.col("_exclusive").fill_null(0)
+            / pl.when(pl.col("incident"))
+            .then(max(windows.traces_incident, 1))
+            .otherwise(max(windows.traces_baseline, 1))
+        ).alias("critical_ns_per_trace")
+    )
+    columns = ["spans", "p50_ns", "p95_ns", "p99_ns", "self_p50_ns", "errors",
+               "critical_ns_per_trace"]  # fmt: skip
+    wide = _per_window(per, ["operation", "service"], columns).join(
+        tests, on="operation", how="left"
+    )
+    p_values = [
+        mann_whitney_p(r["u"] or 0.0, r["n_incident"] or 0, r["n_baseline"] or 0,
+                       r["tie_term"] or 0)
+        for r in wide.iter_rows(named=True)
+    ]  # fmt: skip
+    error_p = [
+        two_proportion_test(r["errors_incident"] or 0, r["spans_incident"] or 0,
+                            r["errors_baseline"] or 0, r["spans_baseline"] or 0)
+        for r in wide.iter_rows(named=True)
+    ]  # fmt: skip
+    return (
+        wide.with_columns(
+            pl.Series("duration_p_value", p_values, dtype=pl.Float64),
+            pl.Series("error_p_value", error_p, dtype=pl.Float64),
+            _status("spans"),
+            *(_ratio(c) for c in ("p50_ns", "p95_ns", "p99_ns")),
+            (pl.col("errors_baseline").fill_null(0) / pl.col("spans_baseline")).alias(
+                "error_rate_baseline"
+            ),
+            (pl.col("errors_incident").fill_null(0) / pl.col("spans_incident")).alias(
+                "error_rate_incident"
+            ),
+            (pl.col("spans_baseline").fill_null(0) / windows.seconds_baseline).alias(
+                "per_s_baseline"
+            ),
+            (pl.col("spans_incident").fill_null(0) / windows.seconds_incident).alias(
+                "per_s_incident"
+            ),
+        )
+        .drop("u", "tie_term", "n_baseline", "n_incident")
+        .sort("operation")
+    )
+
+
+def _edges_frames(hops: pl.LazyFrame) -> list[pl.LazyFrame]:
+    per = hops.group_by(*_EDGE, "incident").agg(
+        pl.len().cast(pl.Int64).alias("calls"),
+        *(percentile_ns(side, q).alias(f"{side.removesuffix('_ns')}_{name}_ns")
+          for side in ("network_ns", "server_ns")
+          for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))),
+        pl.col("error").fill_null(False).sum().cast(pl.Int64).alias("errors"),
+        *median_interval("network_ns"),
+    )  # fmt: skip
+    tests = rank_test(hops.select(*_EDGE, "incident", value="network_ns"), list(_EDGE))
+    return [per, tests]
+
+
+def _edges_table(per_df: pl.DataFrame, tests_df: pl.DataFrame, windows: Windows) -> pl.DataFrame:
+    columns = [c for c in per_df.columns if c not in (*_EDGE, "incident")]
+    wide = _per_window(per_df, list(_EDGE), columns).join(
+        tests_df, on=list(_EDGE), how="left", nulls_equal=True
+    )
+    p_values = [
+        mann_whitney_p(r["u"] or 0.0, r["n_incident"] or 0, r["n_baseline"] or 0,
+                       r["tie_term"] or 0)
+        for r in wide.iter_rows(named=True)
+    ]  # fmt: skip
+    return (
+        wide.with_columns(
+            pl.Series("network_p_value", p_values, dtype=pl.Float64),
+            _status("calls"),
+            *(_ratio(f"network_{c}_ns") for c in ("p50", "p95", "p99")),
+            (pl.col("calls_baseline").fill_null(0) / windows.seconds_baseline).alias(
+                "per_s_baseline"
+            ),
+            (pl.col("calls_incident").fill_null(0) / windows.seconds_incident).alias(
+                "per_s_incident"
+            ),
+        )
+        .rename({"cliffs_delta": "network_cliffs_delta"})
+        .drop("u", "tie_term", "n_baseline", "n_incident")
+        .sort(*_EDGE, nulls_last=True)
+    )
+
+
+def _change_findings(operations: pl.DataFrame, edges: pl.DataFrame) -> list[Finding]:
+    findings = []
+    for status in ("appeared", "vanished"):
+        column = "incident" if status == "appeared" else "baseline"
+        ops = operations.filter(pl.col("status") == status).sort(f"spans_{column}", descending=True)
+        for row in ops.head(MAX_CHANGE_FINDINGS).iter_rows(named=True):
+            count = row[f"spans_{column}"]
+            findings.append(
+                Finding(
+                    job=JOB, kind=status,
+                    title=f"{row['operation']} {status} ({count} spans)",
+                    impact="low", gain_ns=0,
+                    subject={"service": row["service"], "operation": row["operation"]},
+                    evidence={"spans": [row["spans_baseline"] or 0, row["spans_incident"] or 0]},
+                    recommendation=(
+                        "An operation seen in one window only: a deployment, a new code path "
+                        "(fallbacks, retries) or a path that stopped being taken."
+                    ),
+                    gain="none by itself; it explains other changes",
+                )
+            )  # fmt: skip
+        for row in (
+            edges.filter(pl.col("status") == status)
+            .sort(f"calls_{column}", descending=True)
+            .head(MAX_CHANGE_FINDINGS)
+            .iter_rows(named=True)
+        ):
+            edge = f"{row['source_service']} → {row['target_service']}"
+            findings.append(
+                Finding(
+                    job=JOB, kind=status,
+                    title=f"{edge} ({row['operation']}) {status} ({row[f'calls_{column}']} calls)",
+                    impact="low", gain_ns=0,
+                    subject={"service": row["target_service"], "edge": edge,
+                             "operation": row["operation"]},
+                    evidence={"calls": [row["calls_baseline"] or 0, row["calls_incident"] or 0]},
+                    recommendation=(
+                        "A call seen in one window only: a failover to another dependency, a "
+                        "new caller, or calls that stopped."
+                    ),
+                    gain="none by itself; it explains other changes",
+                )
+            )  # fmt: skip
+    return findings
+
+
+def run(incident: Dataset, baseline: Dataset) -> JobResult:
+    """Compare an incident window with a baseline window and rank the suspects.
+
+    Parameters:
+        incident: the records of the window under investigation.
+        baseline: the records of a normal window (the same length just before, usually).
+
+    Returns:
+        Tables ``suspects``, ``services``, ``operations``, ``edges`` and the findings (module
+        docstring): the suspects first, most important first, then what appeared or vanished.
+
+    Examples:
+        >>> from hopscope.analysis.loaders import dataset_from_records
+        >>> from hopscope.processors.records import SpanRecord
+        >>> def window(trace: str, risk_ns: int) -> Dataset:
+        ...     return dataset_from_records([
+        ...         SpanRecord(trace, "a", None, "pay", "server", 0, 10 + risk_ns + 2, "api"),
+        ...         SpanRecord(trace, "b", "a", "risk/Score", "client", 5, 5 + risk_ns + 2, "api"),
+        ...         SpanRecord(trace, "c", "b", "risk/Score", "server", 6, 6 + risk_ns, "risk"),
+        ...     ])
+        >>> result = run(window("t2", 900), window("t1", 100))
+        >>> result.tables["suspects"].select("cause", "subject", "change_ns").row(0)
+        ('own_time', 'risk', 800)
+    """
+    spans = _self_time(_tagged(incident.spans, baseline.spans))
+    traces = _tagged(incident.traces, baseline.traces)
+    hops = _tagged(incident.hops, baseline.hops)
+    logs = _tagged(incident.logs, baseline.logs)
+    # One collect for every query (polars shares their common inputs); the rest is per-row
+    # arithmetic on small aggregated tables.
+    (
+        before, after, stats, components, tests, errors, logged, counted, calls,
+        operation_stats, operation_tests, edge_stats, edge_tests, nodes,
+    ) = pl.collect_all([
+        *_window_frames(incident, baseline),
+        *_latency_frames(_causes(traces, hops), traces),
+        *_error_frames(spans, hops, logs),
+        *_operations_frames(spans, traces),
+        *_edges_frames(hops),
+        _node_frame(spans),
+    ])  # fmt: skip
+    windows = _windows(before, after)
+    suspects = _latency_suspects(stats, components, tests, nodes, windows)
+    error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
+    ranked = sorted(
+        [*suspects, *error_suspects],
+        key=lambda s: (_impact_rank(s.impact), -s.score, s.cause, s.subject),
+    )
+    table = pl.DataFrame([s.row for s in ranked], infer_schema_length=None)
+    if table.is_empty():
+        table = pl.DataFrame(schema={"cause": pl.String, "subject": pl.String,
+                                     "service": pl.String})  # fmt: skip
+    own = pl.DataFrame(
+        [
+            {"service": s.subject, "own_ns_per_trace_baseline": s.row["before_ns"],
+             "own_ns_per_trace_incident": s.row["after_ns"],
+             "own_cliffs_delta": s.row["cliffs_delta"], "own_p_value": s.row["p_value"]}
+            for s in suspects
+            if s.cause == "own_time"
+        ],
+        schema={"service": pl.String, "own_ns_per_trace_baseline": pl.Int64,
+                "own_ns_per_trace_incident": pl.Int64, "own_cliffs_delta": pl.Float64,
+                "own_p_value": pl.Float64},
+    )  # fmt: skip
+    services = own.join(services, on="service", how="full", coalesce=True).sort("service")
+    operations = _operations_table(operation_stats, operation_tests, windows)
+    edges = _edges_table(edge_stats, edge_tests, windows)
+    findings = [s.finding for s in ranked if s.finding is not None]
+    return JobResult(
+        job=JOB,
+        tables={
+            "suspects": table,
+            "services": services,
+            "operations": operations,
+            "edges": edges,
+        },
+        findings=[*findings, *_change_findings(operations, edges)],
+    )
