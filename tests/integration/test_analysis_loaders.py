@@ -13,14 +13,17 @@ from polars.testing import assert_frame_equal
 from hopscope.analysis.loaders import (
     count_elasticsearch,
     dataset_from_records,
-    documents_from_records,
     load_elasticsearch,
 )
 from hopscope.analysis.schema import SCHEMAS
 from hopscope.processors.records import LogRecord, SpanRecord
 from hopscope.processors.sink import ElasticsearchSink
 from tests.conftest import Services
-from tests.unit.test_loaders_parquet import assert_same_dataset, simulated_records
+from tests.unit.test_loaders_parquet import (
+    assert_same_dataset,
+    indexed_documents,
+    simulated_records,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +37,7 @@ def index(es: Any, prefix: str, spans: list[SpanRecord], logs: list[LogRecord]) 
     """Templates and bulk writes exactly as the processors do; returns documents written."""
     sink = ElasticsearchSink(es, prefix)
     sink.install_templates()
-    documents = list(documents_from_records(spans, logs, prefix=prefix))
+    documents = indexed_documents(spans, logs, prefix)
     for first in range(0, len(documents), 1000):
         outcome = sink.write(documents[first : first + 1000])
         assert not outcome.rejected, outcome.rejected[:1]

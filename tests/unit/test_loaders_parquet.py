@@ -22,7 +22,7 @@ from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.decode import decode_logs, decode_spans
-from hopscope.processors.documents import log_document
+from hopscope.processors.documents import Document, log_document
 from hopscope.processors.records import LogRecord, SpanRecord
 
 # Starts just before an hour boundary, so the archive has two hourly partitions.
@@ -59,15 +59,21 @@ def records() -> tuple[list[SpanRecord], list[LogRecord]]:
     return simulated_records()
 
 
+def indexed_documents(
+    spans: list[SpanRecord], logs: list[LogRecord], prefix: str = DEFAULT_INDEX_PREFIX
+) -> list[Document]:
+    """Every document the processors write for these records, log documents included
+    (documents_from_records leaves them out: in a file they only feed derivations)."""
+    return [
+        *documents_from_records(spans, logs, prefix=prefix),
+        *(log_document(g, prefix) for g in logs),
+    ]
+
+
 def archive(root: Path, spans: list[SpanRecord], logs: list[LogRecord], batch: int = 300) -> int:
     """Write the documents in bulk-sized batches, as the processor does; return part files."""
     writer = ParquetArchive(root)
-    # documents_from_records leaves the log documents out (they only feed derivations); the
-    # runtime indexes them too, so the archive does.
-    documents = [
-        *documents_from_records(spans, logs),
-        *(log_document(g, DEFAULT_INDEX_PREFIX) for g in logs),
-    ]
+    documents = indexed_documents(spans, logs)
     for first in range(0, len(documents), batch):
         writer.write(documents[first : first + batch])
     return writer.files_written
