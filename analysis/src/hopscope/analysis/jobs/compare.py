@@ -117,6 +117,9 @@ _SERVICE_FIGURES: Final = (
 )  # fmt: skip
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
 _DEMOTED: Final[dict[Impact, Impact]] = {"high": "medium", "medium": "low", "low": "low"}
+# Which way a slower wire is slow: when one leg carries at least this share of the growth of
+# both, the sender of that leg is charged (its egress: a delayed interface, sidecar or host).
+LEG_SHARE: Final = 0.75
 
 
 @dataclass(frozen=True)
@@ -453,6 +456,43 @@ class _Suspect:
     row: dict[str, Any]
 
 
+def _legs_frame(hops: pl.LazyFrame) -> pl.LazyFrame:
+    """Per (caller, callee) and window: the mean request and response legs of the calls that
+    have both (a client that gave up has neither)."""
+    both = pl.col("request_leg_ns").is_not_null() & pl.col("response_leg_ns").is_not_null()
+    return (
+        hops.filter(both & pl.col("target_service").is_not_null())
+        .group_by("source_service", "target_service", "incident")
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            pl.col("request_leg_ns").mean(),
+            pl.col("response_leg_ns").mean(),
+        )
+    )
+
+
+def delayed_leg(request_ns: Sequence[float], response_ns: Sequence[float]) -> str | None:
+    """The leg of a call that carries a wire's growth, from each leg's mean (before, after):
+    ``"request"`` (caller → callee), ``"response"`` (callee → caller) or None (both, or
+    neither, grew). A host's clock offset adds the same to a leg in both windows, so the growth
+    of each leg is free of skew; a delay on a host's egress lengthens only the leg it sends.
+
+    >>> delayed_leg([0.2e6, 200.3e6], [0.1e6, 0.2e6]), delayed_leg([5e6, 5e6], [1e6, 90e6])
+    ('request', 'response')
+    >>> delayed_leg([1e6, 50e6], [1e6, 60e6]) is None
+    True
+    """
+    grew = [max(0.0, after - before) for before, after in (request_ns, response_ns)]
+    total = sum(grew)
+    if total <= 0:
+        return None
+    if grew[0] >= LEG_SHARE * total:
+        return "request"
+    if grew[1] >= LEG_SHARE * total:
+        return "response"
+    return None
+
+
 def _node_frame(spans: pl.LazyFrame) -> pl.LazyFrame:
     """Per service, node and window: spans and their mean self time (where a suspect's change
     sits: one node, or all of them)."""
@@ -503,9 +543,14 @@ def _latency_suspects(
     components: pl.DataFrame,
     tests: pl.DataFrame,
     nodes: pl.DataFrame,
+    legs: pl.DataFrame,
     windows: Windows,
 ) -> list[_Suspect]:
     key = ["cause", "subject", "service"]
+    leg_means = {
+        (r["source_service"], r["target_service"], r["incident"]): r
+        for r in legs.iter_rows(named=True)
+    }
     wide = _per_window(stats, key, ["mean_ns", "sd_ns", "p99_ns", "traces", "examples"]).join(
         tests, on=key, how="left"
     )
@@ -550,11 +595,24 @@ def _latency_suspects(
                 ]
             if impact is not None:
                 evidence["nodes"] = _nodes_changed(nodes, row["service"])
+        service = row["service"]
+        if row["cause"] == "network":
+            source, _, target = row["subject"].partition(" → ")
+            means = [leg_means.get((source, target, flag)) or {} for flag in (False, True)]
+            request = [float(m.get("request_leg_ns") or 0.0) for m in means]
+            response = [float(m.get("response_leg_ns") or 0.0) for m in means]
+            leg = delayed_leg(request, response) if all(means) else None
+            evidence["request_leg_ns"] = [round(v) for v in request]
+            evidence["response_leg_ns"] = [round(v) for v in response]
+            evidence["delayed_leg"] = leg
+            # The sender of the delayed leg: a caller whose requests leave late is the suspect,
+            # not the callee that answered on time.
+            service = source if leg == "request" else target
         evidence["baseline_example_traces"] = list(row["examples_baseline"] or [])
         table_row = {
             "cause": row["cause"],
             "subject": row["subject"],
-            "service": row["service"],
+            "service": service,
             "before_ns": round(before),
             "after_ns": round(after),
             "change_ns": round(change),
@@ -568,7 +626,7 @@ def _latency_suspects(
         if impact is not None:
             finding = _latency_finding(row, evidence, impact, list(row["examples_incident"] or []))
         suspects.append(
-            _Suspect(row["cause"], row["subject"], row["service"], impact,
+            _Suspect(row["cause"], row["subject"], service, impact,
                      change / reference, finding, table_row)
         )  # fmt: skip
     return suspects
@@ -589,14 +647,28 @@ def _latency_finding(
         source, _, target = row["subject"].partition(" → ")
         title = f"{row['subject']}: network +{ms(change)} per payment ({stat})"
         kind = "suspect_network"
-        subject = {"service": target, "edge": row["subject"], "source_service": source,
-                   "target_service": target}  # fmt: skip
-        recommendation = (
-            f"The wire between {source} and {target} slowed while {target}'s own time did not: "
-            "look at the network path, not the service — connection set-up and pool exhaustion "
-            "(TLS handshakes, DNS), proxies or sidecars, zone placement, packet loss and "
-            f"retransmits; compare {source}'s client and {target}'s server timings per node."
-        )
+        leg = evidence.get("delayed_leg")
+        sender, receiver = (source, target) if leg == "request" else (target, source)
+        subject = {"service": sender if leg else target, "edge": row["subject"],
+                   "source_service": source, "target_service": target}  # fmt: skip
+        if leg:
+            before_leg, after_leg = evidence[f"{leg}_leg_ns"]
+            recommendation = (
+                f"The {leg} leg carries the growth ({ms(before_leg)} → {ms(after_leg)} per "
+                f"call): what {sender} sends to {receiver} leaves or travels late, while the "
+                f"other leg did not change. Look at {sender}'s side of the path first: its "
+                "network interface and egress shaping, its sidecar or proxy, its host (node "
+                "pressure, noisy neighbours), then the path itself (packet loss, retransmits); "
+                f"compare {sender}'s traffic to its other peers."
+            )
+        else:
+            recommendation = (
+                f"The wire between {source} and {target} slowed while {target}'s own time did "
+                "not: look at the network path, not the service — connection set-up and pool "
+                "exhaustion (TLS handshakes, DNS), proxies or sidecars, zone placement, packet "
+                f"loss and retransmits; compare {source}'s client and {target}'s server timings "
+                "per node."
+            )
     else:
         service = row["service"]
         title = f"{service}: own time +{ms(change)} per payment ({stat})"
@@ -1012,7 +1084,7 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     # arithmetic on small aggregated tables.
     (
         before, after, stats, components, tests, errors, logged, counted, calls,
-        operation_stats, operation_tests, edge_stats, edge_tests, nodes,
+        operation_stats, operation_tests, edge_stats, edge_tests, nodes, legs,
     ) = pl.collect_all([
         *_window_frames(incident, baseline),
         *_latency_frames(_causes(traces, hops), traces),
@@ -1020,9 +1092,10 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
         *_operations_frames(spans, traces),
         *_edges_frames(hops),
         _node_frame(spans),
+        _legs_frame(hops),
     ])  # fmt: skip
     windows = _windows(before, after)
-    suspects = _latency_suspects(stats, components, tests, nodes, windows)
+    suspects = _latency_suspects(stats, components, tests, nodes, legs, windows)
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
         [*suspects, *error_suspects],
