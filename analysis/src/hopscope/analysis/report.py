@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -98,6 +99,21 @@ def _window(latency: pl.DataFrame, spans: pl.LazyFrame) -> tuple[datetime, datet
     return start, end
 
 
+def standing_key(finding: Finding) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What a finding is about, whatever its figures: job, kind and the subject's names
+    (service, node, operation, edge...; lists such as hot resources left out)."""
+    names = tuple(sorted((k, v) for k, v in finding.subject.items() if isinstance(v, str)))
+    return finding.job, finding.kind, names
+
+
+def _standing(finding: Finding) -> Finding:
+    return dataclasses.replace(
+        finding,
+        title=f"{finding.title} (also in the baseline window)",
+        evidence={**finding.evidence, "in_baseline": True},
+    )
+
+
 def build_report(
     data: Dataset,
     *,
@@ -118,7 +134,10 @@ def build_report(
         baseline: the records of a normal window to compare with
             (:func:`hopscope.analysis.jobs.compare.run`, result ``compare``). Its ``high`` and
             ``medium`` suspects lead the findings, in the comparison's order: they say what
-            changed and where, which the per-window jobs cannot.
+            changed and where, which the per-window jobs cannot. The jobs also run over the
+            baseline: a finding it has too (same job, kind and subject names: a standing
+            bottleneck, a skew that was already there) ranks after those new in the window,
+            marked ``in_baseline``.
 
     Returns:
         The :class:`Report`, findings most important first.
@@ -139,12 +158,18 @@ def build_report(
         disable=not progress,
         transient=True,
     ) as bar:
-        task = bar.add_task("analysing", total=len(jobs) + (baseline is not None))
+        total = len(jobs) * (1 if baseline is None else 2) + (baseline is not None)
+        task = bar.add_task("analysing", total=total)
         for name in jobs:
             bar.update(task, description=f"analysing: {name}")
             results[name] = job(name)(data)
             bar.advance(task)
+        before: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         if baseline is not None:
+            for name in jobs:
+                bar.update(task, description=f"analysing the baseline: {name}")
+                before.update(standing_key(f) for f in job(name)(baseline).findings)
+                bar.advance(task)
             bar.update(task, description=f"analysing: {compare.JOB}")
             results[compare.JOB] = compare.run(data, baseline)
             bar.advance(task)
@@ -154,7 +179,10 @@ def build_report(
         if f.job == compare.JOB and f.kind in compare.SUSPECT_KINDS and f.impact != "low"
     ]  # fmt: skip
     leading = {id(f) for f in suspects}
-    findings = [*suspects, *rank([f for f in everything if id(f) not in leading])]
+    rest = [f for f in everything if id(f) not in leading]
+    new = [f for f in rest if f.job == compare.JOB or standing_key(f) not in before]
+    standing = [_standing(f) for f in rest if f.job != compare.JOB and standing_key(f) in before]
+    findings = [*suspects, *rank(new), *rank(standing)]
     return Report(
         source=source,
         window=_window(latency, data.spans),

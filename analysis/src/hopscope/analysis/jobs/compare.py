@@ -889,6 +889,44 @@ def _deepest(suspects: list[_Suspect], log_based: set[str], edges: pl.DataFrame)
     return out
 
 
+def _inherited_waits(suspects: list[_Suspect], edges: pl.DataFrame) -> list[_Suspect]:
+    """A queue or pool in front of slow work fills when the work slows (Little's law): a
+    service whose own-time growth is mostly coordination (queue, pool, lock waits) while a
+    direct callee is itself a ``high``/``medium`` suspect inherited that growth. It drops one
+    level (and half its score), so the callee leads."""
+    named = {s.service for s in suspects if s.impact in ("high", "medium")}
+    callees: dict[str, set[str]] = {}
+    for source, target in edges.iter_rows():
+        callees.setdefault(source, set()).add(target)
+    out = []
+    for suspect in suspects:
+        finding = suspect.finding
+        below = sorted((callees.get(suspect.service, set()) & named) - {suspect.service})
+        if suspect.cause != "own_time" or finding is None or not below:
+            out.append(suspect)
+            continue
+        before, after = finding.evidence["coordination_ns_per_payment"]
+        if after - before < finding.evidence["change_ns"] / 2:
+            out.append(suspect)
+            continue
+        impact = _DEMOTED[suspect.impact or "low"]
+        finding = dataclasses.replace(
+            finding,
+            impact=impact,
+            evidence={**finding.evidence, "callee_suspects": below},
+            recommendation=(
+                f"Most of the growth is waiting (queues, pools, locks) while its callees "
+                f"({', '.join(below)}) slowed or failed: work held longer downstream fills the "
+                f"queue in front of it. Look at the callees first. {finding.recommendation}"
+            ),
+        )
+        out.append(dataclasses.replace(
+            suspect, impact=impact, score=suspect.score / 2, finding=finding,
+            row={**suspect.row, "impact": impact},
+        ))  # fmt: skip
+    return out
+
+
 def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
     """Per ``[service] operation`` and window: latency, self time, errors, critical time."""
     keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
@@ -1098,7 +1136,7 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     suspects = _latency_suspects(stats, components, tests, nodes, legs, windows)
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
-        [*suspects, *error_suspects],
+        _inherited_waits([*suspects, *error_suspects], calls),
         key=lambda s: (_impact_rank(s.impact), -s.score, s.cause, s.subject),
     )
     table = pl.DataFrame([s.row for s in ranked], infer_schema_length=None)

@@ -22,7 +22,9 @@ Findings:
   primary when a replica is too stale (or down); when the lagging replica can be named it is
   ``replica_lag``: a replica of the shard that received no reads in the last part of the window
   while the primary did, or a replica index the other shards have that this shard's traffic
-  never reached. Otherwise the finding is ``reads_on_primary``.
+  never reached. Otherwise the finding is ``reads_on_primary``. Subject: ``shard``,
+  ``primary``, ``replica`` when named, and ``service``: the service whose reads went to the
+  primary (most of them).
 - ``slow_statement`` (``low``/``medium``; ``high`` only for a typical call slower than
   :data:`ABNORMAL_P50_NS`): the statements that take most of the database time, with an
   index/query recommendation.
@@ -245,6 +247,8 @@ def primary_read_findings(calls: pl.DataFrame) -> list[Finding]:
             .alias("primary_traces"),
             pl.col("db_statement").filter(pl.col("db_role") == PRIMARY).unique().sort()
             .alias("statements"),
+            pl.col("service").filter(pl.col("db_role") == PRIMARY).mode().sort().first()
+            .alias("reader"),
         )
         .with_columns(
             (pl.col("primary_reads") / (pl.col("primary_reads") + pl.col("replica_reads")))
@@ -272,6 +276,9 @@ def _primary_read_finding(row: Mapping[str, Any], calls: pl.DataFrame) -> Findin
     delta = max(0.0, (row["primary_p99"] or 0.0) - (row["replica_p99"] or 0.0))
     gain_ns = int(delta * reads_per_trace)
     subject: dict[str, Any] = {"shard": shard, "primary": primary}
+    if row["reader"] is not None:
+        # The service whose reads moved: where the payment feels the primary's longer reads.
+        subject["service"] = row["reader"]
     if replica is not None:
         subject["replica"] = replica
     kind = "replica_lag" if replica is not None else "reads_on_primary"
