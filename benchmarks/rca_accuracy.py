@@ -24,7 +24,8 @@ the wire into a service and the service itself are one suspect at service level)
 occurrence of each service keeps its rank. A case is a top-k hit when the labelled
 ``root_cause_service`` is among the first k distinct services.
 
-    python benchmarks/rca_accuracy.py [--datasets-dir DIR] [--sim-traces 400] [--no-sim]
+    python benchmarks/rca_accuracy.py [--datasets-dir DIR] [--sim-traces 400] [--sim-seeds 3]
+        [--no-sim]
         [--limit N] [--json]
 """
 
@@ -240,12 +241,15 @@ def _simulate(scenario: Scenario, start_ns: int, traces: int, seed: int) -> tupl
     return dataset_from_records(spans, logs).collect(), result.end_ns
 
 
-def simulator_incidents(traces: int) -> Iterator[Incident]:
-    """Each fault scenario after a baseline run at the same rate (the window before)."""
-    for scenario, truth in SIM_ROOT_CAUSE.items():
-        baseline, end_ns = _simulate(Scenario.BASELINE, SIM_START_NS, traces, seed=11)
-        incident, _ = _simulate(scenario, end_ns + SIM_GAP_NS, traces, seed=7)
-        yield Incident(SIM_DATASET, scenario.value, scenario.value, truth, incident, baseline)
+def simulator_incidents(traces: int, seeds: int = 1) -> Iterator[Incident]:
+    """Each fault scenario after a baseline run at the same rate (the window before), once per
+    seed (``seeds`` different random payments, node choices and timings per scenario)."""
+    for index in range(seeds):
+        for scenario, truth in SIM_ROOT_CAUSE.items():
+            baseline, end_ns = _simulate(Scenario.BASELINE, SIM_START_NS, traces, seed=11 + index)
+            incident, _ = _simulate(scenario, end_ns + SIM_GAP_NS, traces, seed=7 + index)
+            case = scenario.value if seeds == 1 else f"{scenario.value}#{index}"
+            yield Incident(SIM_DATASET, case, scenario.value, truth, incident, baseline)
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -303,6 +307,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets-dir", type=Path, default=default_cache_dir() / "datasets")
     parser.add_argument("--sim-traces", type=int, default=400, help="payments per window")
+    parser.add_argument(
+        "--sim-seeds",
+        type=int,
+        default=3,
+        help="runs of each simulator scenario, with different seeds",
+    )
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator scenarios")
     parser.add_argument("--limit", type=int, default=0, help="at most N cases per dataset")
     parser.add_argument("--json", action="store_true", help="rows and per-case outcomes as JSON")
@@ -311,7 +321,7 @@ def main() -> None:
     err = Console(stderr=True)
     sources: list[Iterator[Incident]] = [file_incidents(args.datasets_dir, args.limit)]
     if not args.no_sim:
-        sources.append(simulator_incidents(args.sim_traces))
+        sources.append(simulator_incidents(args.sim_traces, args.sim_seeds))
     outcomes = []
     for source in sources:
         for incident in source:

@@ -102,6 +102,7 @@ def test_reads_on_primary_name_the_replica_that_never_gets_reads() -> None:
         "shard": "ledger-0",
         "primary": "ledger-0-primary",
         "replica": "ledger-0-replica-2",
+        "service": "payment",  # whose reads went to the primary
     }
     evidence = finding.evidence
     assert (evidence["reads_on_primary"], evidence["reads_on_replicas"]) == (40, 40)
@@ -161,6 +162,7 @@ def test_slow_replica_scenario_is_found() -> None:
         "shard": truth["shard"],
         "primary": truth["primary"],
         "replica": truth["replica"],
+        "service": "payment",
     }
     effect = data.ground_truth["effect"]
     assert finding.evidence["reads_on_primary"] == effect["reads_on_primary"]

@@ -196,6 +196,22 @@ def test_several_files_directories_globs_and_a_window(tmp_path: Path) -> None:
         load_files([f"{exports}/*.csv"])
 
 
+def test_services_select_as_the_other_loaders_do(tmp_path: Path) -> None:
+    client, server = (
+        jaeger_span("a1", None, "gateway", 0, 100, kind="client"),
+        jaeger_span("b2", "a1", "payment", 10, 70, kind="server"),
+    )
+    path = write(tmp_path / "t.json", jaeger([client, server]))
+    payment = load_files([path], services=["payment"])
+    assert payment.spans.collect()["service"].to_list() == ["payment"]
+    assert payment.hops.collect().height == 0  # hops are the source service's (gateway)
+    assert payment.traces.collect().height == 0  # a trace is its root service's
+    gateway = load_files([path], services=["gateway"])
+    # The hop was derived from the whole trace before the selection.
+    assert hops(gateway) == [("gateway", "payment", 30 * US)]
+    assert gateway.traces.collect().height == 1
+
+
 def test_a_trace_split_over_two_files_is_one_trace(tmp_path: Path) -> None:
     client, server = (
         jaeger_span("a1", None, "gateway", 0, 100, kind="client"),

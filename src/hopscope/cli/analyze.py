@@ -136,7 +136,9 @@ def _load(
     from hopscope.analysis import loaders
 
     if file:
-        data = loaders.load_files(file, since=since, until=until, csv_format=csv_format)
+        data = loaders.load_files(
+            file, since=since, until=until, csv_format=csv_format, services=services
+        )
         return data, f"file {' '.join(file)}"
     if parquet is not None:
         data = loaders.load_parquet(

@@ -17,7 +17,7 @@ lists of objects: all are accepted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Final
@@ -59,6 +59,14 @@ SCHEMAS: Final[Mapping[str, Mapping[str, tuple[str, pl.DataType]]]] = {
     kind: _schema(kind) for kind in (*record_schema.ANALYSIS_KINDS, LOGS)
 }
 TRACES: Final = SCHEMAS["traces"]
+
+
+def _service_column(kind: str) -> str | None:
+    """The analysis column holding what the documents of ``kind`` carry as ``service.name``
+    (the record attribute behind both)."""
+    fields_ = record_schema.TABLES[kind].fields
+    source = next((f.source for f in fields_ if f.document == "service.name"), None)
+    return next((f.column for f in fields_ if f.column and f.source == source), None)
 
 
 def document_fields(kind: str) -> list[str]:
@@ -192,6 +200,25 @@ class Dataset:
             **{f.name: (self.traces.filter(when) if f.name == "traces" else
                         part(getattr(self, f.name))) for f in fields(self)}
         )  # fmt: skip
+
+    def of_services(self, services: Sequence[str]) -> Dataset:
+        """The records whose ``service.name`` is one of ``services``, as the Elasticsearch and
+        Parquet loaders select them (spans and logs: their service; hops: the source service;
+        traces: the root service; 2PC: the coordinator).
+
+        >>> data = Dataset.from_documents({"spans": pl.LazyFrame(
+        ...     {"trace.id": ["a", "a"], "service.name": ["gateway", "risk"]})})
+        >>> data.of_services(["risk"]).spans.collect()["service"].to_list()
+        ['risk']
+        """
+        wanted = list(services)
+
+        def part(kind: str) -> pl.LazyFrame:
+            frame: pl.LazyFrame = getattr(self, kind)
+            column = _service_column(kind)
+            return frame if column is None else frame.filter(pl.col(column).is_in(wanted))
+
+        return Dataset(**{f.name: part(f.name) for f in fields(self)})
 
     def collect(self) -> Dataset:
         """All frames computed once (jobs then share them), still as lazy frames."""

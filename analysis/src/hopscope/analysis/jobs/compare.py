@@ -19,7 +19,11 @@ Attribution (why the callers that only waited are not blamed)
       has a server span (``client − server``: request and response legs and queueing).
 
     Separating the two gives CPU slowness and network delay different causes and
-    recommendations. Errors are attributed the same way: a failed span none of whose children
+    recommendations. A wire is charged to the sender of the leg that grew (:func:`delayed_leg`:
+    a caller whose requests leave late is the suspect, not the callee that answered on time),
+    else to its callee. Waits inherit (:func:`_inherited_waits`): a service whose growth is
+    mostly queue, pool or lock waiting under a callee that is itself a suspect drops a level.
+    Errors are attributed the same way: a failed span none of whose children
     failed is where the error *originated* (a failed client span without a server span counts
     for its callee); the callers that propagated it are not blamed. Error logs (severity ERROR
     or worse, or an ``exception.type``) count per service.

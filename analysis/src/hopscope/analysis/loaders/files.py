@@ -262,6 +262,7 @@ def load_files(
     since: datetime | None = None,
     until: datetime | None = None,
     csv_format: CsvFormat | None = None,
+    services: Sequence[str] | None = None,
 ) -> Dataset:
     """Read exported trace files (paths, directories, glob patterns) into one dataset.
 
@@ -271,6 +272,8 @@ def load_files(
             datetimes are UTC); logs outside any trace by their own time.
         until: ... and before this one (exclusive).
         csv_format: the column mapping of CSV files (default: :class:`CsvFormat`).
+        services: only these services' records, selected after the whole traces are derived
+            (:meth:`Dataset.of_services`, as the other loaders select). ``None``: all.
 
     Returns:
         As :func:`load_file`, over the spans of every file together (a trace split over
@@ -289,7 +292,8 @@ def load_files(
         spans += file_spans
         logs += file_logs
     spans, logs = in_window(pair_shared_ids(spans), logs, since, until)
-    return dataset_from_records(spans, logs)
+    data = dataset_from_records(spans, logs)
+    return data if services is None else data.of_services(services)
 
 
 def read_file(
