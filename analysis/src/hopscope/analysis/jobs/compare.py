@@ -649,9 +649,10 @@ def _latency_finding(
     stat = f"Cliff's δ {delta:+.2f}, p = {evidence['p_value']:.2g}"
     if row["cause"] == "network":
         source, _, target = row["subject"].partition(" → ")
-        title = f"{row['subject']}: network +{ms(change)} per payment ({stat})"
-        kind = "suspect_network"
         leg = evidence.get("delayed_leg")
+        side = f", on the {leg} leg" if leg else ""
+        title = f"{row['subject']}: network +{ms(change)} per payment{side} ({stat})"
+        kind = "suspect_network"
         sender, receiver = (source, target) if leg == "request" else (target, source)
         subject = {"service": sender if leg else target, "edge": row["subject"],
                    "source_service": source, "target_service": target}  # fmt: skip
