@@ -275,7 +275,8 @@ def partials_path(root: Path, memory_limit: int) -> dict[str, float | int | str]
     duck_s, duck_edges = duckdb_partial_edges(root, memory_limit)
     return {"merge_s": merged_s, "merge_cpu_s": merged_cpu_s, "peak_rss_mb": rss,
             "edges_s": edges_s, "edges": edges.height,
-            "calls": int(tables["operations"]["calls"].sum()), "duckdb_s": duck_s, "duckdb_edges": duck_edges}  # fmt: skip
+            "calls": int(tables["operations"]["calls"].sum()), "duckdb_s": duck_s,
+            "duckdb_edges": duck_edges}  # fmt: skip
 
 
 def duckdb_partial_edges(root: Path, memory_limit: int) -> tuple[float, int]:
