@@ -138,3 +138,27 @@ def test_memory_limit_parsing() -> None:
     assert parse_memory_limit("64MiB") == 64 * 2**20
     with pytest.raises(ValueError, match="512MB"):
         parse_memory_limit("lots")
+
+
+def test_cli_report_from_the_archive_partials(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from hopscope.cli import app
+
+    spans, logs = simulated_records()
+    archive(tmp_path, spans, logs)
+    runner = CliRunner()
+    args = ["analyze", "report", "--aggregates", "--parquet", str(tmp_path)]
+    done = runner.invoke(app, [*args, "--memory-limit", "64MB", "--json"])
+    assert done.exit_code == 0, done.output
+    tables = json.loads(done.stdout)["tables"]
+    hops = load_parquet(tmp_path, kinds=["hops"], progress=False).hops.collect()
+    assert sum(row["calls"] for row in tables["edges"]) == hops.height
+    p99 = [row["client_p99_ns"] for row in tables["edges"]]
+    assert p99 == sorted(p99, key=lambda v: -1 if v is None else v, reverse=True)
+    bad = runner.invoke(app, [*args, "--memory-limit", "lots"])
+    assert bad.exit_code == 2
+    assert "512MB" in bad.output
+    assert runner.invoke(app, [*args, "--baseline", "same-hour-yesterday"]).exit_code == 2

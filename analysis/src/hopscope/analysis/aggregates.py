@@ -30,16 +30,18 @@ whatever the window's length. Counts and rates are exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
 
+from hopscope.analysis.findings import JobResult
 from hopscope.analysis.schema import Dataset
 
 __all__ = [
     "GROWTH",
+    "JOB",
     "QUANTILES",
     "RELATIVE_ERROR",
     "TABLES",
@@ -49,6 +51,7 @@ __all__ = [
     "finish",
     "merge",
     "partial",
+    "ranked",
     "tables",
 ]
 
@@ -58,6 +61,8 @@ __all__ = [
 GROWTH: Final = 1.01
 RELATIVE_ERROR: Final = math.sqrt(GROWTH) - 1.0
 _LOG_GROWTH: Final = math.log(GROWTH)
+# The job name of the aggregate tables (``hopscope analyze report --aggregates``).
+JOB: Final = "aggregates"
 # The percentiles of every table, as the hops job names them.
 QUANTILES: Final = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 
@@ -231,3 +236,19 @@ def tables(data: Dataset, names: Sequence[str] | None = None) -> dict[str, pl.Da
     wanted = [t.name for t in TABLES] if names is None else list(names)
     frames = [finish(merge([partial(data, name)])) for name in wanted]
     return dict(zip(wanted, pl.collect_all(frames), strict=True))
+
+
+def ranked(tables: Mapping[str, pl.DataFrame]) -> JobResult:
+    """The aggregate tables as a job result, each ranked by the p99 of its first metric
+    (slowest first; ties and empty groups by keys): what a person reads first.
+
+    The ranking is all that is left to polars when Elasticsearch or the partials aggregated.
+    """
+    out: dict[str, pl.DataFrame] = {}
+    for name, frame in tables.items():
+        spec = _BY_NAME[name]
+        first = f"{spec.metrics[0].removesuffix('_ns')}_p99_ns"
+        out[name] = frame.sort(
+            [first, *spec.keys], descending=[True, *([False] * len(spec.keys))], nulls_last=True
+        )
+    return JobResult(JOB, out)
