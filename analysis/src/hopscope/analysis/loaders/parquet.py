@@ -214,13 +214,14 @@ def _deduplicated(frame: pl.LazyFrame) -> pl.LazyFrame:
     keeps its newest version, as Elasticsearch's overwrite does: part files are named in
     write order, and within one file the later row wins.
 
-    Only replays write an id twice, so the newest-version rule runs on the rows whose id is
-    duplicated (one hash pass over the id column finds them); every other row passes as it
-    is. A window over every row, keyed by the text id and comparing text file names, cost
-    several times the scan itself. Rows keep their order, except that the deduplicated ones
-    come last (no job depends on row order).
+    Only replays write an id twice, so the newest-version rule runs on the rows whose id may
+    repeat: those whose 64-bit hash of the id repeats (integers, so a cheap pass; a hash
+    collision only sends a few more rows through the exact rule, which groups by the id
+    itself). Every other row passes as it is. A window over every row, keyed by the text id
+    and comparing text file names, cost several times the scan itself. Rows keep their order,
+    except that the ones whose hash repeats come last (no job depends on row order).
     """
-    marked = frame.with_columns(pl.col(_ID).is_duplicated().alias(_DUPLICATED))
+    marked = frame.with_columns(pl.col(_ID).hash().is_duplicated().alias(_DUPLICATED))
     once = marked.filter(~pl.col(_DUPLICATED))
     twice = (
         marked.filter(pl.col(_DUPLICATED))
