@@ -191,7 +191,18 @@ def duckdb_edges(root: Path) -> tuple[float, int]:
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident set size so far (Linux reports KiB)."""
+    """This process's peak resident set size so far, in MiB.
+
+    ``VmHWM`` of ``/proc/self/status`` (Linux): the high-water mark of this program's own
+    memory. ``getrusage``'s ``ru_maxrss`` is not used where it exists: a child started by
+    fork and exec keeps the parent's figure at the fork (the parent had just built the
+    archive), so the child would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
