@@ -84,3 +84,33 @@ def test_the_threshold_picks_the_path(
     assert below.documents == above.documents > 0
     for name, table in below.tables.items():
         assert table.select("calls").equals(above.tables[name].select("calls")), name
+
+
+def test_cli_report_aggregates_from_elasticsearch(
+    services: Services, es_client: Any, index_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from hopscope.cli import app
+
+    spans, logs = simulated_records(traces=60)
+    index(es_client, index_prefix, spans, logs)
+    monkeypatch.setenv("HOPSCOPE_ES_URL", services.es_url)
+    window = ["--since", "2026-03-02T00:00:00Z", "--until", "2026-03-03T00:00:00Z"]
+    args = ["analyze", "report", "--aggregates", "--index-prefix", index_prefix, *window]
+    pushed = CliRunner().invoke(app, [*args, "--pushdown-threshold", "0", "--json"])
+    loaded = CliRunner().invoke(app, [*args, "--json"])
+    assert pushed.exit_code == 0 and loaded.exit_code == 0, pushed.output + loaded.output
+    calls = {
+        name: sorted(row["calls"] for row in table)
+        for name, table in json.loads(pushed.stdout)["tables"].items()
+    }
+    assert calls == {
+        name: sorted(row["calls"] for row in table)
+        for name, table in json.loads(loaded.stdout)["tables"].items()
+    }
+    assert sum(calls["operations"]) == len(spans)
+    limited = CliRunner().invoke(app, [*args, "--memory-limit", "1GB"])
+    assert limited.exit_code == 2
