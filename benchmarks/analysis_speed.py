@@ -1,5 +1,5 @@
-"""Batch analysis speed on a big Parquet archive: the full report, and per-edge percentiles
-against DuckDB on the same files.
+"""Batch analysis speed: the full report on a big Parquet archive (raw path), a month of
+hourly partial aggregates (partial-aggregate path), and DuckDB on the same per-edge percentiles.
 
 Steps (matched by ``Step N`` comments below):
 
@@ -9,25 +9,38 @@ Steps (matched by ``Step N`` comments below):
 2. Replicate that archive until it holds ``--spans`` spans: each copy gets new trace and
    document ids and is shifted in time past the previous one (vectorised in polars; the
    structure of every trace is a real simulated one).
-3. Time, in this process: ``load_parquet`` + ``build_report`` (every job) on the whole archive;
-   the per-edge percentiles of the ``hops`` job alone (polars); the same per-edge percentiles as
-   one DuckDB SQL query over the same files; print the figures and the ratios.
-4. With an Elasticsearch (``HOPSCOPE_ES_URL`` or the local stack), ``--es-docs`` span
+3. Raw path, in a child process of its own (its peak RSS is its own): ``load_parquet`` +
+   ``build_report`` (every job) on the whole archive; the per-edge percentiles of the ``hops``
+   job alone (polars); the same per-edge percentiles as one DuckDB SQL query over the same
+   files. Peak RSS is read after the report, before DuckDB runs.
+4. Partial-aggregate path: the base archive's hourly partials
+   (:func:`hopscope.analysis.loaders.build_partials`) are the partials of any hour that holds
+   copies of a base hour, with every count multiplied by the copies (partials are sums), so a
+   window of ``--hours`` hours holding ``--partial-spans`` spans is synthesised without
+   writing its raw records. In a child process: every aggregate table of the window merged
+   by :func:`hopscope.analysis.loaders.load_partials` under ``--memory-limit`` (time, peak
+   RSS), and the per-edge percentiles from the same partial files as one DuckDB query.
+5. With an Elasticsearch (``HOPSCOPE_ES_URL`` or the local stack), ``--es-docs`` span
    documents (default 1M) are indexed under a fresh prefix and read back with
    ``load_elasticsearch`` (``benchmarks/es_loader.py``): docs/s; the indices are deleted after.
 
-    python benchmarks/analysis_speed.py [--spans 10000000] [--es-docs 1000000] [--dir DIR]
+    python benchmarks/analysis_speed.py [--spans 10000000] [--partial-spans 100000000]
+        [--hours 720] [--memory-limit 1GB] [--es-docs 1000000] [--dir DIR]
 
 The archive is kept in ``--dir`` and reused when it already holds the requested spans
-(``--regenerate`` to rebuild).
+(``--regenerate`` to rebuild). ``--spans 0`` / ``--partial-spans 0`` skip a path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -40,8 +53,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from hopscope.analysis.aggregates import QUANTILES, TABLES
 from hopscope.analysis.jobs import job
-from hopscope.analysis.loaders import documents_from_records, load_parquet
+from hopscope.analysis.loaders import (
+    build_partials,
+    documents_from_records,
+    load_parquet,
+    load_partials,
+)
+from hopscope.analysis.loaders.parquet import _hour
+from hopscope.analysis.loaders.partials import PARTIALS, _hour_dir, parse_memory_limit
 from hopscope.analysis.report import build_report
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.archive import ParquetArchive
@@ -169,14 +190,161 @@ def duckdb_edges(root: Path) -> tuple[float, int]:
     return time.perf_counter() - started, len(rows)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB.
+
+    ``VmHWM`` of ``/proc/self/status`` (Linux): the high-water mark of this program's own
+    memory. ``getrusage``'s ``ru_maxrss`` is not used where it exists: a child started by
+    fork and exec keeps the parent's figure at the fork (the parent had just built the
+    archive), so the child would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process so far (user + system, every thread): on a shared
+    machine the wall time depends on the neighbours, this does much less."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raw_path(root: Path) -> dict[str, float | int | str]:
+    """Step 3, in a child process: the raw path's figures."""
+    started, cpu = time.perf_counter(), _cpu_s()
+    data = load_parquet(root, progress=False).collect()
+    loaded = time.perf_counter() - started
+    report = build_report(data, source=f"parquet {root}", progress=False)
+    report_s, report_cpu_s = time.perf_counter() - started, _cpu_s() - cpu
+    rss = _peak_rss_mb()
+    started = time.perf_counter()
+    edges = job("hops")(data).tables["edges"]
+    hops_job_s = time.perf_counter() - started
+    del data, report
+    polars_edges_s, polars_count = polars_edges(root)
+    duck_s, duck_edges = duckdb_edges(root)
+    return {
+        "load_s": loaded, "report_s": report_s, "report_cpu_s": report_cpu_s,
+        "peak_rss_mb": rss, "hops_job_s": hops_job_s,
+        "edges": len(edges), "polars_edges_s": polars_edges_s, "polars_edges": polars_count,
+        "duckdb_s": duck_s, "duckdb_edges": duck_edges,
+    }  # fmt: skip
+
+
+def synthesize_partials(base: Path, root: Path, spans: int, hours: int) -> dict[str, int]:
+    """Step 4: ``hours`` hourly partials holding ``spans`` spans, from the base's hours."""
+    build_partials(base, force=True)
+    tables = [t.name for t in TABLES]
+    base_hours = sorted(
+        _hour(d)  # type: ignore[type-var]
+        for d in (base / PARTIALS / "operations").glob("date=*/hour=*")
+    )
+    per_hour = [
+        int(
+            pl.read_parquet(next(_hour_dir(base, "operations", h).glob("*.parquet")))
+            .get_column("calls")
+            .sum()
+        )
+        for h in base_hours
+    ]
+    copies = max(1, -(-spans // (hours * sum(per_hour) // len(per_hour))))
+    first = datetime(2026, 6, 1, tzinfo=UTC)
+    total = 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("synthesising partials", total=hours)
+        for number in range(hours):
+            source = number % len(base_hours)
+            hour = first + timedelta(hours=number)
+            total += per_hour[source] * copies
+            for table in tables:
+                frame = pl.read_parquet(next(_hour_dir(base, table, base_hours[source]).glob(
+                    "*.parquet")))  # fmt: skip
+                counted = [c for c in frame.columns if c in {"calls", "count"} or
+                           c.endswith("_count")]  # fmt: skip
+                directory = _hour_dir(root, table, hour)
+                directory.mkdir(parents=True, exist_ok=True)
+                frame.with_columns(pl.col(counted) * copies).write_parquet(
+                    directory / "partial-synthetic.parquet", compression="zstd"
+                )
+            progress.advance(task)
+    return {"spans": total, "hours": hours, "copies_per_hour": copies}
+
+
+def partials_path(root: Path, memory_limit: int) -> dict[str, float | int | str]:
+    """Step 4, in a child process: every table of the window from its partials."""
+    started, cpu = time.perf_counter(), _cpu_s()
+    tables = load_partials(root, memory_limit=memory_limit)
+    merged_s, merged_cpu_s = time.perf_counter() - started, _cpu_s() - cpu
+    rss = _peak_rss_mb()
+    started = time.perf_counter()
+    edges = load_partials(root, tables=["edges"], memory_limit=memory_limit)["edges"]
+    edges_s = time.perf_counter() - started
+    duck_s, duck_edges = duckdb_partial_edges(root, memory_limit)
+    return {"merge_s": merged_s, "merge_cpu_s": merged_cpu_s, "peak_rss_mb": rss,
+            "edges_s": edges_s, "edges": edges.height,
+            "calls": int(tables["operations"]["calls"].sum()), "duckdb_s": duck_s,
+            "duckdb_edges": duck_edges}  # fmt: skip
+
+
+def duckdb_partial_edges(root: Path, memory_limit: int) -> tuple[float, int]:
+    """Step 4: the per-edge percentiles from the same partial files, as one DuckDB query
+    (merged bucket counts, cumulative sums, the first bucket past each rank)."""
+    import duckdb
+
+    keys = '"source_service", "target_service", "operation", "hop_kind", "metric"'
+    picks = ", ".join(
+        f"min(bucket) FILTER (WHERE cum > floor((n - 1) * {q} + 0.5)) AS {label}"
+        for label, q in QUANTILES.items()
+    )
+    query = f"""
+        WITH merged AS (
+            SELECT {keys}, bucket, sum(count) AS c
+            FROM read_parquet('{root}/{PARTIALS}/edges/**/*.parquet', union_by_name = true)
+            WHERE bucket IS NOT NULL GROUP BY ALL
+        ), ranked AS (
+            SELECT *, sum(c) OVER (PARTITION BY {keys} ORDER BY bucket) AS cum,
+                   sum(c) OVER (PARTITION BY {keys}) AS n
+            FROM merged
+        )
+        SELECT {keys}, {picks} FROM ranked GROUP BY ALL
+    """
+    started = time.perf_counter()
+    with duckdb.connect() as connection:
+        connection.execute(f"SET memory_limit = '{memory_limit // 2**20}MB'")
+        rows = connection.execute(query).fetchall()
+    # One row per edge and metric: edges are the distinct keys.
+    return time.perf_counter() - started, len({row[:4] for row in rows})
+
+
+def _child(step: str, *args: str) -> dict[str, float | int | str]:
+    """Run a step in a fresh interpreter, so its peak RSS is its own."""
+    done = subprocess.run([sys.executable, __file__, "--child", step, *args],
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=10_000_000)
+    parser.add_argument("--partial-spans", type=int, default=100_000_000)
+    parser.add_argument("--hours", type=int, default=720, help="the partial path's window")
+    parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--base-traces", type=int, default=2000)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/hopscope-bench"))
     parser.add_argument("--regenerate", action="store_true")
-    parser.add_argument("--es-docs", type=int, default=1_000_000, help="0: skip step 4")
+    parser.add_argument("--es-docs", type=int, default=1_000_000, help="0: skip step 5")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    limit = parse_memory_limit(args.memory_limit)
+    if args.child:
+        step, where = args.child[0], Path(args.child[1])
+        figures = raw_path(where) if step == "raw" else partials_path(where, limit)
+        print(json.dumps(figures))
+        return
 
     root = args.dir / "archive"
     marker = args.dir / "archive.json"
@@ -186,55 +354,69 @@ def main() -> None:
         # Step 1: the base archive.
         started = time.perf_counter()
         base_spans = base_archive(args.dir / "base", args.base_traces)
-        copies = max(1, -(-args.spans // base_spans))
+        copies = max(1, -(-args.spans // base_spans)) if args.spans else 0
         # Step 2: replicate it.
         replicate(args.dir / "base", root, copies)
         meta = {"requested": args.spans, "spans": base_spans * copies, "copies": copies,
                 "generated_s": round(time.perf_counter() - started, 1)}  # fmt: skip
         marker.write_text(json.dumps(meta))
-    console.print(f"archive: {meta['spans']:,} spans in {root} ({meta['copies']} copies)")
 
-    # Step 3: timings, one after the other in this process.
-    started = time.perf_counter()
-    data = load_parquet(root, progress=False).collect()
-    loaded = time.perf_counter() - started
-    report = build_report(data, source=f"parquet {root}", progress=False)
-    report_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    edges = job("hops")(data).tables["edges"]
-    hops_job_s = time.perf_counter() - started
-    polars_edges_s, polars_count = polars_edges(root)
-    duck_s, duck_edges = duckdb_edges(root)
-
-    table = Table(title=f"analysis speed: {meta['spans']:,} spans (Parquet archive)")
+    table = Table(title="analysis speed (Parquet archive)")
     table.add_column("what")
-    table.add_column("seconds", justify="right")
+    table.add_column("value", justify="right")
     table.add_column("notes")
-    table.add_row("load (scan + normalise, all kinds)", f"{loaded:.2f}",
-                  ", ".join(f"{n:,} {k}" for k, n in report.counts.items()))  # fmt: skip
-    table.add_row("full report (load + every job)", f"{report_s:.2f}",
-                  f"{len(report.findings)} findings; goal ≤ 15 s")  # fmt: skip
-    table.add_row("hops job on the loaded data (all its tables)", f"{hops_job_s:.2f}",
-                  f"{len(edges)} edges")  # fmt: skip
-    table.add_row("per-edge percentiles from the files, polars", f"{polars_edges_s:.2f}",
-                  f"{polars_count} edges; the SQL below as a lazy polars query")  # fmt: skip
-    table.add_row("per-edge percentiles from the files, DuckDB", f"{duck_s:.2f}",
-                  f"{duck_edges} edges")  # fmt: skip
-    table.add_row("ratio polars / DuckDB (per-edge, same query)",
-                  f"{polars_edges_s / duck_s:.2f}", "≤ 1: polars at least as fast")  # fmt: skip
-    table.add_row("ratio full report / DuckDB per-edge", f"{report_s / duck_s:.2f}", "")
-    # Step 4: the Elasticsearch loader.
+    if args.spans:
+        console.print(f"archive: {meta['spans']:,} spans in {root} ({meta['copies']} copies)")
+        # Step 3: the raw path, in a process of its own.
+        raw = _child("raw", str(root))
+        table.add_row(f"raw path: {meta['spans']:,} spans", "", "")
+        table.add_row("load (scan + normalise, all kinds), s", f"{raw['load_s']:.2f}", "")
+        table.add_row("full report (load + every job), s", f"{raw['report_s']:.2f}",
+                      f"goal ≤ 15 s; CPU {raw['report_cpu_s']:.1f} s (user + system)")  # fmt: skip
+        table.add_row("peak RSS after the report, MB", f"{raw['peak_rss_mb']:,.0f}", "")
+        table.add_row("hops job on the loaded data (all its tables), s",
+                      f"{raw['hops_job_s']:.2f}", f"{raw['edges']} edges")  # fmt: skip
+        table.add_row("per-edge percentiles from the files, polars, s",
+                      f"{raw['polars_edges_s']:.2f}", f"{raw['polars_edges']} edges")  # fmt: skip
+        table.add_row("per-edge percentiles from the files, DuckDB, s", f"{raw['duckdb_s']:.2f}",
+                      f"{raw['duckdb_edges']} edges")  # fmt: skip
+        table.add_row("DuckDB / polars (per-edge, same query)",
+                      f"{float(raw['duckdb_s']) / float(raw['polars_edges_s']):.2f}×",
+                      "≥ 1.0: polars at least as fast")  # fmt: skip
+    if args.partial_spans:
+        # Step 4: the partial-aggregate path.
+        partial_root = args.dir / f"partials-{args.partial_spans}-{args.hours}"
+        started = time.perf_counter()
+        shutil.rmtree(partial_root, ignore_errors=True)
+        synthetic = synthesize_partials(args.dir / "base", partial_root, args.partial_spans,
+                                        args.hours)  # fmt: skip
+        synthesised_s = time.perf_counter() - started
+        merged = _child("partials", str(partial_root), "--memory-limit", args.memory_limit)
+        table.add_row(f"partial path: {synthetic['spans']:,} spans, {args.hours} hours", "",
+                      f"{synthetic['copies_per_hour']} base-hour copies per hour; "
+                      f"synthesised in {synthesised_s:.0f} s")  # fmt: skip
+        table.add_row("every aggregate table merged, s", f"{merged['merge_s']:.2f}",
+                      f"{merged['calls']:,} spans counted; "
+                      f"CPU {merged['merge_cpu_s']:.1f} s")  # fmt: skip
+        table.add_row(f"peak RSS (--memory-limit {args.memory_limit}), MB",
+                      f"{merged['peak_rss_mb']:,.0f}", "")  # fmt: skip
+        table.add_row("per-edge percentiles from the partials, polars, s",
+                      f"{merged['edges_s']:.2f}", f"{merged['edges']} edges")  # fmt: skip
+        table.add_row("per-edge percentiles from the partials, DuckDB, s",
+                      f"{merged['duckdb_s']:.2f}", f"{merged['duckdb_edges']} edges")  # fmt: skip
+        table.add_row("DuckDB / polars (per-edge, same partials)",
+                      f"{float(merged['duckdb_s']) / float(merged['edges_s']):.2f}×",
+                      "≥ 1.0: polars at least as fast")  # fmt: skip
+    # Step 5: the Elasticsearch loader.
     if args.es_docs:
         es_loaded, es_s = elasticsearch_loader(args.es_docs)
-        table.add_row(f"Elasticsearch loader, {es_loaded:,} docs", f"{es_s:.2f}",
+        table.add_row(f"Elasticsearch loader, {es_loaded:,} docs, s", f"{es_s:.2f}",
                       f"{es_loaded / es_s:,.0f} docs/s; goal 100,000 docs/s")  # fmt: skip
     Console().print(table)
 
 
 def elasticsearch_loader(docs: int) -> tuple[int, float]:
-    """Step 4: (documents loaded, seconds) for ``docs`` span documents, indices deleted after."""
-    import sys
+    """Step 5: (documents loaded, seconds) for ``docs`` span documents, indices deleted after."""
     import uuid
 
     from hopscope.core.es_security import es_client

@@ -17,6 +17,8 @@ MODULES = (
     "hopscope.analysis.loaders._records",
     "hopscope.analysis.loaders.parquet",
     "hopscope.analysis.loaders.files",
+    "hopscope.analysis.loaders.partials",
+    "hopscope.analysis.aggregates",
     "hopscope.analysis.jobs.bottlenecks",
     "hopscope.analysis.jobs.tail",
     "hopscope.analysis.jobs.balance",

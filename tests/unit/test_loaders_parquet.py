@@ -182,3 +182,26 @@ def test_missing_kinds_are_empty_and_a_missing_root_is_an_error(tmp_path: Path) 
     assert "trace_id" in loaded.traces.collect_schema()
     with pytest.raises(LoaderError, match="no such archive directory"):
         load_parquet(tmp_path / "absent", progress=False)
+
+
+def test_deduplication_only_of_repeated_ids_equals_the_rule_over_every_row() -> None:
+    """The rewrite of step 4 against the rule it replaced (a window over every row)."""
+    import random
+
+    from hopscope.analysis.loaders.parquet import _FILE, _ID, _deduplicated
+
+    rng = random.Random(3)
+    rows = [
+        {_ID: f"id-{rng.randrange(300)}", _FILE: f"part-{rng.randrange(5):02d}", "v": k}
+        for k in range(2000)
+    ]
+    frame = pl.LazyFrame(rows)
+    before = (
+        frame.filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
+        .filter(pl.col(_ID).is_last_distinct())
+        .drop(_FILE)
+        .collect()
+    )
+    after = _deduplicated(frame).collect()
+    assert after.height == len({r[_ID] for r in rows})
+    assert_frame_equal(after.sort(_ID), before.sort(_ID))

@@ -161,6 +161,40 @@ def _load(
     return data, f"elasticsearch {es_url} {index_prefix}-*"
 
 
+def _aggregate(
+    parquet: Path | None,
+    index_prefix: str,
+    start: datetime | None,
+    end: datetime | None,
+    memory_limit: str | None,
+    threshold: int,
+) -> Any:
+    """The ranked aggregate tables of the window (a ``JobResult``)."""
+    from hopscope.analysis.aggregates import ranked
+
+    if parquet is not None:
+        from hopscope.analysis.loaders import build_partials, load_partials
+        from hopscope.analysis.loaders.partials import parse_memory_limit
+
+        try:
+            limit = parse_memory_limit(memory_limit) if memory_limit is not None else None
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--memory-limit") from None
+        build_partials(parquet)
+        return ranked(load_partials(parquet, since=start, until=end, memory_limit=limit))
+    if memory_limit is not None:
+        raise typer.BadParameter("--memory-limit applies to --aggregates --parquet")
+    from hopscope.analysis.loaders.pushdown import aggregate_elasticsearch
+    from hopscope.core.settings import Settings
+
+    settings = Settings.from_env()
+    es_url = settings.es_url or resolve_settings(settings).es_url
+    assert es_url is not None
+    found = aggregate_elasticsearch(es_url, index_prefix=index_prefix, since=start, until=end,
+                                    threshold=threshold)  # fmt: skip
+    return ranked(found.tables)
+
+
 def _kibana_links(kibana_url: str | None, index_prefix: str) -> Callable[[str], str | None] | None:
     if not kibana_url:
         return None
@@ -249,6 +283,31 @@ def analyze_command(
             "`compare`) or the same hours a day earlier."
         ),
     ] = None,
+    aggregates: Annotated[
+        bool,
+        typer.Option(
+            "--aggregates",
+            help="`report` of a window too large to load: calls, errors and percentiles per "
+            "edge, operation, failover path and coordination kind. With --parquet, merged from "
+            "the archive's hourly partial aggregates (built where missing or stale); else "
+            "aggregated by Elasticsearch above --pushdown-threshold documents.",
+        ),
+    ] = False,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="--aggregates --parquet: memory the merge may hold (512MB, 2GB); partials "
+            "are folded in chunks that fit."
+        ),
+    ] = None,
+    pushdown_threshold: Annotated[
+        int,
+        typer.Option(
+            help="--aggregates from Elasticsearch: documents in the window above which the "
+            "cluster aggregates (below, the records are loaded and aggregated exactly).",
+            min=0,
+        ),
+    ] = 5_000_000,
 ) -> None:
     """Find bottlenecks and say what to change: per-hop latency, failovers, coordination,
     tail attribution, load balance, database and cache; `compare` (or `report --baseline`)
@@ -278,6 +337,24 @@ def analyze_command(
     if start and end and start >= end:
         raise typer.BadParameter(f"--since ({start:%Y-%m-%dT%H:%M:%SZ}) is not before --until")
     compared = job is AnalyzeJob.COMPARE or baseline is not None or baseline_since is not None
+    if aggregates:
+        if job is not AnalyzeJob.REPORT or compared or file or html is not None:
+            raise typer.BadParameter(
+                "--aggregates makes a `report` of its own: no baseline, --file or --html"
+            )
+        result = _aggregate(parquet, index_prefix, start, end, memory_limit, pushdown_threshold)
+        out = Console()
+        if as_json:
+            from hopscope.analysis.render import job_json
+
+            out.out(job_json(result), end="")
+        else:
+            from hopscope.analysis.render import print_job
+
+            print_job(result, out, wide=wide)
+        return
+    if memory_limit is not None:
+        raise typer.BadParameter("--memory-limit applies to --aggregates --parquet")
     if compared and job not in (AnalyzeJob.COMPARE, AnalyzeJob.REPORT):
         raise typer.BadParameter(f"a baseline is compared by `compare` and `report`, not {job}")
     out, err = Console(), Console(stderr=True)

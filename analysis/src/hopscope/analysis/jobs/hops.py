@@ -277,33 +277,28 @@ def _node_skew(hops: pl.LazyFrame, floor_ns: int, share: float) -> pl.LazyFrame:
         )
         for role, sign in (("source", -1), ("target", 1))
     ]
-    # Per node and trace first: the telling traces are those with the most skewed hops.
-    per_trace = (
-        pl.concat(roles)
-        .filter(pl.col("node").is_not_null())
+    # Per node over every hop; per node and trace only over the skewed hops (a few), which
+    # alone can make a trace telling: the traces with the most skewed hops are the examples.
+    # (A group per node and trace over every hop hashed millions of text trace ids.)
+    rows = pl.concat(roles).filter(pl.col("node").is_not_null())
+    ahead, behind = pl.col("ahead"), pl.col("behind")
+    examples = (
+        rows.filter(ahead | behind)
         .group_by("service", "node", "trace_id")
+        .agg(ahead.sum(), behind.sum())
+        .group_by("service", "node")
+        .agg(example_traces(pl.max_horizontal(ahead, behind)).alias("examples"))
+    )
+    return (
+        rows.group_by("service", "node")
         .agg(
             pl.len().alias("hops"),
-            pl.col("ahead").sum(),
-            pl.col("behind").sum(),
-            pl.col("offset").filter(pl.col("ahead") | pl.col("behind")),
-        )
-    )
-    ahead, behind = pl.col("ahead"), pl.col("behind")
-    return (
-        per_trace.group_by("service", "node")
-        .agg(
-            pl.col("hops").sum(),
             ahead.sum(),
             behind.sum(),
-            pl.col("offset")
-            .list.explode(keep_nulls=False, empty_as_null=False)
-            .median()
-            .alias("offset_p50_ns"),
-            example_traces(pl.max_horizontal(ahead, behind), where=(ahead + behind) > 0).alias(
-                "examples"
-            ),
+            pl.col("offset").filter(ahead | behind).median().alias("offset_p50_ns"),
         )
+        .join(examples, on=["service", "node"], how="left", nulls_equal=True)
+        .with_columns(pl.col("examples").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         .with_columns(pl.max_horizontal("ahead", "behind").alias("skewed_hops"))
         .with_columns((pl.col("skewed_hops") / pl.col("hops")).alias("share"))
         .select("service", "node", "hops", "skewed_hops", "share", "offset_p50_ns", "examples")

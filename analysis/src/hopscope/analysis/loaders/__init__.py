@@ -10,6 +10,7 @@ from hopscope.analysis.loaders.files import (
     load_files,
 )
 from hopscope.analysis.loaders.parquet import load_parquet
+from hopscope.analysis.loaders.partials import build_partials, load_partials
 
 # Re-exported: the documents the processors would index for records gathered in memory.
 from hopscope.processors.pipeline import documents_from_records
@@ -17,6 +18,7 @@ from hopscope.processors.pipeline import documents_from_records
 __all__ = [
     "DEFAULT_CSV_COLUMNS",
     "CsvFormat",
+    "build_partials",
     "count_elasticsearch",
     "dataset_from_documents",
     "dataset_from_records",
@@ -26,4 +28,5 @@ __all__ = [
     "load_file",
     "load_files",
     "load_parquet",
+    "load_partials",
 ]

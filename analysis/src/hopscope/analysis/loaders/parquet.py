@@ -13,7 +13,8 @@ attribute keys of its own records, and leaves out columns null in every row). Pr
 3. the time range (on ``@timestamp``, a timestamp column; part files written before it was
    one hold ISO 8601 text, parsed here) and the service filter are predicates of the scan, so
    Parquet statistics can skip row groups;
-4. records written twice by a replay (same ``_id``) are kept once.
+4. records written twice by a replay (same ``_id``) are kept once, in their newest version;
+   the rule runs only on the rows whose id repeats.
 
 Nothing is read until the dataset is collected; the progress bar counts step 2's footers.
 """
@@ -41,6 +42,7 @@ _RECORD: Final = RECORD_FIELD  # "delay" or "2pc" in the coordination files
 _ID: Final = "_id"
 # The part file a row came from: names sort in write order (hopscope.processors.archive).
 _FILE: Final = "_part_file"
+_DUPLICATED: Final = "_duplicated"
 _STAMP: Final = "@timestamp"
 _STAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 # Columns whose type is fixed whatever the part file holds: the timestamp, and the trace
@@ -207,6 +209,28 @@ def _filters(
     return frame
 
 
+def _deduplicated(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Step 4: a record archived twice (a replay, or a trace recomputed after a late span)
+    keeps its newest version, as Elasticsearch's overwrite does: part files are named in
+    write order, and within one file the later row wins.
+
+    Only replays write an id twice, so the newest-version rule runs on the rows whose id may
+    repeat: those whose 64-bit hash of the id repeats (integers, so a cheap pass; a hash
+    collision only sends a few more rows through the exact rule, which groups by the id
+    itself). Every other row passes as it is. A window over every row, keyed by the text id
+    and comparing text file names, cost several times the scan itself. Rows keep their order,
+    except that the ones whose hash repeats come last (no job depends on row order).
+    """
+    marked = frame.with_columns(pl.col(_ID).hash().is_duplicated().alias(_DUPLICATED))
+    once = marked.filter(~pl.col(_DUPLICATED))
+    twice = (
+        marked.filter(pl.col(_DUPLICATED))
+        .filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
+        .filter(pl.col(_ID).is_last_distinct())
+    )
+    return pl.concat([once, twice]).drop(_FILE, _DUPLICATED)
+
+
 def _split(
     directory: str, frame: pl.LazyFrame, kinds: set[str]
 ) -> Iterator[tuple[str, pl.LazyFrame]]:
@@ -271,15 +295,6 @@ def load_parquet(
                 continue
             frame = _scan(files[directory], _wanted(directory, dataset_kinds),
                           advancer(directory))  # fmt: skip
-            # Step 4: a record archived twice (a replay, or a trace recomputed after a late
-            # span) keeps its newest version, as Elasticsearch's overwrite does: part files are
-            # named in write order, and within one file the later row wins. (Filters on the one
-            # id column are far cheaper than unique(subset=...), which gathers every column.)
-            frame = (
-                _filters(frame, since, until, services)
-                .filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
-                .filter(pl.col(_ID).is_last_distinct())
-                .drop(_FILE)
-            )
+            frame = _deduplicated(_filters(frame, since, until, services))
             frames.update(_split(directory, frame, dataset_kinds))
     return Dataset.from_documents(frames)
