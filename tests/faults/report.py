@@ -49,6 +49,18 @@ CASES = {
     "rebalance": "two processors in one group on 4 partitions: one joins mid-stream, the "
     "other leaves (SIGTERM) later",
     "processor-sigterm": "SIGTERM under load, then a new processor",
+    "es-data-node-kill": "cluster (3 brokers, 3 Elasticsearch nodes, one replica): the node "
+    "holding a primary shard of the case's spans, not the master, SIGKILLed, started again "
+    "{cluster_outage_s:.0f} s later",
+    "es-master-kill": "cluster: the elected Elasticsearch master SIGKILLed, started again "
+    "{cluster_outage_s:.0f} s later",
+    "kafka-broker-kill": "cluster: the broker leading most of the case's partitions "
+    "SIGKILLed (topics with 3 replicas, `min.insync.replicas` 2), started again "
+    "{cluster_outage_s:.0f} s later",
+    "worker-sigkill": "cluster: `hopscope process --workers 3` on 6 partitions, one worker "
+    "SIGKILLed; the supervisor restarts it",
+    "workers-rolling-restart": "cluster: `hopscope process --workers 3` on 6 partitions, "
+    "SIGHUP: every worker restarted in turn (SIGTERM, replacement, 5 s to join)",
 }
 
 

@@ -193,8 +193,11 @@ class Supervisor:
         for worker in self.workers:
             if self._stop_requested:
                 return
+            pid = worker.proc.pid if worker.proc is not None else None
             self._terminate(worker)
-            self._wait_exit([worker])
+            if not self._wait_exit([worker]):
+                self.report(f"worker {worker.number} (pid {pid}) did not exit 0 during the "
+                            "rolling restart")  # fmt: skip
             self._start(worker)
             deadline = time.monotonic() + ROLL_PAUSE_S
             while time.monotonic() < deadline and not self._stop_requested:

@@ -137,6 +137,12 @@ def cluster_overrides(node: int, controller_ports: Sequence[int]) -> dict[str, s
         "transaction.state.log.min.isr": isr,
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": isr,
+        # A broker that dies without a controlled shutdown (SIGKILL) keeps leading its
+        # partitions until the controller fences it for missing heartbeats: 9 s by default,
+        # a stall of every producer and consumer of those partitions. Loopback has no network
+        # to be patient with.
+        "broker.session.timeout.ms": "4000",
+        "broker.heartbeat.interval.ms": "1000",
     }
 
 

@@ -403,10 +403,16 @@ def stop_service(state_dir: Path, name: str, timeout: float = 60.0) -> None:
 
 
 def start_service(
-    state_dir: Path, name: str, cache_dir: Path, timeout: float = 180.0, report: Report = _quiet
+    state_dir: Path,
+    name: str,
+    cache_dir: Path,
+    timeout: float = 180.0,
+    report: Report = _quiet,
+    *,
+    wait: bool = True,
 ) -> StackState:
     """Start a stopped service again on its recorded configuration, data and port; wait until
-    it is healthy.
+    it is healthy (unless ``wait`` is False: a cluster node rejoining in the background).
 
     ``up`` cannot do this: on a partly-down stack it takes everything down and starts afresh
     on newly picked ports, and the clients of the surviving service would lose it.
@@ -427,6 +433,8 @@ def start_service(
         svc.pid = es.start(java, home, layout)
     state.save()
     report(f"started {name} again (pid {svc.pid})")
+    if not wait:
+        return state
     _wait_healthy(StackState(state.state_dir, state.java, state.started_at, {name: svc}),
                   timeout, report)  # fmt: skip
     return state
