@@ -35,7 +35,14 @@ rate; the fault is injected mid-stream; afterwards the suite checks the ledger:
 - **recovery** = seconds from the moment the fault cleared until the group had committed
   past every message that existed at that moment (the fault's backlog).
 
-Regenerate with `make reliability` (about ten minutes). `make test` runs the same cases.
+The last five cases run on a cluster the suite starts for them
+(`tests/faults/test_cluster_faults.py`): three Kafka brokers (topics with three replicas,
+`min.insync.replicas` 2) and three Elasticsearch nodes (one replica per shard), with
+`hopscope process --workers 3` for the worker cases. There a dead node is not an outage: the
+cluster goes on without it, and the processors with it.
+
+Regenerate with `make reliability` (about twenty minutes; `make reliability-cluster` runs the
+cluster cases alone, without rewriting this page). `make test` runs the same cases.
 """
 
 CASES = {
