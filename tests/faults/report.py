@@ -65,7 +65,8 @@ CASES = {
     "SIGKILLed (topics with 3 replicas, `min.insync.replicas` 2), started again "
     "{cluster_outage_s:.0f} s later",
     "worker-sigkill": "cluster: `hopscope process --workers 3` on 6 partitions, one worker "
-    "SIGKILLed; the supervisor restarts it",
+    "SIGKILLed; the supervisor restarts it. The dead member's partitions wait for its session "
+    "to expire (10 s, `--session-timeout`), which bounds the recovery",
     "workers-rolling-restart": "cluster: `hopscope process --workers 3` on 6 partitions, "
     "SIGHUP: every worker restarted in turn (SIGTERM, replacement, 5 s to join)",
 }
