@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint reliability install install-runtime shell up down status clean
+.PHONY: demo test lint reliability reliability-cluster install install-runtime shell up down status clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ test: install
 # The fault suite alone; rewrites the measured ledger table in docs/RELIABILITY.md.
 reliability: install
 	$(BIN)/python -m pytest tests/faults -p no:cacheprovider --reliability-report docs/RELIABILITY.md
+
+# The cluster cases alone (three brokers and three Elasticsearch nodes started for them; about
+# eight minutes). `make test` and `make reliability` run them too.
+reliability-cluster: install
+	$(BIN)/python -m pytest tests/faults/test_cluster_faults.py -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,12 +31,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
+from hopscope.core.es_security import es_client
 from hopscope.core.settings import ENV_ES_URL, ENV_KAFKA_BOOTSTRAP
 from hopscope.stack import resolve_settings
 
@@ -204,7 +204,7 @@ def main() -> None:
         code, samples, process_s, stdout = run_processor(
             command, env, Path(f"/tmp/bench-mem-{run}.log")
         )
-    es = Elasticsearch(settings.es_url, request_timeout=120)
+    es = es_client(settings.es_url, request_timeout=120)
     es.indices.refresh(index=f"{prefix}-*")
     spans = es.count(index=f"{prefix}-spans-*")["count"]
     traces = es.count(index=f"{prefix}-traces-*")["count"]

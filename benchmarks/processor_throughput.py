@@ -21,13 +21,13 @@ import time
 import uuid
 from collections import defaultdict
 
-from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 from rich.table import Table
 
+from hopscope.core.es_security import es_client
 from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.processors.assembly import TraceAssembler
@@ -100,7 +100,7 @@ def main() -> None:
         e2e_s = time.perf_counter() - started
 
     # 3. the raw bulk ceiling for the same documents, same bulk size
-    es = Elasticsearch(settings.es_url, request_timeout=120)
+    es = es_client(settings.es_url, request_timeout=120)
     sink = ElasticsearchSink(es, f"bench-null-{run_id}")
     sink.install_templates()
     batch = 2000

@@ -23,8 +23,12 @@ from tests.faults.report import render
 def waits(request: pytest.FixtureRequest) -> dict[str, float]:
     """How long each fault lasts. Quick waits shorten outages, never skip a case."""
     if request.config.getoption("--quick-faults"):
-        return {"outage_s": 10, "block_s": 20, "broker_s": 5, "settle_s": 4, "rate": 5}
-    return {"outage_s": 30, "block_s": 60, "broker_s": 10, "settle_s": 8, "rate": 5}
+        return {"outage_s": 10, "block_s": 20, "broker_s": 5, "settle_s": 4, "rate": 5,
+                "cluster_outage_s": 10}  # fmt: skip
+    # The cluster cases (test_cluster_faults.py) keep their outages short: the cluster goes on
+    # without the node, and CI time is what they cost.
+    return {"outage_s": 30, "block_s": 60, "broker_s": 10, "settle_s": 8, "rate": 5,
+            "cluster_outage_s": 10}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +40,9 @@ def ledger(request: pytest.FixtureRequest, waits: dict[str, float]) -> Iterator[
     if target and rows:
         order = list(
             ("elasticsearch-outage", "elasticsearch-429", "processor-sigkill",
-             "kafka-restart", "rebalance", "processor-sigterm")
+             "kafka-restart", "rebalance", "processor-sigterm",
+             "es-data-node-kill", "es-master-kill", "kafka-broker-kill", "worker-sigkill",
+             "workers-rolling-restart")
         )  # fmt: skip
         rows.sort(key=lambda r: order.index(r.case) if r.case in order else len(order))
         quick = bool(request.config.getoption("--quick-faults"))

@@ -108,15 +108,25 @@ class SteadyTraffic:
 
 
 class ProcessorProcess:
-    """``hopscope process`` as a real OS process (so it can be SIGKILLed and SIGTERMed)."""
+    """``hopscope process`` as a real OS process (so it can be SIGKILLed and SIGTERMed).
+
+    ``workers``: one processor in this process (the default), or a supervisor of that many
+    worker processes (``--workers``), whose pids :meth:`worker_pids` lists.
+    """
 
     def __init__(
-        self, env: dict[str, str], group: str, log: Path, *, trace_idle_s: float = 1.0
+        self,
+        env: dict[str, str],
+        group: str,
+        log: Path,
+        *,
+        trace_idle_s: float = 1.0,
+        workers: int = 1,
     ) -> None:
         self.log = log
         command = [
             sys.executable, "-m", "hopscope.cli", "process", "--group", group,
-            "--trace-idle", str(trace_idle_s),
+            "--trace-idle", str(trace_idle_s), "--workers", str(workers),
         ]  # fmt: skip
         self._log_file = log.open("ab")
         self.proc = subprocess.Popen(
@@ -125,6 +135,14 @@ class ProcessorProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the supervisor's worker processes running now (its children)."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except OSError:
+            return []
 
     def kill(self) -> int:
         """SIGKILL: no flush, no commit, no goodbye."""

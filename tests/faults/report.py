@@ -35,7 +35,14 @@ rate; the fault is injected mid-stream; afterwards the suite checks the ledger:
 - **recovery** = seconds from the moment the fault cleared until the group had committed
   past every message that existed at that moment (the fault's backlog).
 
-Regenerate with `make reliability` (about ten minutes). `make test` runs the same cases.
+The last five cases run on a cluster the suite starts for them
+(`tests/faults/test_cluster_faults.py`): three Kafka brokers (topics with three replicas,
+`min.insync.replicas` 2) and three Elasticsearch nodes (one replica per shard), with
+`hopscope process --workers 3` for the worker cases. There a dead node is not an outage: the
+cluster goes on without it, and the processors with it.
+
+Regenerate with `make reliability` (about twenty minutes; `make reliability-cluster` runs the
+cluster cases alone, without rewriting this page). `make test` runs the same cases.
 """
 
 CASES = {
@@ -49,6 +56,19 @@ CASES = {
     "rebalance": "two processors in one group on 4 partitions: one joins mid-stream, the "
     "other leaves (SIGTERM) later",
     "processor-sigterm": "SIGTERM under load, then a new processor",
+    "es-data-node-kill": "cluster (3 brokers, 3 Elasticsearch nodes, one replica): the node "
+    "holding a primary shard of the case's spans, not the master, SIGKILLed, started again "
+    "{cluster_outage_s:.0f} s later",
+    "es-master-kill": "cluster: the elected Elasticsearch master SIGKILLed, started again "
+    "{cluster_outage_s:.0f} s later",
+    "kafka-broker-kill": "cluster: the broker leading most of the case's partitions "
+    "SIGKILLed (topics with 3 replicas, `min.insync.replicas` 2), started again "
+    "{cluster_outage_s:.0f} s later",
+    "worker-sigkill": "cluster: `hopscope process --workers 3` on 6 partitions, one worker "
+    "SIGKILLed; the supervisor restarts it. The dead member's partitions wait for its session "
+    "to expire (10 s, `--session-timeout`), which bounds the recovery",
+    "workers-rolling-restart": "cluster: `hopscope process --workers 3` on 6 partitions, "
+    "SIGHUP: every worker restarted in turn (SIGTERM, replacement, 5 s to join)",
 }
 
 

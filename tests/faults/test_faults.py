@@ -53,6 +53,8 @@ class Case:
         *,
         partitions: int = 2,
         seed: int = 1,
+        replication: int = 1,
+        workers: int = 1,
     ) -> None:
         self.name, self.waits, self.tmp_path = name, waits, tmp_path
         self.state_dir, state = fault_stack
@@ -61,10 +63,12 @@ class Case:
         self.topics = Topics(f"f-{name}-spans-{run}", f"f-{name}-logs-{run}", f"f-{name}-dlq-{run}")
         self.prefix, self.group = f"hopscope-fault-{run}", f"fault-{name}-{run}"
         self.env = processor_env(self.bootstrap, self.es_url, self.topics, self.prefix)
-        self.es = Elasticsearch(self.es_url, request_timeout=60)
+        # Every node of a cluster: the suite's own reads move off a node that is down.
+        self.es = Elasticsearch(self.es_url.split(","), request_timeout=60, max_retries=5)
+        self.workers = workers
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
-            admin.create_topics([NewTopic(t, partitions, 1) for t in self.topics.inputs])
+            admin.create_topics([NewTopic(t, partitions, replication) for t in self.topics.inputs])
         finally:
             admin.close()
         self.lag = LagSampler(self.bootstrap, self.group, self.topics.inputs)
@@ -73,7 +77,9 @@ class Case:
 
     def processor(self) -> ProcessorProcess:
         number = len(self.processors) + 1
-        process = ProcessorProcess(self.env, self.group, self.tmp_path / f"processor-{number}.log")
+        process = ProcessorProcess(
+            self.env, self.group, self.tmp_path / f"processor-{number}.log", workers=self.workers
+        )
         self.processors.append(process)
         return process
 

@@ -188,7 +188,7 @@ def process_args(case: Case, *extra: str) -> list[str]:
         sys.executable, "-c", CLI_WITH_DEBUG_LOGS, "process", "--group", case.group,
         "--index-prefix", case.prefix, "--spans-topic", case.topics.spans,
         "--logs-topic", case.topics.logs, "--dlq-topic", case.topics.dlq, "--trace-idle", "0.5",
-        *extra,
+        "--workers", "1", *extra,
     ]  # fmt: skip
 
 

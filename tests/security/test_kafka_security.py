@@ -233,7 +233,7 @@ def test_processor_process_never_reveals_the_password(
         sys.executable, "-m", "hopscope.cli", "--log-level", "debug", "process",
         "--group", unique_name("group"), "--index-prefix", index_prefix,
         "--spans-topic", topics.spans, "--logs-topic", topics.logs, "--dlq-topic", topics.dlq,
-        "--trace-idle", "0.5", "--metrics-port", str(port),
+        "--trace-idle", "0.5", "--metrics-port", str(port), "--workers", "1",
     ]  # fmt: skip
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     metrics = ""

@@ -298,3 +298,12 @@ def test_a_closed_port_is_unreachable_in_a_few_words() -> None:
             wait_reachable(sink.client, url, timeout_s=0.3)
     finally:
         sink.close()
+
+
+def test_es_client_takes_every_node_of_a_cluster() -> None:
+    urls = "http://127.0.0.1:9200, http://127.0.0.1:9201,http://127.0.0.1:9202"
+    with es_client(urls, EsSecurity()) as client:
+        ports = sorted(node.config.port for node in client.transport.node_pool.all())
+        assert ports == [9200, 9201, 9202]
+    with pytest.raises(EsSecurityError, match="carries credentials"):
+        es_client(f"http://127.0.0.1:9200,http://user:{PASSWORD}@127.0.0.1:9201")

@@ -75,3 +75,59 @@ def test_free_port_is_free() -> None:
 def test_invalid_port_is_refused() -> None:
     with pytest.raises(PortInUseError, match="not a valid TCP port"):
         require_free(70000, "Elasticsearch HTTP")
+
+
+def test_kafka_cluster_brokers_share_one_quorum_and_replicate(tmp_path: Path) -> None:
+    controllers = [19093, 19095, 19097]
+    for node in (1, 2, 3):
+        overrides = kafka.cluster_overrides(node, controllers)
+        text = kafka.server_properties(kafka.KafkaLayout(tmp_path), 19092, 19093, overrides)
+        props = dict(line.split("=", 1) for line in text.splitlines())
+        assert props["node.id"] == str(node)
+        assert props["controller.quorum.voters"] == ",".join(
+            f"{n}@{LOOPBACK}:{p}" for n, p in enumerate(controllers, 1)
+        )
+        assert props["default.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+        assert props["offsets.topic.replication.factor"] == "3"
+    two = kafka.cluster_overrides(1, [1, 2])
+    assert (two["default.replication.factor"], two["min.insync.replicas"]) == ("2", "2")
+    with pytest.raises(ValueError, match=r"node must be within 1\.\.3"):
+        kafka.cluster_overrides(4, controllers)
+
+
+def test_es_cluster_nodes_discover_each_other(tmp_path: Path) -> None:
+    cluster = elasticsearch.EsCluster(2, (19300, 19301, 19302))
+    text = elasticsearch.node_settings(
+        elasticsearch.EsLayout(tmp_path), 19201, 19301, None, cluster
+    )
+    assert "discovery.type" not in text
+    assert "node.name: hopscope-local-2" in text
+    assert f'discovery.seed_hosts: ["{LOOPBACK}:19300", "{LOOPBACK}:19301", ' in text
+    assert (
+        'cluster.initial_master_nodes: ["hopscope-local-1", "hopscope-local-2", '
+        '"hopscope-local-3"]' in text
+    )
+
+
+def test_cluster_endpoints_list_every_node(tmp_path: Path) -> None:
+    from hopscope.stack.launcher import ServiceState, StackOptions, StackState, service_kind
+
+    state = StackState(str(tmp_path), "17", 0.0)
+    for name, endpoint in [
+        ("kafka", "127.0.0.1:1"), ("kafka-2", "127.0.0.1:2"),
+        ("elasticsearch", "http://127.0.0.1:3"), ("elasticsearch-2", "http://127.0.0.1:4"),
+    ]:  # fmt: skip
+        state.services[name] = ServiceState(name, 1, 1, "v", "log", "marker", endpoint)
+    assert state.kafka_bootstrap == "127.0.0.1:1,127.0.0.1:2"
+    assert state.es_url == "http://127.0.0.1:3,http://127.0.0.1:4"
+    assert service_kind("elasticsearch-3") == "elasticsearch"
+    with pytest.raises(ValueError, match=r"es_nodes must be within 1\.\.5"):
+        StackOptions(cache_dir=tmp_path, state_dir=tmp_path, es_nodes=0)
+
+
+def test_templates_ask_for_a_replica_only_on_a_cluster() -> None:
+    from hopscope.processors.templates import index_template
+
+    assert index_template("p", "spans")["template"]["settings"]["number_of_replicas"] == 0
+    assert index_template("p", "spans", 1)["template"]["settings"]["number_of_replicas"] == 1

@@ -68,6 +68,17 @@ def process_command(
             "acknowledged them), for the batch analysis."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="HOPSCOPE_WORKERS",
+            help="Processor processes in the group (default: one per core; 1 with --drain). "
+            "A worker that dies is restarted; SIGHUP restarts them one by one; metrics of "
+            "worker i on --metrics-port + i - 1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Consume OTLP from Kafka; index spans, logs, hops, failovers, coordination and trace
     summaries into Elasticsearch; commit offsets only after Elasticsearch acknowledged.
@@ -76,7 +87,11 @@ def process_command(
     HOPSCOPE_ES_PASSWORD; HOPSCOPE_ES_CA_CERTS for a private CA.
 
     A secured Kafka: HOPSCOPE_KAFKA_SECURITY_PROTOCOL (e.g. SASL_SSL),
-    HOPSCOPE_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD; HOPSCOPE_KAFKA_SSL_CAFILE."""
+    HOPSCOPE_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD; HOPSCOPE_KAFKA_SSL_CAFILE.
+
+    With several workers, each is a process of its own and a member of the group; SIGTERM
+    stops them all cleanly, a dead worker is reported and restarted, and a crash loop (more
+    than 5 deaths in a minute) stops everything with exit code 1."""
     import signal
 
     from hopscope.core.es_security import EsSecurity
@@ -108,6 +123,13 @@ def process_command(
         kafka_options=KafkaSecurity.from_env().client_options(),
         slos=_slos(ctx),
     )  # fmt: skip
+    if workers is None:
+        from hopscope.cli._workers import default_workers
+
+        workers = 1 if drain else default_workers()
+    if workers > 1:
+        _supervise(processor_settings, workers, drain, ctx)
+        return
     with Processor.from_settings(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
         signal.signal(signal.SIGTERM, lambda *_: processor.stop())
@@ -128,6 +150,26 @@ def process_command(
         f"sanitized {counts.sanitized.total()}",
         markup=False, highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+def _supervise(settings: ProcessorSettings, workers: int, drain: bool, ctx: typer.Context) -> None:
+    """Run ``workers`` processor processes (hopscope.cli._workers); exit with their verdict."""
+    import signal
+
+    from hopscope.cli._workers import Supervisor
+
+    log_level = str(ctx.find_root().params.get("log_level") or "warning")
+    supervisor = Supervisor(
+        settings, workers, drain=drain, log_level=log_level,
+        report=lambda line: err.print(f"process: {line}", markup=False, highlight=False,
+                                      soft_wrap=True),
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: supervisor.request_roll())
+    code = supervisor.run()
+    if code != 0:
+        raise typer.Exit(code)
 
 
 def _slos(ctx: typer.Context) -> tuple[SLO, ...]:

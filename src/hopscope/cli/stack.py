@@ -77,8 +77,29 @@ def stack_up(
         list[str] | None,
         typer.Option("--es-setting", help="Extra Elasticsearch setting KEY=VALUE (repeatable)."),
     ] = None,
+    kafka_brokers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="Kafka brokers (KRaft, each also a controller); more than one: topics with "
+            "3 replicas (fewer on 2), min.insync.replicas 2, 6 partitions.",
+        ),
+    ] = 1,
+    es_nodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="Elasticsearch nodes in one cluster (512 MB heap each when more than one); "
+            "the processors' index templates then ask for one replica.",
+        ),
+    ] = 1,
 ) -> None:
-    """Fetch (once), start and health-check Kafka (KRaft) and Elasticsearch on loopback."""
+    """Fetch (once), start and health-check Kafka (KRaft) and Elasticsearch on loopback.
+
+    With --kafka-brokers/--es-nodes above 1, a cluster of each on loopback ports; `stack env`
+    then lists every broker and node."""
     options = stack_api.StackOptions(
         cache_dir=(cache_dir or default_cache_dir()).expanduser().resolve(),
         state_dir=_state_dir(state_dir),
@@ -88,6 +109,8 @@ def stack_up(
         start_timeout=timeout,
         kafka_config=_key_values(kafka_config, "--kafka-config"),
         es_settings=_key_values(es_setting, "--es-setting"),
+        kafka_brokers=kafka_brokers,
+        es_nodes=es_nodes,
     )
     with err.status("starting the local stack") as spinner:
 
@@ -97,7 +120,7 @@ def stack_up(
 
         state = stack_api.up(options, report=report)
     for svc in state.services.values():
-        out.print(f"{svc.name:<14} {svc.version:<9} {svc.endpoint}  (pid {svc.pid})",
+        out.print(f"{svc.name:<16} {svc.version:<9} {svc.endpoint}  (pid {svc.pid})",
                   markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     err.print(f"point commands and tests at it: {env_hint(Path(state.state_dir))}",
               markup=False, highlight=False, soft_wrap=True)  # fmt: skip
@@ -119,7 +142,7 @@ def stack_down(
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.")] = 30.0,
 ) -> None:
-    """Stop both services (SIGTERM, then SIGKILL after the timeout)."""
+    """Stop every service, each node of a cluster (SIGTERM, then SIGKILL after the timeout)."""
     stopped = stack_api.down(_state_dir(state_dir), timeout=timeout)
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
@@ -156,17 +179,26 @@ def stack_env(state_dir: StateDir = None) -> None:
 @stack_app.command("logs")
 @reports_errors
 def stack_logs(
-    service: Annotated[str, typer.Argument(help="kafka, elasticsearch or all.")] = "all",
+    service: Annotated[
+        str, typer.Argument(help="kafka, elasticsearch, a cluster node (kafka-2) or all.")
+    ] = "all",
     state_dir: StateDir = None,
     lines: Annotated[int, typer.Option("-n", "--lines", help="Lines per service.")] = 40,
 ) -> None:
     """Show the last lines of the services' logs."""
     from hopscope.stack.processes import tail
 
-    names = ("kafka", "elasticsearch") if service == "all" else (service,)
+    state_dir_path = _state_dir(state_dir)
+    if service == "all":
+        state = stack_api.StackState.load(state_dir_path)
+        names = list(state.services) if state else ["kafka", "elasticsearch"]
+    else:
+        names = [service]
     for name in names:
-        if name not in ("kafka", "elasticsearch"):
-            raise typer.BadParameter(f"unknown service {name!r}", param_hint="SERVICE")
-        path = stack_api.log_path(_state_dir(state_dir), name)
+        try:
+            stack_api.service_kind(name)
+        except stack_api.StackError:
+            raise typer.BadParameter(f"unknown service {name!r}", param_hint="SERVICE") from None
+        path = stack_api.log_path(state_dir_path, name)
         err.print(Text.assemble((f"== {name}: ", "bold"), str(path)), soft_wrap=True)
         sys.stdout.write(tail(path, lines) + "\n")

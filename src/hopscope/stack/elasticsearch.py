@@ -48,7 +48,9 @@ from hopscope.stack.ports import LOOPBACK
 
 ES_USER = "hopscope-es"
 # Enough for tests and the demo; Elasticsearch would otherwise take half the machine's RAM.
-ES_HEAP = "-Xms1g\n-Xmx1g\n"
+ES_HEAP_MB = 1024
+# Each node of a local cluster: three of them share the machine with Kafka and the tests.
+CLUSTER_HEAP_MB = 512
 # Relative to the config directory, the only place Elasticsearch reads TLS files from.
 CERTS_DIR = "certs"
 
@@ -98,16 +100,42 @@ class EsLayout:
         return str(self.config)
 
 
+@dataclass(frozen=True)
+class EsCluster:
+    """This node's place in a local multi-node cluster: its number (from 1) and every node's
+    transport port (the seed hosts), in node order."""
+
+    node: int
+    transport_ports: tuple[int, ...]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [node_name(n) for n in range(1, len(self.transport_ports) + 1)]
+
+
+def node_name(node: int) -> str:
+    """The name of node ``node`` (from 1) of the local stack."""
+    return f"hopscope-local-{node}"
+
+
 def node_settings(
     layout: EsLayout,
     http_port: int,
     transport_port: int,
     overrides: Mapping[str, str] | None = None,
+    cluster: EsCluster | None = None,
 ) -> str:
-    """Settings appended to the distribution's elasticsearch.yml."""
+    """Settings appended to the distribution's elasticsearch.yml.
+
+    Without ``cluster``, a single-node cluster. With it, a node that discovers its peers on
+    their loopback transport ports; every node is master-eligible and holds data, and the
+    first start elects a master among all of them (``cluster.initial_master_nodes``, ignored
+    once the cluster has formed). Bound to loopback only, the nodes run in development mode
+    (no bootstrap checks), and with security off the transport needs no TLS.
+    """
     settings = {
         "cluster.name": "hopscope-local",
-        "node.name": "hopscope-local-1",
+        "node.name": node_name(1),
         "discovery.type": "single-node",
         "network.host": LOOPBACK,
         "http.port": str(http_port),
@@ -121,6 +149,14 @@ def node_settings(
         # Tests delete their indices by pattern (hopscope-test-xyz-*).
         "action.destructive_requires_name": "false",
     }
+    if cluster is not None:
+        del settings["discovery.type"]
+        settings["cluster.name"] = "hopscope-local-cluster"
+        settings["node.name"] = node_name(cluster.node)
+        seeds = ", ".join(f'"{LOOPBACK}:{port}"' for port in cluster.transport_ports)
+        settings["discovery.seed_hosts"] = f"[{seeds}]"
+        names = ", ".join(f'"{name}"' for name in cluster.node_names)
+        settings["cluster.initial_master_nodes"] = f"[{names}]"
     settings.update(overrides or {})
     return "\n# hopscope local stack\n" + "".join(f"{k}: {v}\n" for k, v in settings.items())
 
@@ -273,8 +309,14 @@ def prepare(
     http_port: int,
     transport_port: int,
     overrides: Mapping[str, str] | None = None,
+    *,
+    cluster: EsCluster | None = None,
+    heap_mb: int = ES_HEAP_MB,
 ) -> Path:
     """Write the node's configuration; return the Elasticsearch home to run from.
+
+    ``cluster``: the node's place in a multi-node cluster (:func:`node_settings`); ``heap_mb``
+    its fixed JVM heap.
 
     As root, also create the system user, hand it the node's directories, and mirror the
     distribution into the state directory when the user cannot reach the cache.
@@ -284,9 +326,11 @@ def prepare(
     layout.root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(es_home / "config", layout.config)
     with (layout.config / "elasticsearch.yml").open("a") as yml:
-        yml.write(node_settings(layout, http_port, transport_port, overrides))
+        yml.write(node_settings(layout, http_port, transport_port, overrides, cluster))
     (layout.config / "jvm.options.d").mkdir(exist_ok=True)
-    (layout.config / "jvm.options.d" / "hopscope-heap.options").write_text(ES_HEAP)
+    (layout.config / "jvm.options.d" / "hopscope-heap.options").write_text(
+        f"-Xms{heap_mb}m\n-Xmx{heap_mb}m\n"
+    )
     for directory in (layout.data, layout.logs, layout.tmp):
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -387,6 +431,15 @@ def is_healthy(
 ) -> bool:
     """True when the cluster is yellow or green (a one-node cluster is yellow with replicas)."""
     return health(url, authorization=authorization, context=context) in {"yellow", "green"}
+
+
+def node_count(url: str, timeout: float = 2.0) -> int:
+    """Nodes in the cluster as ``url`` sees it (0 when it does not answer or has no master)."""
+    try:
+        status, _headers, body = _get(f"{url}/_cluster/health", timeout)
+    except (OSError, ValueError):
+        return 0
+    return int(json.loads(body).get("number_of_nodes", 0)) if status == 200 else 0
 
 
 def version(

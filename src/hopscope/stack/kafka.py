@@ -104,6 +104,48 @@ def server_properties(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+# Partitions of a topic created on a local cluster: enough for several processors per group
+# (a group has at most one active member per partition).
+CLUSTER_PARTITIONS = 6
+
+
+def cluster_overrides(node: int, controller_ports: Sequence[int]) -> dict[str, str]:
+    """Broker properties of broker ``node`` (from 1) in a local KRaft cluster of
+    ``len(controller_ports)`` combined broker+controller nodes.
+
+    Every node votes in the controller quorum (static voters). Topics are created with three
+    replicas (fewer on a two-node cluster) and ``min.insync.replicas`` 2: with ``acks=all``
+    (our producers) a write survives one broker down, and is refused rather than kept on a
+    single copy when two are. The internal topics (offsets, transactions) get the same.
+
+    >>> cluster_overrides(2, [9093, 9095, 9097])["controller.quorum.voters"]
+    '1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097'
+    """
+    brokers = len(controller_ports)
+    if not 1 <= node <= brokers:
+        raise ValueError(f"node must be within 1..{brokers}, got {node}")
+    replicas, isr = str(min(3, brokers)), str(min(2, brokers))
+    voters = ",".join(f"{n}@{LOOPBACK}:{port}" for n, port in enumerate(controller_ports, 1))
+    return {
+        "node.id": str(node),
+        "controller.quorum.voters": voters,
+        "num.partitions": str(CLUSTER_PARTITIONS),
+        "default.replication.factor": replicas,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": isr,
+        # A broker that dies without a controlled shutdown (SIGKILL) keeps leading its
+        # partitions until the controller fences it for missing heartbeats: 9 s by default,
+        # a stall of every producer and consumer of those partitions. Loopback has no network
+        # to be patient with.
+        "broker.session.timeout.ms": "4000",
+        "broker.heartbeat.interval.ms": "1000",
+    }
+
+
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 # Names and passwords go into --add-scram and a JAAS line unquoted: keep them to characters
 # neither syntax gives a meaning to (secrets.token_urlsafe() produces exactly these).
@@ -237,6 +279,7 @@ def prepare(
     *,
     scram_users: Sequence[ScramUser] = (),
     scram_mechanism: str = "SCRAM-SHA-512",
+    cluster_id: str | None = None,
 ) -> None:
     """Write the configuration and format the storage directory.
 
@@ -245,6 +288,9 @@ def prepare(
     formatted for the first time. The formatter takes their passwords on its command line,
     visible to ``ps`` on this machine for the seconds it runs: fine for test brokers; the
     output it prints on failure is shown with the passwords masked.
+
+    ``cluster_id``: the id every broker of a multi-broker cluster is formatted with (default:
+    the one this broker was formatted with before, else a new one).
     """
     layout.root.mkdir(parents=True, exist_ok=True)
     # Owner-only: a secured broker's configuration holds its inter-broker password.
@@ -255,10 +301,10 @@ def prepare(
         resources.files("hopscope.stack").joinpath("resources/kafka-log4j2.properties").read_text()
     )
     # A restart keeps its data, and formatted storage only accepts its own cluster id.
-    if layout.cluster_id_file.exists():
+    if layout.cluster_id_file.exists():  # kept even when a cluster id is given
         cluster_id = layout.cluster_id_file.read_text().strip()
     else:
-        cluster_id = new_cluster_id()
+        cluster_id = cluster_id or new_cluster_id()
         layout.cluster_id_file.write_text(cluster_id)
     command = _java_command(
         java, libs, layout,
@@ -279,6 +325,23 @@ def start(java: JavaRuntime, libs: Path, layout: KafkaLayout) -> int:
     """Start the broker; return its pid (also its process group id)."""
     command = _java_command(java, libs, layout, "kafka.Kafka", str(layout.config))
     return processes.start(command, log_file=layout.log, cwd=layout.root).pid
+
+
+def broker_count(bootstrap: str) -> int:
+    """Live brokers in the cluster as ``bootstrap`` sees it (0 when nothing answers)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    except (KafkaError, OSError):
+        return 0
+    try:
+        return len(admin.describe_cluster().get("brokers") or ())
+    except (KafkaError, OSError):
+        return 0
+    finally:
+        admin.close()
 
 
 def is_healthy(bootstrap: str, client_options: Mapping[str, Any] | None = None) -> bool:

@@ -212,7 +212,9 @@ def es_client(url: str, settings: EsSecurity | None = None, **kwargs: Any) -> El
     """An ``elasticsearch.Elasticsearch`` client for ``url`` with credentials and TLS applied.
 
     Parameters:
-        url: the node, ``https://host:9200`` for a secured one.
+        url: the node, ``https://host:9200`` for a secured one; the nodes of a cluster
+            comma-separated (the client spreads requests over them and moves off a node that
+            stops answering).
         settings: credentials and trust; ``None`` reads them from the environment
             (:meth:`EsSecurity.from_env`).
         kwargs: further client options (``request_timeout``...); they win over ``settings``.
@@ -226,20 +228,23 @@ def es_client(url: str, settings: EsSecurity | None = None, **kwargs: Any) -> El
     """
     from elasticsearch import Elasticsearch
 
-    parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        shown = f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}"
-        raise EsSecurityError(
-            f"the Elasticsearch URL {shown} carries credentials; URLs are shown in messages "
-            f"and logs, so set {ENV_ES_USERNAME} and {ENV_ES_PASSWORD} (or {ENV_ES_API_KEY}) "
-            f"instead"
-        )
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    for one in urls:
+        parts = urllib.parse.urlsplit(one)
+        if parts.username or parts.password:
+            shown = f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}"
+            raise EsSecurityError(
+                f"the Elasticsearch URL {shown} carries credentials; URLs are shown in "
+                f"messages and logs, so set {ENV_ES_USERNAME} and {ENV_ES_PASSWORD} (or "
+                f"{ENV_ES_API_KEY}) instead"
+            )
     security = EsSecurity.from_env() if settings is None else settings
     options = security.client_options()
     if not url.lower().startswith("https://"):
         # TLS options mean nothing to a plain HTTP node; credentials still apply.
         options = {k: v for k, v in options.items() if k in ("api_key", "basic_auth")}
-    return Elasticsearch(url, **{**options, **kwargs})
+    hosts: str | list[str] = urls if len(urls) > 1 else url
+    return Elasticsearch(hosts, **{**options, **kwargs})
 
 
 def access_problem(error: BaseException, url: str | None = None) -> str | None:

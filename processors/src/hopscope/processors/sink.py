@@ -102,13 +102,21 @@ class ElasticsearchSink:
             self.client.close()
 
     def install_templates(self) -> None:
-        """Create or update the composable template of every record kind."""
+        """Create or update the composable template of every record kind.
+
+        One replica per shard when the cluster has more than one data node, so losing a node
+        loses no acknowledged document and the shards stay writable; none on a single node.
+        The count is read when the processor starts: indices created later follow the template
+        as it was then.
+        """
         from elasticsearch import ApiError, TransportError
 
+        replicas = 1 if self._data_nodes() > 1 else 0
         for kind in KINDS:
             try:
                 self.client.indices.put_index_template(
-                    name=template_name(self.prefix, kind), **index_template(self.prefix, kind)
+                    name=template_name(self.prefix, kind),
+                    **index_template(self.prefix, kind, replicas),
                 )
             except (ApiError, TransportError) as error:
                 problem = access_problem(error, self.url)
@@ -120,6 +128,17 @@ class ElasticsearchSink:
                 raise SinkUnavailableError(
                     f"could not install the {kind} index template: {error}"
                 ) from None
+
+    def _data_nodes(self) -> int:
+        """Data nodes in the cluster; 1 when the health API is refused (a role without the
+        ``monitor`` privilege) or unreachable (the template call then reports it)."""
+        from elasticsearch import ApiError, TransportError
+
+        try:
+            health = self.client.cluster.health()
+        except (ApiError, TransportError):
+            return 1
+        return int(health.get("number_of_data_nodes", 1))
 
     def _raise_if_unreachable(self, error: BaseException) -> None:
         """Raise :class:`SinkUnreachableError` when nothing answered, in a few words: the

@@ -76,8 +76,13 @@ def _properties(kind: str) -> dict[str, Any]:
     return {name: _mapping(field) for name, field in index_fields(kind).items() if not field.in_map}
 
 
-def index_template(prefix: str, kind: str) -> dict[str, Any]:
-    """The composable index template body for ``kind`` under ``prefix``."""
+def index_template(prefix: str, kind: str, replicas: int = 0) -> dict[str, Any]:
+    """The composable index template body for ``kind`` under ``prefix``.
+
+    ``replicas``: copies of each shard besides the primary; 0 on one node (a replica could
+    never be placed there and would keep the cluster yellow), 1 on a cluster
+    (:meth:`~hopscope.processors.sink.ElasticsearchSink.install_templates` chooses).
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return {
@@ -87,7 +92,7 @@ def index_template(prefix: str, kind: str) -> dict[str, Any]:
         "template": {
             "settings": {
                 "number_of_shards": 1,
-                "number_of_replicas": 0,
+                "number_of_replicas": replicas,
                 "index.mapping.total_fields.limit": FIELD_LIMIT,
                 "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
                 "index.refresh_interval": "1s",
