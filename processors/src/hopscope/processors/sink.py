@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from hopscope.core.es_security import access_problem, unreachable_cause
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
 from hopscope.processors.documents import Document
@@ -139,13 +141,10 @@ class ElasticsearchSink:
         outcome = WriteOutcome()
         if not documents:
             return outcome
-        operations: list[dict[str, Any]] = []
-        for doc in documents:
-            operations.append({"index": {"_index": doc.index, "_id": doc.id}})
-            operations.append(doc.body)
+        body = bulk_body(documents)
         started = time.perf_counter()
         try:
-            answer = self.client.options(request_timeout=60).bulk(operations=operations)
+            answer = self.client.options(request_timeout=60).bulk(operations=body)
         except TlsError as error:
             raise SinkAccessError(f"bulk write: {access_problem(error, self.url)}") from None
         except (ConnectionError, ConnectionTimeout) as error:
@@ -191,6 +190,42 @@ class ElasticsearchSink:
                 f"retryable status (e.g. 429: write queue full)"
             )
         return outcome
+
+
+# The serializer switch: False writes with the standard library only (the benchmark's
+# "before" run; a way out should orjson ever misbehave).
+FAST_JSON = True
+
+
+def _dumps(value: Any) -> bytes:
+    """``value`` as compact JSON: orjson (7x the standard library's speed on our documents),
+    the standard library for what orjson refuses (an integer past 64 bits)."""
+    if FAST_JSON:
+        try:
+            return orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bulk_body(documents: Sequence[Document]) -> bytes:
+    """The ``_bulk`` request body (NDJSON) that indexes ``documents``.
+
+    One action line and one source line per document, each ending in a newline. Built here,
+    not by the client, because serializing is a large share of the processor's CPU: the
+    client's per-line ``json.dumps`` costs ~20 µs per span of our documents, orjson ~3.
+
+    >>> from hopscope.processors.documents import Document
+    >>> body = bulk_body([Document("spans", "s-2026.05.04", "t-1", {"name": "pay", "n": 1})])
+    >>> body.splitlines(keepends=True)
+    [b'{"index":{"_index":"s-2026.05.04","_id":"t-1"}}\\n', b'{"name":"pay","n":1}\\n']
+    """
+    lines = []
+    for doc in documents:
+        lines.append(_dumps({"index": {"_index": doc.index, "_id": doc.id}}))
+        lines.append(_dumps(doc.body))
+    lines.append(b"")
+    return b"\n".join(lines)
 
 
 class InMemorySink:
