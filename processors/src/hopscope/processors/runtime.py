@@ -150,7 +150,10 @@ class Processor:
                 seams.consumer, seams.sinks, seams.dead_letters, stop=self._stop,
                 backoff=Backoff(settings.backoff_initial_s, settings.backoff_max_s),
                 metrics=self.metrics, counts=self.counts,
+                in_flight=settings.max_bulks_in_flight,
             )  # fmt: skip
+            # Closed before the sinks (registered after them): the write in flight ends first.
+            self._stack.callback(self._checkpoint.close)
             for sink in seams.sinks:
                 # Wrong credentials or CA fail here (SinkAccessError), before anything is
                 # consumed; an overloaded Elasticsearch is waited for, a silent one briefly.
@@ -209,6 +212,8 @@ class Processor:
                 caught_up = drain and not polled and not reassigned and self._caught_up()
                 traces = self._assembler.flush_all(complete=True) if caught_up else []
                 checkpoint.commit(self._derive(traces + self._assembler.due(), batch))
+                if caught_up:
+                    checkpoint.finish()
             except SinkUnavailableError:
                 if not self._stop.is_set():
                     raise
@@ -222,6 +227,14 @@ class Processor:
                 progress(self.counts)
             if caught_up:
                 break
+        try:
+            # What is still being written is committed once acknowledged, as in an iteration.
+            checkpoint.finish()
+        except SinkUnavailableError:
+            if not self._stop.is_set():
+                raise
+            logger.warning("stopping during an outage: %d batches left to the next owner",
+                           checkpoint.in_flight)  # fmt: skip
         checkpoint.commit_offsets()
         self.counts.late_spans = self._assembler.late_spans
         return self.counts
@@ -336,7 +349,7 @@ class Processor:
         """Drop the state of revoked partitions: their offsets were not committed past it."""
         keys = set(partitions)
         dropped = self._assembler.drop_partitions(keys)
-        self._started().offsets.forget(keys)
+        self._started().forget(keys)
         if dropped:
             logger.info("rebalance: dropped %d open traces of %d revoked partitions",
                         dropped, len(keys))  # fmt: skip
