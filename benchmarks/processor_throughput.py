@@ -7,7 +7,8 @@ messages the SDK writes. Then, in this process:
    and CPU µs per span), then the bulk body of those documents (CPU µs per span);
 2. end to end: the same messages produced to a fresh topic, then ``Processor.run(drain=True)``
    into Elasticsearch, committing offsets (spans/s, and this process's CPU per span), once per
-   variant: ``before`` (the standard library's JSON, pure-Python CRC-32C, 1 MiB fetches) and
+   variant: ``before`` (the standard library's JSON, pure-Python CRC-32C, 1 MiB fetches,
+   synchronous bulk writes) and
    ``after`` (the code as installed), so their ratio comes from one run on one machine;
 3. bulk ceiling: the documents of step 1 bulk-indexed straight into Elasticsearch with the same
    bulk size and no processing (spans/s);
@@ -73,28 +74,28 @@ def null_sink(messages: list[tuple[bytes, bytes]], prefix: str) -> tuple[float, 
 
 
 @contextmanager
-def variant(name: str) -> Iterator[None]:
+def variant(name: str) -> Iterator[int]:
     """``before``: what the processor did before the throughput work (the standard library's
-    JSON for bulk bodies, kafka-python's pure-Python CRC-32C, 1 MiB fetches); ``after``:
-    today's code as installed."""
+    JSON for bulk bodies, kafka-python's pure-Python CRC-32C, 1 MiB fetches, synchronous bulk
+    writes); ``after``: today's code as installed. Yields the bulk writes in flight."""
     if name == "after":
-        yield
+        yield ProcessorSettings.max_bulks_in_flight
         return
     import kafka.record.default_records as records
     from kafka.record._crc32c import crc as crc32c_py
 
     saved = sink_module.FAST_JSON, records.calc_crc32c, runtime.FETCH_PARTITION_BYTES
     sink_module.FAST_JSON = False
-    records.calc_crc32c = lambda data: crc32c_py(data)  # type: ignore[assignment]
+    records.calc_crc32c = lambda data: crc32c_py(data)
     runtime.FETCH_PARTITION_BYTES = 1024 * 1024
     try:
-        yield
+        yield 0
     finally:
         sink_module.FAST_JSON, records.calc_crc32c, runtime.FETCH_PARTITION_BYTES = saved
 
 
-def end_to_end(messages: list[tuple[bytes, bytes]], kafka: str, es: str, run_id: str
-               ) -> tuple[float, float, int]:  # fmt: skip
+def end_to_end(messages: list[tuple[bytes, bytes]], kafka: str, es: str, run_id: str,
+               in_flight: int) -> tuple[float, float, int]:  # fmt: skip
     """Produce ``messages`` to a fresh topic, drain it into Elasticsearch: (wall s, CPU s of
     this process while draining, documents indexed)."""
     topic = f"bench-spans-{run_id}"
@@ -108,7 +109,7 @@ def end_to_end(messages: list[tuple[bytes, bytes]], kafka: str, es: str, run_id:
         kafka_bootstrap=kafka, es_url=es,
         group=f"bench-{run_id}", spans_topic=topic, logs_topic=f"bench-logs-{run_id}",
         dlq_topic=f"bench-dlq-{run_id}", index_prefix=f"bench-e2e-{run_id}", trace_idle_s=0.5,
-        max_poll_records=2000,
+        max_poll_records=2000, max_bulks_in_flight=in_flight,
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         started, cpu = time.perf_counter(), time.process_time()
@@ -154,9 +155,10 @@ def main() -> None:
     # 2. end to end through Kafka and the processor, once per variant
     e2e: dict[str, tuple[float, float]] = {}
     for name in args.variants.split(","):
-        with console.status(f"end to end ({name})"), variant(name):
+        with console.status(f"end to end ({name})"), variant(name) as in_flight:
             wall_s, cpu_s, indexed = end_to_end(messages, settings.kafka_bootstrap,
-                                                settings.es_url, f"{run_id}-{name}")  # fmt: skip
+                                                settings.es_url, f"{run_id}-{name}",
+                                                in_flight)  # fmt: skip
         e2e[name] = wall_s, cpu_s
         table.add_row(f"end to end Kafka → processor → Elasticsearch ({name})",
                       f"{spans / wall_s:,.0f} spans/s ({wall_s:.1f} s; indexed {indexed:,} "
