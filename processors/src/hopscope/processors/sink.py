@@ -45,6 +45,10 @@ from hopscope.processors.templates import KINDS, index_template, template_name
 logger = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+# What of a bulk answer the sink reads: each item's status and error, in item order. Without
+# the rest (index, id, version, shards...) the answer is ~10x smaller, which halves the
+# client's CPU per write (parsing it cost ~10 µs per span).
+BULK_ANSWER_FIELDS = "errors,items.*.status,items.*.error"
 # Not the document's fault: the credentials or the privileges are wrong for every document.
 ACCESS_DENIED = frozenset({401, 403})
 
@@ -144,7 +148,9 @@ class ElasticsearchSink:
         body = bulk_body(documents)
         started = time.perf_counter()
         try:
-            answer = self.client.options(request_timeout=60).bulk(operations=body)
+            answer = self.client.options(request_timeout=60).bulk(
+                operations=body, filter_path=BULK_ANSWER_FIELDS
+            )
         except TlsError as error:
             raise SinkAccessError(f"bulk write: {access_problem(error, self.url)}") from None
         except (ConnectionError, ConnectionTimeout) as error:
