@@ -211,7 +211,9 @@ def _dumps(value: Any) -> bytes:
             return orjson.dumps(value)
         except TypeError:  # orjson.JSONEncodeError
             pass
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # As the client's own serializer does it (a lone surrogate passes, for the node to judge).
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def bulk_body(documents: Sequence[Document]) -> bytes:
