@@ -23,6 +23,7 @@ open trace, commits and returns.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,12 @@ logger = logging.getLogger(__name__)
 
 # How long one poll waits for messages: short, so a stop request is seen within it.
 POLL_TIMEOUT_S = 0.5
+# The loop allocates some hundred objects per span, next to none in reference cycles, while
+# the open traces keep tens of thousands alive: with the default thresholds (a young pass every
+# 700 allocations, older passes walking the open traces) collection cost ~9 % of the loop's
+# CPU. These run it ~70x less often; garbage in cycles waits a little longer.
+GC_THRESHOLDS = (50_000, 20, 100)
+
 # The most one fetch takes from one partition; kafka-python's 1 MiB default means a fetch
 # per ~600 spans of ours. Memory stays bounded by ``max_batch_bytes`` and the poll size.
 FETCH_PARTITION_BYTES = 8 * 1024 * 1024
@@ -198,7 +205,20 @@ class Processor:
     # -- the loop -------------------------------------------------------------------------
     def run(self, *, drain: bool = False, progress: Callable[[ProcessorCounts], None] | None = None
             ) -> ProcessorCounts:  # fmt: skip
-        """Process until stopped (or, with ``drain``, until caught up)."""
+        """Process until stopped (or, with ``drain``, until caught up).
+
+        While it runs, the garbage collector's thresholds are :data:`GC_THRESHOLDS` (the
+        process's own are restored on return).
+        """
+        saved = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            return self._run(drain, progress)
+        finally:
+            gc.set_threshold(*saved)
+
+    def _run(self, drain: bool, progress: Callable[[ProcessorCounts], None] | None
+             ) -> ProcessorCounts:  # fmt: skip
         checkpoint = self._started()
         while not self._stop.is_set():
             polled, reassigned = self._poll(checkpoint.consumer)
