@@ -81,7 +81,7 @@ def process_command(
 
     from hopscope.core.es_security import EsSecurity
     from hopscope.core.kafka_security import KafkaSecurity
-    from hopscope.processors.runtime import Processor
+    from hopscope.processors.runtime import Processor, tune_allocator
 
     settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url
@@ -108,6 +108,7 @@ def process_command(
         kafka_options=KafkaSecurity.from_env().client_options(),
         slos=_slos(ctx),
     )  # fmt: skip
+    tune_allocator()  # this process runs the processor: keep its heap for the next bulk
     with Processor.from_settings(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
         signal.signal(signal.SIGTERM, lambda *_: processor.stop())
