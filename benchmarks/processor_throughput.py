@@ -94,17 +94,16 @@ def variant(name: str) -> Iterator[int]:
     from kafka.record._crc32c import crc as crc32c_py
 
     saved = (sink_module.FAST_JSON, sink_module.BULK_ANSWER_FIELDS, records.calc_crc32c,
-             runtime.FETCH_PARTITION_BYTES, runtime.GC_THRESHOLDS)  # fmt: skip
+             runtime.GC_THRESHOLDS)  # fmt: skip
     sink_module.FAST_JSON = False
     sink_module.BULK_ANSWER_FIELDS = None  # type: ignore[assignment]
     records.calc_crc32c = lambda data: crc32c_py(data)
-    runtime.FETCH_PARTITION_BYTES = 1024 * 1024
     runtime.GC_THRESHOLDS = gc.get_threshold()
     try:
         yield 0
     finally:
         (sink_module.FAST_JSON, sink_module.BULK_ANSWER_FIELDS, records.calc_crc32c,
-         runtime.FETCH_PARTITION_BYTES, runtime.GC_THRESHOLDS) = saved  # fmt: skip
+         runtime.GC_THRESHOLDS) = saved  # fmt: skip
 
 
 def end_to_end(messages: list[tuple[bytes, bytes]], kafka: str, es: str, run_id: str,
@@ -123,6 +122,7 @@ def end_to_end(messages: list[tuple[bytes, bytes]], kafka: str, es: str, run_id:
         group=f"bench-{run_id}", spans_topic=topic, logs_topic=f"bench-logs-{run_id}",
         dlq_topic=f"bench-dlq-{run_id}", index_prefix=f"bench-e2e-{run_id}", trace_idle_s=0.5,
         max_poll_records=2000, max_bulks_in_flight=in_flight,
+        fetch_partition_bytes=ProcessorSettings.fetch_partition_bytes if in_flight else 1 << 20,
     )  # fmt: skip
     with Processor(processor_settings) as processor:
         started, cpu = time.perf_counter(), time.process_time()

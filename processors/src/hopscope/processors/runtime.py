@@ -61,10 +61,6 @@ POLL_TIMEOUT_S = 0.5
 # CPU. These run it ~70x less often; garbage in cycles waits a little longer.
 GC_THRESHOLDS = (50_000, 20, 100)
 
-# The most one fetch takes from one partition; kafka-python's 1 MiB default means a fetch
-# per ~600 spans of ours. Memory stays bounded by ``max_batch_bytes`` and the poll size.
-FETCH_PARTITION_BYTES = 8 * 1024 * 1024
-
 
 # glibc's malloc options (malloc.h) and the values the processor sets: every bulk request
 # allocates and frees megabytes (documents, the NDJSON body, the answer), and with the default
@@ -139,9 +135,7 @@ def connect_services(settings: ProcessorSettings, stack: ExitStack) -> Seams:
         consumer = KafkaSource(
             settings.kafka_bootstrap, settings.group,
             max_poll_records=settings.max_poll_records,
-            # Larger fetches than kafka-python's 1 MiB per partition: fewer round trips and
-            # record batches per span (a fetch is parsed in pure Python, per request).
-            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+            max_partition_fetch_bytes=settings.fetch_partition_bytes,
             session_timeout_ms=round(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=max(500, round(settings.session_timeout_s * 1000 / 3)),
             **kafka_options,
