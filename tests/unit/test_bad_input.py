@@ -264,6 +264,17 @@ def test_deep_nesting_is_cut() -> None:
     assert span.flags == (s.VALUE_TRUNCATED,)
 
 
+def test_non_finite_doubles_become_their_text_and_the_document_is_json() -> None:
+    span = decode_one(attributes={"ratio": float("nan"), "up": float("inf"), "x": 2.5,
+                                  "down": [float("-inf")]})  # fmt: skip
+    assert span.attributes["ratio"] == "NaN" and span.attributes["up"] == "Infinity"
+    assert span.attributes["down"] == ["-Infinity"] and span.attributes["x"] == 2.5
+    assert span.flags == (s.NON_FINITE_NUMBER,)
+    # Strict JSON (Elasticsearch refuses NaN): the document serializes without it.
+    body = span_document(span, "p").body
+    json.loads(json.dumps(body, allow_nan=False))
+
+
 # -- times ----------------------------------------------------------------------------------
 
 
@@ -489,6 +500,7 @@ def test_two_phase_commit_ids_stay_within_512_bytes() -> None:
         "hopscope.processors.assembly",
         "hopscope.processors.documents",
         "hopscope.processors.templates",
+        "hopscope.processors.sink",
     ],
 )
 def test_docstring_examples(name: str) -> None:

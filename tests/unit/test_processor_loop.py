@@ -196,7 +196,10 @@ def test_an_access_error_stops_the_processor_with_nothing_committed() -> None:
 # -- rebalance: revoked state dropped, re-seek to the committed offset ------------------------
 
 
-def test_rebalance_drops_revoked_state_and_rereads_from_the_committed_offset() -> None:
+@pytest.mark.parametrize("in_flight", [0, 1], ids=["synchronous", "pipelined"])
+def test_rebalance_drops_revoked_state_and_rereads_from_the_committed_offset(
+    in_flight: int,
+) -> None:
     rig = Rig()
     rig.produce(SPANS, spans_message(TRACE_A, span(ROOT)), partition=0)
     rig.produce(LOGS, log_message("approved"), partition=0)
@@ -207,24 +210,77 @@ def test_rebalance_drops_revoked_state_and_rereads_from_the_committed_offset() -
         if counts.messages == 2 and not rebalanced:
             # The open trace holds its message: the spans partition is not committed past it.
             assert rig.consumer.commits.get((SPANS, 0), 0) == 0
-            assert rig.consumer.commits[(LOGS, 0)] == 1
+            # Written synchronously, the log's document is acknowledged and its offset
+            # committed within the iteration; pipelined, its write is still in flight when
+            # the partitions are revoked, so nothing of it is released and the log is re-read.
+            assert rig.consumer.commits.get((LOGS, 0)) == (1 if in_flight == 0 else None)
             # The trace's second part arrives while the partition moves away and comes back:
             # the client keeps its read position (past the first part).
             rig.produce(SPANS, spans_message(TRACE_A, span(CHILD, ROOT, 1)), partition=0)
             rig.consumer.rebalance([(SPANS, 0), (LOGS, 0)])
             rebalanced = True
 
-    with rig.processor() as processor:
+    with rig.processor(max_bulks_in_flight=in_flight) as processor:
         counts = processor.run(drain=True, progress=progress)
     assert rebalanced
-    # Re-read from the committed offset: the first part again, then the second.
-    assert counts.messages == 4
+    # Re-read from the committed offset: the first part again, then the second (and the
+    # log when its offset was not committed before the rebalance).
+    assert counts.messages == (4 if in_flight == 0 else 5)
     # The trace, rebuilt from both parts after its state was dropped, derived once.
     (trace,) = rig.traces().values()
     assert span_count(trace) == 2
     assert len(rig.written("traces")) == 1
     # The dropped holds of the first read do not block the commit.
     assert rig.consumer.commits == {(SPANS, 0): 2, (LOGS, 0): 1}
+
+
+# -- pipelined writes: the loop goes on while a bulk is in flight, commits stay behind it ------
+
+
+def test_a_pipelined_write_overlaps_the_loop_and_its_offsets_wait_for_the_acknowledgement(
+) -> None:  # fmt: skip
+    rig = Rig()
+    rig.produce(LOGS, log_message("approved"))
+    acknowledge = threading.Event()
+    while_in_flight: list[dict[tuple[str, int], int]] = []
+    # The write waits (on the writer thread) until the loop has finished its iteration.
+    rig.sink.on_write = lambda documents: acknowledge.wait(timeout=60)
+
+    def progress(counts: ProcessorCounts) -> None:
+        if not acknowledge.is_set():
+            while_in_flight.append(dict(rig.consumer.commits))
+            acknowledge.set()
+
+    with rig.processor(max_bulks_in_flight=1) as processor:
+        processor.run(drain=True, progress=progress)
+    assert while_in_flight == [{}]  # the iteration ended with the write unacknowledged
+    assert rig.consumer.commits == {(LOGS, 0): 1}
+    assert len(rig.written("logs")) == 1
+
+
+def test_a_pipelined_write_that_fails_is_retried_and_nothing_committed_meanwhile() -> None:
+    rig = Rig()
+    rig.produce(LOGS, log_message("approved"))
+    rig.produce(LOGS, log_message("declined"))
+    commits_during_outage: list[dict[tuple[str, int], int]] = []
+
+    def outage_once(documents: Sequence[Document]) -> None:
+        if rig.sink.attempts == 1:
+            commits_during_outage.append(dict(rig.consumer.commits))
+            raise SinkUnavailableError("429 on the writer thread")
+
+    rig.sink.on_write = outage_once
+    with rig.processor(max_bulks_in_flight=1) as processor:
+        counts = processor.run(drain=True)
+    assert commits_during_outage == [{}] and counts.retries == 1
+    assert rig.consumer.commits == {(LOGS, 0): 2}
+    assert len(rig.written("logs")) == 2
+
+
+def test_bulks_in_flight_must_not_be_negative() -> None:
+    rig = Rig()
+    with pytest.raises(ValueError, match="in_flight must be >= 0"):
+        rig.processor(max_bulks_in_flight=-1).__enter__()
 
 
 def test_a_failed_commit_is_deferred_not_lost() -> None:

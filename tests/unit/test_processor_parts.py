@@ -170,3 +170,13 @@ def test_commit_never_falls_between_the_messages_of_a_written_trace() -> None:
     assert tracker.committable().get(("t", 0), 0) == 0
     tracker.release("t", 0, 1)
     assert tracker.committable() == {("t", 0): 4}
+
+
+def test_the_allocator_is_tuned_where_glibc_allows_it() -> None:
+    import platform
+    import sys
+
+    from hopscope.processors.runtime import tune_allocator
+
+    glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert tune_allocator() is glibc

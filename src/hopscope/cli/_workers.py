@@ -263,9 +263,13 @@ def _worker_main() -> int:
     from hopscope.cli._support import err, out
     from hopscope.cli.app import _configure_logging
     from hopscope.core.errors import HopscopeError
-    from hopscope.processors.runtime import Processor
+    from hopscope.processors.runtime import Processor, tune_allocator
 
     _configure_logging(job.log_level)
+    # As ``hopscope process`` in one process: keep the heap between bulks unless a memory
+    # budget made the settings lean (synchronous writes).
+    if job.settings.max_bulks_in_flight > 0:
+        tune_allocator()
     # The supervisor forwards SIGTERM; a Ctrl-C reaches the whole process group, and the
     # supervisor stops everyone: one request is enough.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

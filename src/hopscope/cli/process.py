@@ -96,7 +96,7 @@ def process_command(
 
     from hopscope.core.es_security import EsSecurity
     from hopscope.core.kafka_security import KafkaSecurity
-    from hopscope.processors.runtime import Processor
+    from hopscope.processors.runtime import Processor, tune_allocator
 
     settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url
@@ -104,7 +104,12 @@ def process_command(
     # _CA_CERTS, _VERIFY_CERTS.
     es_security = EsSecurity.from_env()
     max_open_bytes = None
+    # Throughput over memory, unless a budget is set: a bulk in flight while the next is built,
+    # 8 MiB fetches and a heap kept for the next bulk each hold memory the budget does not
+    # count (ProcessorSettings).
+    lean = {}
     if max_memory_mb is not None:
+        lean = {"max_bulks_in_flight": 0, "fetch_partition_bytes": 1024 * 1024}
         from hopscope.processors.assembly import memory_bounds
 
         try:
@@ -121,7 +126,7 @@ def process_command(
         es_security=es_security, max_open_bytes=max_open_bytes, max_trace_spans=max_trace_spans,
         # Checked before anything connects, like the Elasticsearch settings.
         kafka_options=KafkaSecurity.from_env().client_options(),
-        slos=_slos(ctx),
+        slos=_slos(ctx), **lean,
     )  # fmt: skip
     if workers is None:
         from hopscope.cli._workers import default_workers
@@ -130,6 +135,8 @@ def process_command(
     if workers > 1:
         _supervise(processor_settings, workers, drain, ctx)
         return
+    if not lean:
+        tune_allocator()  # this process runs the processor: keep its heap for the next bulk
     with Processor.from_settings(processor_settings) as processor:
         # Signals only request the stop; the loop finishes its iteration and commits.
         signal.signal(signal.SIGTERM, lambda *_: processor.stop())

@@ -25,6 +25,14 @@ messages stay held (*deferred*) until everything up to its last message is relea
 5. Release the holds of the batch's messages and traces.
 6. Commit, per partition, up to the lowest message still held. A failed commit (broker
    restarting, group rebalancing) loses nothing: the same offsets stay committable.
+
+**Pipelined writes** (``in_flight``, the setting ``max_bulks_in_flight``): step 1 of a batch
+runs on a writer thread while the loop decodes the next messages; steps 2-6 of a batch run on
+the loop's thread once its write is acknowledged, in commit order, before more than
+``in_flight`` writes would be outstanding (and at :meth:`Checkpoint.finish`). A failed write
+is retried on the loop's thread as in step 1, so no offset ever passes an unacknowledged
+document. Partitions revoked meanwhile are forgotten in the batches in flight too: their
+holds are not released and their dead letters not sent, since the next owner re-reads them.
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ import json
 import logging
 import random
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from hopscope.processors.consumer import CommitError, Consumer
@@ -150,9 +159,20 @@ class Checkpoint:
         metrics: ProcessorMetrics,
         counts: ProcessorCounts,
         rng: random.Random | None = None,
+        in_flight: int = 0,
     ) -> None:
         if not sinks:
             raise ValueError("sinks must name at least the primary sink")
+        if in_flight < 0:
+            raise ValueError(f"in_flight must be >= 0 (0: synchronous writes), got {in_flight}")
+        # Writes overlap the decoding of the next messages: one writer thread, at most
+        # ``in_flight`` batches written and not yet completed (steps 2-6).
+        self._max_in_flight = in_flight
+        self._in_flight: deque[tuple[Batch, Future[WriteOutcome]]] = deque()
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hopscope-bulk")
+            if in_flight else None
+        )  # fmt: skip
         self.consumer = consumer
         self.sinks = tuple(sinks)
         self.dead_letters = dead_letters
@@ -196,12 +216,88 @@ class Checkpoint:
                 self.consumer.resume_all()
 
     def commit(self, batch: Batch) -> None:
-        """Steps 1-6 of the module docstring for ``batch``."""
-        primary, others = self.sinks[0], self.sinks[1:]
-        outcome = WriteOutcome()
+        """Steps 1-6 of the module docstring for ``batch``.
+
+        With ``in_flight`` > 0, step 1 of a batch with documents starts on the writer thread
+        and this returns at once; its steps 2-6 run on this thread once the write is
+        acknowledged, when the bound of writes in flight is reached, or at :meth:`finish`.
+        Batches finish in the order they were committed, so an offset is still committed only
+        after everything before it was acknowledged.
+        """
+        if self._writer is None or not batch.documents:
+            # In order: the batches in flight before this one (dead letters only, or
+            # pipelining off).
+            self.finish()
+            self._complete(batch, self.retry(self._first_write(batch)))
+            return
+        while len(self._in_flight) >= self._max_in_flight:
+            self._finish_oldest()
+        future = self._writer.submit(self.sinks[0].write, batch.documents)
+        self._in_flight.append((batch, future))
+
+    @property
+    def in_flight(self) -> int:
+        """Batches whose write started and whose steps 2-6 have not run yet."""
+        return len(self._in_flight)
+
+    def finish(self) -> None:
+        """Steps 2-6 of every batch in flight, waiting for (and retrying) their writes."""
+        while self._in_flight:
+            self._finish_oldest()
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop the state of revoked partitions, in the tracker and in the batches in flight.
+
+        Their documents may still be written (ids are deterministic: the next owner
+        overwrites them), but no hold of theirs is released and none of their dead letters is
+        sent: the next owner reads those messages again from the last commit.
+        """
+        for batch, _future in self._in_flight:
+            batch.releases = [s for s in batch.releases if s[:2] not in partitions]
+            batch.trace_releases = [
+                kept for kept in ({s for s in sources if s[:2] not in partitions}
+                                  for sources in batch.trace_releases) if kept
+            ]  # fmt: skip
+            batch.dead_letters = [
+                d for d in batch.dead_letters if d.source is None or d.source[:2] not in partitions
+            ]
+        self.offsets.forget(partitions)
+
+    def close(self) -> None:
+        """Wait for the write in flight, if any, and end the writer thread (idempotent)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _first_write(self, batch: Batch, started: Future[WriteOutcome] | None = None
+                     ) -> Callable[[], WriteOutcome]:  # fmt: skip
+        """Step 1 as :meth:`retry` calls it: the outcome of the write already ``started`` on
+        the writer thread first (its error is the first failure), then writes of its own."""
+        primary = self.sinks[0]
+        first = [started] if started is not None else []
+
+        def write() -> WriteOutcome:
+            if not batch.documents:
+                return WriteOutcome()
+            if first:
+                return first.pop().result()
+            return primary.write(batch.documents)
+
+        return write
+
+    def _finish_oldest(self) -> None:
+        batch, future = self._in_flight[0]
+        # Step 1, continued: an unavailable sink is retried here, partitions paused, as
+        # without pipelining. A stop gives up with the batch still in flight (uncommitted).
+        outcome = self.retry(self._first_write(batch, future))
+        self._in_flight.popleft()
+        self._complete(batch, outcome)
+
+    def _complete(self, batch: Batch, outcome: WriteOutcome) -> None:
+        """Steps 2-6 for ``batch``, whose documents the primary sink answered with
+        ``outcome``."""
+        others = self.sinks[1:]
         if batch.documents:
-            # Step 1: the primary sink, retried until acknowledged (or stopped).
-            outcome = self.retry(lambda: primary.write(batch.documents))
             self._metrics.bulk_seconds.observe(outcome.took_s)
         # Step 2: dead letters, the batch's own and the primary sink's rejections.
         letters = list(batch.dead_letters)

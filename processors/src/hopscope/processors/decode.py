@@ -67,6 +67,8 @@ _STATUS = {0: UNSET, 1: OK, 2: ERROR}
 _SEVERITY_FROM_NUMBER = {1: "TRACE", 5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}
 _ZERO_TRACE: Final = bytes(16)
 _ZERO_SPAN: Final = bytes(8)
+# A non-finite double attribute as text, in JSON's own spelling of these numbers.
+_NON_FINITE: Final = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 # Every attribute costs this many characters of a span's text budget besides its key and
 # value, so that thousands of tiny attributes cannot pass for free.
@@ -168,7 +170,13 @@ def _value(value: Any, budget: _Budget, depth: int = 0) -> Any:
     if kind == "int_value":
         return mask_pan_number(int(value.int_value))
     if kind == "double_value":
-        return mask_pan_number(float(value.double_value))
+        number = float(value.double_value)
+        if number - number != 0.0:
+            # NaN and ±Infinity are no JSON: Elasticsearch would refuse the whole document.
+            # Their text keeps what was sent, and the document is indexed.
+            budget.flags.add(s.NON_FINITE_NUMBER)
+            return _NON_FINITE[repr(number)]
+        return mask_pan_number(number)
     if kind == "bytes_value":
         raw = value.bytes_value
         most = budget.limits.max_value_chars * 3 // 4  # base64 grows by a third

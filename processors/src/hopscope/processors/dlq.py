@@ -88,7 +88,10 @@ class DeadLetters:
 
     def _send(self, letter: DeadLetter) -> Any:
         headers, value = _headers(letter), letter.value
-        if id(letter) in self._too_large:
+        # A letter refused only because it shared a request with a large one (the producer
+        # aborts every pending batch after one refusal) is sent again whole: cutting it would
+        # change nothing but the header.
+        if id(letter) in self._too_large and len(value) > TRUNCATED_BYTES:
             headers.append(("hopscope.truncated", str(len(value)).encode()))
             value = value[:TRUNCATED_BYTES]
         return self._producer.send(self.topic, value=value, key=letter.key, headers=headers)

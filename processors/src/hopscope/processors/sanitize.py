@@ -37,6 +37,8 @@ more than 128 events or links on a span      the first 128: ``events_dropped`` /
                                              ``links_dropped``
 values nested deeper than 8 levels           the deeper value becomes ``"…"``:
                                              ``value_truncated``
+a double value NaN or ±Infinity (no JSON     its text ``"NaN"``, ``"Infinity"``,
+number)                                      ``"-Infinity"``: ``non_finite_number``
 a time before 2000-01-01, or more than a     replaced (see :func:`check_span_times`); the
 day after the message's Kafka timestamp      recorded values kept as ``hopscope.original.*``
 (0 included)                                 (strings): ``timestamp_out_of_range``; no
@@ -104,6 +106,7 @@ ID_HASHED: Final = "id_hashed"
 KIND_UNSPECIFIED: Final = "kind_unspecified"
 STATUS_INFERRED: Final = "status_inferred"
 VALUE_TRUNCATED: Final = "value_truncated"
+NON_FINITE_NUMBER: Final = "non_finite_number"
 INVALID_KEY: Final = "invalid_key"
 ATTRIBUTES_DROPPED: Final = "attributes_dropped"
 EVENTS_DROPPED: Final = "events_dropped"

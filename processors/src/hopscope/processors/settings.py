@@ -66,6 +66,15 @@ class ProcessorSettings:
     max_open_bytes: int | None = None
     max_trace_spans: int = 100_000
     max_batch_bytes: int = 8 * 1024 * 1024
+    # Bulk writes in flight while the next messages are decoded (one writer thread); 0 writes
+    # synchronously. Offsets are committed only behind acknowledgements either way
+    # (hopscope.processors.checkpoint). More than 1 rarely helps: Elasticsearch shares the
+    # machine's cores with the processor.
+    max_bulks_in_flight: int = 1
+    # The most one fetch takes from one partition: kafka-python's 1 MiB default means a fetch
+    # per ~600 spans of ours. A memory budget (``hopscope process --max-memory-mb``) keeps the
+    # default, writes synchronously and leaves the allocator alone (docs/BAD_INPUT.md, Memory).
+    fetch_partition_bytes: int = 8 * 1024 * 1024
     # What the SLI counters count (hopscope.processors.slo): the same [slo.*] tables as the
     # alerting rules, or the rules would divide counters nobody increments.
     slos: tuple[SLO, ...] = DEFAULT_SLOS

@@ -30,9 +30,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from hopscope.core.es_security import access_problem, unreachable_cause
 from hopscope.core.settings import DEFAULT_INDEX_PREFIX
@@ -43,6 +45,10 @@ from hopscope.processors.templates import KINDS, index_template, template_name
 logger = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+# What of a bulk answer the sink reads: each item's status and error, in item order. Without
+# the rest (index, id, version, shards...) the answer is ~10x smaller, which halves the
+# client's CPU per write (parsing it cost ~10 µs per span).
+BULK_ANSWER_FIELDS = "errors,items.*.status,items.*.error"
 # Not the document's fault: the credentials or the privileges are wrong for every document.
 ACCESS_DENIED = frozenset({401, 403})
 
@@ -158,13 +164,12 @@ class ElasticsearchSink:
         outcome = WriteOutcome()
         if not documents:
             return outcome
-        operations: list[dict[str, Any]] = []
-        for doc in documents:
-            operations.append({"index": {"_index": doc.index, "_id": doc.id}})
-            operations.append(doc.body)
         started = time.perf_counter()
         try:
-            answer = self.client.options(request_timeout=60).bulk(operations=operations)
+            # Lines, not one body: the client builds its buffer from them as it reads them.
+            answer = self.client.options(request_timeout=60).bulk(
+                operations=bulk_lines(documents), filter_path=BULK_ANSWER_FIELDS
+            )
         except TlsError as error:
             raise SinkAccessError(f"bulk write: {access_problem(error, self.url)}") from None
         except (ConnectionError, ConnectionTimeout) as error:
@@ -210,6 +215,48 @@ class ElasticsearchSink:
                 f"retryable status (e.g. 429: write queue full)"
             )
         return outcome
+
+
+# The serializer switch: False writes with the standard library only (the benchmark's
+# "before" run; a way out should orjson ever misbehave).
+FAST_JSON = True
+
+
+def _dumps(value: Any) -> bytes:
+    """``value`` as compact JSON: orjson (7x the standard library's speed on our documents),
+    the standard library for what orjson refuses (an integer past 64 bits)."""
+    if FAST_JSON:
+        try:
+            return orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+    # As the client's own serializer does it (a lone surrogate passes, for the node to judge).
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def bulk_lines(documents: Sequence[Document]) -> Iterator[bytes]:
+    """The lines of the ``_bulk`` request (NDJSON) that indexes ``documents``, made as they
+    are read: one action line and one source line per document, without their newlines.
+
+    Serializing is a large share of the processor's CPU: the client's per-line ``json.dumps``
+    costs ~20 µs per span of our documents, orjson ~3. The client joins the lines into its
+    request buffer as it reads them, so the body is held once, not once more as lines.
+    """
+    for doc in documents:
+        yield _dumps({"index": {"_index": doc.index, "_id": doc.id}})
+        yield _dumps(doc.body)
+
+
+def bulk_body(documents: Sequence[Document]) -> bytes:
+    """The whole ``_bulk`` request body of ``documents``, each line ending in a newline.
+
+    >>> from hopscope.processors.documents import Document
+    >>> body = bulk_body([Document("spans", "s-2026.05.04", "t-1", {"name": "pay", "n": 1})])
+    >>> body.splitlines(keepends=True)
+    [b'{"index":{"_index":"s-2026.05.04","_id":"t-1"}}\\n', b'{"name":"pay","n":1}\\n']
+    """
+    return b"".join(line + b"\n" for line in bulk_lines(documents))
 
 
 class InMemorySink:

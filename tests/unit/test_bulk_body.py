@@ -1,0 +1,88 @@
+"""The bulk body the Elasticsearch sink sends: orjson's bytes mean what the standard library's
+would, document for document, for every simulator scenario's documents (spans, logs and every
+derived kind) and for generated values (any text, nested maps and lists, integers past 64 bits).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
+from hopscope.processors import sink
+from hopscope.processors.decode import decode_logs, decode_spans
+from hopscope.processors.documents import Document, log_document
+from hopscope.processors.pipeline import documents_from_records
+from hopscope.processors.sink import bulk_body
+
+
+def _lines(body: bytes) -> list[Any]:
+    assert body.endswith(b"\n")
+    return [json.loads(line) for line in body[:-1].split(b"\n")]
+
+
+def _both(documents: list[Document], monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
+    fast = bulk_body(documents)
+    with monkeypatch.context() as patch:
+        patch.setattr(sink, "FAST_JSON", False)
+        slow = bulk_body(documents)
+    return fast, slow
+
+
+def _scenario_documents(scenario: Scenario) -> Iterator[Document]:
+    spans_out, logs_out = InMemorySpanExporter(), InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-05-04T10:00:00Z"),
+                              scenario=scenario, seed=3, traces=40)  # fmt: skip
+    simulate(config, span_processors=[SimpleSpanProcessor(spans_out)],
+             log_processors=[SimpleLogRecordProcessor(logs_out)])  # fmt: skip
+    spans = decode_spans(encode_spans(spans_out.get_finished_spans()).SerializeToString())
+    logs = decode_logs(encode_logs(logs_out.get_finished_logs()).SerializeToString())
+    yield from documents_from_records(spans, logs, prefix="p")
+    yield from (log_document(log, "p") for log in logs)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_every_scenario_serializes_the_same_with_orjson_and_the_standard_library(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    documents = list(_scenario_documents(scenario))
+    assert {d.kind for d in documents} >= {"spans", "logs", "traces"}
+    fast, slow = _both(documents, monkeypatch)
+    assert _lines(fast) == _lines(slow)
+    assert len(_lines(fast)) == 2 * len(documents)
+
+
+_scalars = (
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**70), max_value=2**70) | st.text()
+)  # fmt: skip
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bodies=st.lists(st.dictionaries(st.text(), _values, max_size=6), min_size=1, max_size=5),
+       ids=st.text(min_size=1))  # fmt: skip
+def test_any_json_value_serializes_the_same(bodies: list[dict[str, Any]], ids: str) -> None:
+    documents = [Document("spans", "p-spans-2026.05.04", ids, body) for body in bodies]
+    fast = bulk_body(documents)
+    sink.FAST_JSON = False
+    try:
+        slow = bulk_body(documents)
+    finally:
+        sink.FAST_JSON = True
+    assert _lines(fast) == _lines(slow)
+    assert _lines(fast)[1::2] == bodies
