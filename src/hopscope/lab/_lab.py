@@ -138,6 +138,7 @@ def up(options: LabOptions) -> LabState:
         state.config = config
         state.save()
         (options.state_dir / "lab.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        (options.state_dir / "hopscope.toml").write_text(endpoint_map(config), encoding="utf-8")
         proxy = config["proxies"]["bank"]
         started = state.start("proxy-bank", [
             sys.executable, "-m", "hopscope.lab.proxy", "--listen", str(proxy["port"]),
@@ -153,6 +154,30 @@ def up(options: LabOptions) -> LabState:
         down(options.state_dir)
         raise
     return state
+
+
+def endpoint_map(config: dict[str, Any]) -> str:
+    """The lab's ``hopscope.toml``: its endpoint map (``[[semconv.endpoints]]``), which
+    names what the standard instrumentations record only as ``server.address`` and
+    ``server.port`` (derive/semconv.py in the processors)."""
+    rows: list[tuple[int, str, str, dict[str, str]]] = []
+    pg = config.get("postgres", {})
+    if pg:
+        rows.append((pg["primary"]["port"], "postgres", "ledger-primary", {"db_role": "primary"}))
+        rows.append((pg["replica"]["port"], "postgres", "ledger-replica-1", {"db_role": "replica"}))
+    rows.append((config["redis"]["port"], "redis", "redis-1", {"cache": "risk-rules"}))
+    for entry in config["payment_nodes"]:
+        rows.append((entry["port"], "payment", entry["node"], {}))
+    for service in ("risk", "ledger", "issuer"):
+        rows.append((config[service]["port"], service, f"{service}-1", {}))
+    rows.append((config["proxies"]["bank"]["port"], "bank", "bank-1", {}))
+    lines = ["# Written by `hopscope lab up`: what each loopback port of the lab is.", ""]
+    for port, service, node, extra in rows:
+        lines += ["[[semconv.endpoints]]", 'address = "127.0.0.1"', f"port = {port}",
+                  f'service = "{service}"', f'node = "{node}"']  # fmt: skip
+        lines += [f'{key} = "{value}"' for key, value in extra.items()]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def down(state_dir: Path) -> list[str]:
@@ -188,9 +213,13 @@ class RunResult:
     load: dict[str, Any]
 
 
-def _hopscope(*args: str, stdout: Any = None) -> subprocess.CompletedProcess[str]:
+def _hopscope(
+    *args: str, stdout: Any = None, config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOPSCOPE_CONFIG": str(config)} if config else None
     return subprocess.run(
         [sys.executable, "-m", "hopscope.cli", *args], text=True, check=False, stdout=stdout,
+        env=env,
     )  # fmt: skip
 
 
@@ -247,7 +276,7 @@ def run(
             "process", "--drain", "--group", f"hopscope-lab-{cfg['run_id']}-{fault.name}",
             "--index-prefix", options.index_prefix, "--spans-topic", cfg["kafka"]["spans_topic"],
             "--logs-topic", cfg["kafka"]["logs_topic"], "--dlq-topic",
-            f"{cfg['kafka']['spans_topic']}.dlq",
+            f"{cfg['kafka']['spans_topic']}.dlq", config=options.state_dir / "hopscope.toml",
         )  # fmt: skip
         if processed.returncode != 0:
             raise LabError(f"hopscope process failed ({processed.returncode})")
