@@ -128,7 +128,7 @@ def start_postgres(state: LabState, primary_port: int, replica_port: int) -> dic
     # Step 1: the primary.
     _run(
         _as_postgres([str(binaries / "initdb"), "-D", str(primary), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
         "initdb",
     )  # fmt: skip
     with (primary / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
@@ -143,10 +143,11 @@ def start_postgres(state: LabState, primary_port: int, replica_port: int) -> dic
     _run(_as_postgres([psql, "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
                        "-d", "ledger", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA]), "schema")  # fmt: skip
     # Step 2: the replica, streaming from the primary (-R writes primary_conninfo and
-    # standby.signal).
+    # standby.signal); a fast checkpoint, or pg_basebackup waits for a spread one (minutes).
     _run(
         _as_postgres([str(binaries / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
-                      "-U", "postgres", "-D", str(replica), "-R", "-X", "stream"]),
+                      "-U", "postgres", "-D", str(replica), "-R", "-X", "stream",
+                      "--checkpoint=fast", "--no-sync"]),
         "pg_basebackup",
     )  # fmt: skip
     with (replica / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
