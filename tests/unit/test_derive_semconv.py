@@ -169,3 +169,10 @@ def test_rules_from_hopscope_toml_tables() -> None:
         rules_from_document({"semconv": {"endpoints": [{"port": 1, "db_role": "leader"}]}})
     with pytest.raises(ValueError, match="#1"):
         rules_from_document({"semconv": {"endpoints": [{"adress": "x"}]}})
+
+
+def test_server_spans_are_not_mapped() -> None:
+    # Flask's SERVER span records its own address and port as server.*.
+    own = span("srv", "POST /debit", 0, 9, parent=None, kind=SERVER,
+               **{"server.address": "127.0.0.1", "server.port": 8101})  # fmt: skip
+    assert enrich_span(own, RULES) is own

@@ -19,9 +19,8 @@ import threading
 import time
 from typing import Any
 
-from _common import parse_args, serve, setup_telemetry
-
 import requests
+from _common import parse_args, serve, setup_telemetry
 from flask import Flask, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
@@ -106,7 +105,7 @@ def main() -> None:
                 last_error = f"{target['node']}: {type(error).__name__}"
             finally:
                 balancer.end(target["node"], failed=failed)
-            log.warning("attempt on %s failed (%s), trying another node", target["node"], last_error)
+            log.warning("attempt on %s failed (%s), next node", target["node"], last_error)
         log.error("payment %s failed on every node: %s", body.get("payment_id"), last_error)
         return jsonify({"status": "error", "reason": last_error}), 503
 

@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 from _common import parse_args, serve, setup_telemetry
-
 from flask import Flask, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 

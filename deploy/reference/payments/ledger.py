@@ -16,7 +16,6 @@ import threading
 from typing import Any
 
 from _common import parse_args, serve, setup_telemetry
-
 from flask import Flask, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -32,9 +31,7 @@ def main() -> None:
 
     def engine(role: str) -> Any:
         where = pg[role]
-        url = (
-            f"postgresql+psycopg://{pg['user']}@{where['host']}:{where['port']}/{pg['dbname']}"
-        )
+        url = f"postgresql+psycopg://{pg['user']}@{where['host']}:{where['port']}/{pg['dbname']}"
         return create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=False)
 
     primary, replica = engine("primary"), engine("replica")

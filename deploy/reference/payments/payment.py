@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from _common import parse_args, serve, setup_telemetry
-
 import requests
+from _common import parse_args, serve, setup_telemetry
 from flask import Flask, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor

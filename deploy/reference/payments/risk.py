@@ -7,14 +7,13 @@ unindexed rows, the reason the cache exists) and written back with ``SET … EX`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
-from _common import parse_args, serve, setup_telemetry
-
-import psycopg
 import redis
+from _common import parse_args, serve, setup_telemetry
 from flask import Flask, jsonify, request
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
@@ -61,10 +60,8 @@ def main() -> None:
                 (merchant_class,),
             ).fetchone()
         value = {"max_amount": float(row[0] or 0), "score": float(row[1] or 0)} if row else {}
-        try:
+        with contextlib.suppress(redis.RedisError):
             cache.set(key, json.dumps(value), ex=CACHE_TTL_S)
-        except redis.RedisError:
-            pass
         return value
 
     @app.post("/score")

@@ -48,7 +48,7 @@ def _ensure_stack() -> None:
     if os.environ.get("HOPSCOPE_KAFKA_BOOTSTRAP") and os.environ.get("HOPSCOPE_ES_URL"):
         return
     state_dir = default_state_dir()
-    err.print(f"· no HOPSCOPE_KAFKA_BOOTSTRAP/HOPSCOPE_ES_URL: using the local stack in {state_dir}")
+    err.print(f"· no HOPSCOPE_KAFKA_BOOTSTRAP/HOPSCOPE_ES_URL: the local stack in {state_dir}")
     if not all(s.up for s in stack_api.status(state_dir)):
         stack_api.up(
             stack_api.StackOptions(cache_dir=default_cache_dir(), state_dir=state_dir),
@@ -110,7 +110,9 @@ def lab_run(
     logs_topic: LogsTopic = "otlp_logs",
     index_prefix: IndexPrefix = "hopscope-lab",
     lb: Lb = "round_robin",
-    as_json: Annotated[bool, typer.Option("--json", help="Ground truth and report as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Ground truth and report as JSON.")
+    ] = False,
 ) -> None:
     """Start the lab, drive traffic, inject the fault, process, report beside the ground truth."""
     if fault not in lab_api.FAULTS:
@@ -139,8 +141,8 @@ def _side_by_side(truth: dict[str, Any], findings: list[dict[str, Any]]) -> Tabl
          f"load: {json.dumps(truth.get('load', {}).get('outcomes', {}))}"]
     )  # fmt: skip
     found = "\n".join(
-        f"{i}. [{f.get('impact')}] {f.get('title')} ({f.get('job')}/{f.get('kind')})"
+        f"{i}. {f.get('impact')}: {f.get('title')} ({f.get('job')}/{f.get('kind')})"
         for i, f in enumerate(findings, 1)
     )
-    table.add_row(told, found or "no finding")
+    table.add_row(Text(told), Text(found or "no finding"))
     return table

@@ -6,7 +6,17 @@ The services live in ``deploy/reference/payments/`` (their dependencies: the ``l
 this package starts, drives and stops them (``hopscope lab up|run|down``).
 """
 
-from hopscope.lab._lab import LabOptions, RunResult, down, run, top_findings, up
+from hopscope.lab._lab import (
+    LabOptions,
+    RunResult,
+    down,
+    drive,
+    process,
+    report,
+    run,
+    top_findings,
+    up,
+)
 from hopscope.lab.errors import LabError, LabNotRunningError, MissingToolError
 from hopscope.lab.faults import FAULTS, Fault, make_fault
 
@@ -19,7 +29,10 @@ __all__ = [
     "MissingToolError",
     "RunResult",
     "down",
+    "drive",
     "make_fault",
+    "process",
+    "report",
     "run",
     "top_findings",
     "up",

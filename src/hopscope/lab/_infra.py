@@ -42,7 +42,7 @@ INSERT INTO risk_rules
   SELECT (ARRAY['retail','travel','grocery','fuel','digital','dining'])[1 + g % 6],
          150 + (g % 100), random() FROM generate_series(1, {RISK_RULE_ROWS}) g;
 ANALYZE;
-"""
+"""  # noqa: S608 - module constants, no input
 
 
 def postgres_bin() -> Path:
@@ -61,7 +61,9 @@ def postgres_bin() -> Path:
 
 def tool(name: str, package: str) -> str:
     """The path of ``name`` on PATH, else :class:`MissingToolError` naming ``package``."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    found = shutil.which(name)
+    if found is None and Path(f"/usr/bin/{name}").exists():
+        found = f"/usr/bin/{name}"
     if found is None:
         raise MissingToolError(f"{name} not found: install it with `{APT} {package}`")
     return found
@@ -137,11 +139,14 @@ def start_postgres(state: LabState, primary_port: int, replica_port: int) -> dic
     state.save()
     _pg_ctl_start(binaries, primary, state)
     wait_port(primary_port, timeout_s=30, what="postgres primary")
-    psql = str(binaries / "psql") if (binaries / "psql").exists() else tool("psql", "postgresql-client")
+    psql = str(binaries / "psql")
+    if not (binaries / "psql").exists():
+        psql = tool("psql", "postgresql-client")
     _run(_as_postgres([psql, "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
                        "-c", "CREATE DATABASE ledger"]), "create database")  # fmt: skip
     _run(_as_postgres([psql, "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
-                       "-d", "ledger", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA]), "schema")  # fmt: skip
+                       "-d", "ledger", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA]),
+         "schema")  # fmt: skip
     # Step 2: the replica, streaming from the primary (-R writes primary_conninfo and
     # standby.signal); a fast checkpoint, or pg_basebackup waits for a spread one (minutes).
     _run(

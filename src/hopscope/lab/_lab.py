@@ -71,7 +71,7 @@ def _kafka_bootstrap() -> str:
     if not bootstrap or not os.environ.get("HOPSCOPE_ES_URL"):
         raise LabError(
             "the lab needs Kafka and Elasticsearch: set HOPSCOPE_KAFKA_BOOTSTRAP and "
-            "HOPSCOPE_ES_URL (eval \"$(hopscope stack env)\" after `hopscope stack up`)"
+            'HOPSCOPE_ES_URL (eval "$(hopscope stack env)" after `hopscope stack up`)'
         )
     return bootstrap
 
@@ -197,8 +197,10 @@ def down(state_dir: Path) -> list[str]:
 
 
 def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(moment, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
@@ -223,74 +225,93 @@ def _hopscope(
     )  # fmt: skip
 
 
+def drive(
+    state: LabState, fault_name: str, seconds: float, *, rate: float = 8.0,
+    progress: Any = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Traffic for ``seconds``: a warm-up of :data:`WARMUP_S`, the baseline until half time,
+    then the fault until the end; returns the ground truth (also written to
+    ``ground-truth-<fault>.json``)."""
+    fault = make_fault(fault_name)
+    loadgen = state.start("loadgen", [
+        sys.executable, str(_payments_dir() / "loadgen.py"), "--config",
+        str(state.state_dir / "lab.json"), "--rate", str(rate)])  # fmt: skip
+    began = time.time()
+    baseline_from = began + min(WARMUP_S, seconds / 4)
+    fault_from = began + seconds / 2
+    progress(f"lab: traffic at {rate}/s; baseline from {_iso(baseline_from)}")
+    time.sleep(max(0.0, fault_from - time.time()))
+    fault_from = time.time()
+    progress(f"lab: injecting {fault.name}: {fault.what}")
+    try:
+        fault.inject(state)
+        time.sleep(max(0.0, began + seconds - time.time()))
+        fault_to = time.time()
+    finally:
+        fault.revert(state)
+    progress(f"lab: {fault.name} reverted")
+    state.stop(loadgen.name, timeout_s=20)
+    truth = {
+        **fault.ground_truth(),
+        "from": _iso(fault_from),
+        "to": _iso(fault_to),
+        "baseline": {"from": _iso(baseline_from), "to": _iso(fault_from)},
+        "rate_per_s": rate,
+        "load": _last_json_line(Path(loadgen.log)),
+        "run_id": state.config.get("run_id"),
+    }
+    path = state.state_dir / f"ground-truth-{fault.name}.json"
+    path.write_text(json.dumps(truth, indent=2), encoding="utf-8")
+    return truth
+
+
+def process(options: LabOptions, state: LabState, *, group: str) -> None:
+    """``hopscope process --drain`` over the lab's topics, with the lab's endpoint map."""
+    time.sleep(FLUSH_S)
+    kafka = state.config["kafka"]
+    processed = _hopscope(
+        "process", "--drain", "--group", group, "--index-prefix", options.index_prefix,
+        "--spans-topic", kafka["spans_topic"], "--logs-topic", kafka["logs_topic"],
+        "--dlq-topic", f"{kafka['spans_topic']}.dlq", config=state.state_dir / "hopscope.toml",
+    )  # fmt: skip
+    if processed.returncode != 0:
+        raise LabError(f"hopscope process failed ({processed.returncode})")
+
+
+def report(options: LabOptions, truth: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """``hopscope analyze report --json`` over the fault window against its baseline."""
+    path = options.state_dir / f"report-{truth['fault']}.json"
+    window = ["--since", truth["from"], "--until", truth["to"], "--baseline-since",
+              truth["baseline"]["from"], "--baseline-until", truth["baseline"]["to"],
+              "--index-prefix", options.index_prefix]  # fmt: skip
+    with path.open("w", encoding="utf-8") as sink:
+        _hopscope("analyze", "report", *window, "--json", stdout=sink)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), path
+    except ValueError as error:
+        raise LabError(f"the report in {path} is not JSON: {error}") from error
+
+
 def run(
     options: LabOptions, fault_name: str, minutes: float, *, rate: float = 8.0,
     keep_up: bool = False, progress: Any = print,
 ) -> RunResult:  # fmt: skip
-    """Up (unless already up), traffic, the fault, processing, the report.
-
-    The traffic lasts ``minutes``: a warm-up of :data:`WARMUP_S`, the baseline until half
-    time, then the fault until the end. The report covers the fault window, the baseline the
-    window before it (warm-up excluded).
-    """
-    fault = make_fault(fault_name)
+    """Up (unless already up), :func:`drive`, :func:`process`, :func:`report`; then down
+    unless ``keep_up``. The report covers the fault window, the baseline the window before
+    it (warm-up excluded)."""
+    make_fault(fault_name)  # an unknown name fails before anything starts
     if not (options.state_dir / "state.json").exists():
         progress("lab: starting Postgres, Redis, the Collector and the services")
         state = up(options)
     else:
         state = LabState.load(options.state_dir)
     try:
-        total = max(60.0, minutes * 60.0)
-        loadgen = state.start("loadgen", [
-            sys.executable, str(_payments_dir() / "loadgen.py"), "--config",
-            str(options.state_dir / "lab.json"), "--rate", str(rate)])  # fmt: skip
-        began = time.time()
-        baseline_from = began + WARMUP_S
-        fault_from = began + total / 2
-        progress(f"lab: traffic at {rate}/s; baseline from {_iso(baseline_from)}")
-        time.sleep(max(0.0, fault_from - time.time()))
-        fault_from = time.time()
-        progress(f"lab: injecting {fault.name}: {fault.what}")
-        fault.inject(state)
-        time.sleep(max(0.0, began + total - time.time()))
-        fault_to = time.time()
-        fault.revert(state)
-        progress(f"lab: {fault.name} reverted")
-        state.stop(loadgen.name, timeout_s=20)
-        load = _last_json_line(Path(loadgen.log))
-        truth = {
-            **fault.ground_truth(),
-            "from": _iso(fault_from),
-            "to": _iso(fault_to),
-            "baseline": {"from": _iso(baseline_from), "to": _iso(fault_from)},
-            "rate_per_s": rate,
-            "load": load,
-            "run_id": state.config.get("run_id"),
-        }
-        truth_path = options.state_dir / f"ground-truth-{fault.name}.json"
-        truth_path.write_text(json.dumps(truth, indent=2), encoding="utf-8")
-        time.sleep(FLUSH_S)
+        truth = drive(state, fault_name, max(40.0, minutes * 60.0), rate=rate, progress=progress)
         progress("lab: processing the topics (hopscope process --drain)")
-        cfg = state.config
-        processed = _hopscope(
-            "process", "--drain", "--group", f"hopscope-lab-{cfg['run_id']}-{fault.name}",
-            "--index-prefix", options.index_prefix, "--spans-topic", cfg["kafka"]["spans_topic"],
-            "--logs-topic", cfg["kafka"]["logs_topic"], "--dlq-topic",
-            f"{cfg['kafka']['spans_topic']}.dlq", config=options.state_dir / "hopscope.toml",
-        )  # fmt: skip
-        if processed.returncode != 0:
-            raise LabError(f"hopscope process failed ({processed.returncode})")
-        report_path = options.state_dir / f"report-{fault.name}.json"
-        window = ["--since", truth["from"], "--until", truth["to"], "--baseline-since",
-                  truth["baseline"]["from"], "--baseline-until", truth["baseline"]["to"],
-                  "--index-prefix", options.index_prefix]  # fmt: skip
-        with report_path.open("w", encoding="utf-8") as sink:
-            _hopscope("analyze", "report", *window, "--json", stdout=sink)
-        try:
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise LabError(f"the report in {report_path} is not JSON: {error}") from error
-        return RunResult(truth, report, truth_path, report_path, load)
+        process(options, state, group=f"hopscope-lab-{state.config['run_id']}-{fault_name}")
+        found, path = report(options, truth)
+        truth_path = options.state_dir / f"ground-truth-{fault_name}.json"
+        return RunResult(truth, found, truth_path, path, dict(truth.get("load") or {}))
     finally:
         if not keep_up:
             down(options.state_dir)

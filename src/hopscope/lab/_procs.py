@@ -55,7 +55,9 @@ class LabState:
     def load(cls, state_dir: Path) -> LabState:
         path = state_dir / "state.json"
         if not path.is_file():
-            raise LabNotRunningError(f"no lab state in {state_dir}: start one with `hopscope lab up`")
+            raise LabNotRunningError(
+                f"no lab state in {state_dir}: start one with `hopscope lab up`"
+            )
         document = json.loads(path.read_text(encoding="utf-8"))
         return cls(
             state_dir=state_dir,

@@ -1,9 +1,9 @@
 """The lab's errors::
 
-    HopscopeError                      (hopscope.core.errors)
-    └── LabError
-        ├── MissingToolError           a program the lab needs is not installed
-        └── LabNotRunningError         ``lab run``/``down`` without a running lab
+HopscopeError                      (hopscope.core.errors)
+└── LabError
+    ├── MissingToolError           a program the lab needs is not installed
+    └── LabNotRunningError         ``lab run``/``down`` without a running lab
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
 """The faults the lab injects with real tools, each with its ground truth.
 
-| fault | tool | where |
-|---|---|---|
-| ``none`` | nothing (a control run: no high finding expected) | |
-| ``node-kill`` | ``SIGKILL`` of a payment node's process (restarted at the end) | payment / payment-2 |
-| ``node-stop`` | ``SIGSTOP`` of a payment node (``SIGCONT`` at the end): it accepts connections and never answers | payment / payment-2 |
-| ``latency`` | the lab's TCP proxy between the payment nodes and the bank adapter holds each request | edge payment → bank |
-| ``lock-contention`` | a batch job in Postgres holding ``SELECT … FOR UPDATE`` on the hot account rows | ledger / postgres primary, ``accounts`` |
-| ``replica-lag`` | ``recovery_min_apply_delay`` on the replica (``ALTER SYSTEM`` + reload): the ledger's reads see stale rows and move to the primary | ledger / postgres replica |
-| ``cache-flush`` | ``FLUSHALL`` on Redis every half second | risk / redis |
-| ``cache-down`` | the Redis server stopped (``SIGSTOP``: connections hang until the client's timeout) | risk / redis |
-| ``cpu`` | ``stress-ng --cpu`` pinned (``--taskset``) to the core the risk service is pinned to (``taskset``) | risk / risk-1 |
+- ``none``: nothing (a control run: no high finding expected).
+- ``node-kill``: ``SIGKILL`` of a payment node's process (restarted at the end);
+  payment / payment-2.
+- ``node-stop``: ``SIGSTOP`` of a payment node (``SIGCONT`` at the end): it accepts
+  connections and never answers; payment / payment-2.
+- ``latency``: the lab's TCP proxy between the payment nodes and the bank adapter holds each
+  request; the edge payment → bank.
+- ``lock-contention``: a batch job's Postgres session holding ``SELECT … FOR UPDATE`` on the
+  hot account rows; ledger / the primary's ``accounts`` rows.
+- ``replica-lag``: ``recovery_min_apply_delay`` on the replica (``ALTER SYSTEM`` + reload):
+  the ledger's reads see stale rows and move to the primary; ledger / the replica.
+- ``cache-flush``: ``FLUSHALL`` on Redis every half second; risk / redis.
+- ``cache-down``: the Redis server stopped (``SIGSTOP``: connections hang until the client's
+  timeout); risk / redis.
+- ``cpu``: ``stress-ng --cpu`` pinned (``--taskset``) to the core the risk service is pinned
+  to (``taskset``); risk / risk-1.
 
 A fault is injected by :meth:`Fault.inject` and reverted by :meth:`Fault.revert`; the ground
 truth says what was done, where (service, node, resource), and from when to when.
@@ -110,10 +115,9 @@ class Fault:
 
     # lock-contention: a batch job's session holding the hot rows, round after round.
     def _inject_lock_contention(self, state: LabState) -> None:
-        sql = (
-            f"SELECT id FROM accounts WHERE id <= {HOT_ACCOUNTS} ORDER BY id FOR UPDATE; "
-            f"SELECT pg_sleep({LOCK_HOLD_S});"
-        )
+        # module constants only, no input
+        hot = f"SELECT id FROM accounts WHERE id <= {HOT_ACCOUNTS} ORDER BY id FOR UPDATE; "  # noqa: S608
+        sql = f"{hot}SELECT pg_sleep({LOCK_HOLD_S});"
         pg = state.config["postgres"]
 
         def job() -> None:
@@ -134,7 +138,8 @@ class Fault:
 
     # replica-lag
     def _inject_replica_lag(self, state: LabState) -> None:
-        psql(state.config, "replica", f"ALTER SYSTEM SET recovery_min_apply_delay = '{REPLICA_DELAY}'")
+        delay = f"ALTER SYSTEM SET recovery_min_apply_delay = '{REPLICA_DELAY}'"
+        psql(state.config, "replica", delay)
         psql(state.config, "replica", "SELECT pg_reload_conf()")
 
     def _revert_replica_lag(self, state: LabState) -> None:

@@ -12,7 +12,8 @@ Per span (:func:`enrich_span`, applied as each span is decoded):
 
 1. ``db.system`` from the stable ``db.system.name``, ``db.query.text`` from the older
    ``db.statement``, ``db.namespace`` from ``db.name`` (the names the jobs read);
-2. the endpoint map (``[[semconv.endpoints]]`` of ``hopscope.toml``): the first entry whose
+2. the endpoint map (``[[semconv.endpoints]]`` of ``hopscope.toml``), on spans other than
+   SERVER spans (whose ``server.*`` name the server itself): the first entry whose
    ``address``, ``port`` and ``namespace`` (each optional, all given ones equal) match the
    span's ``server.address``, ``server.port`` and ``db.namespace`` sets ``peer.service``
    (``service``), ``hopscope.peer.node`` (``node``: the failover derivation's attempt node),
@@ -56,7 +57,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from hopscope.ingest import conventions as c
-from hopscope.processors.records import SpanRecord
+from hopscope.processors.records import SERVER, SpanRecord
 
 INFERRED: Final = "hopscope.inferred"
 PEER_NODE: Final = c.PEER_NODE
@@ -219,7 +220,8 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     _set(attributes, added, c.DB_QUERY_TEXT, attributes.get(DB_STATEMENT_OLD))
     _set(attributes, added, c.DB_NAMESPACE, attributes.get(DB_NAME_OLD))
     # Step 2: the endpoint map.
-    if c.SERVER_ADDRESS in attributes or c.SERVER_PORT in attributes:
+    # (a SERVER span's server.address/port name itself, not a peer: Flask records its own)
+    if span.kind != SERVER and (c.SERVER_ADDRESS in attributes or c.SERVER_PORT in attributes):
         for endpoint in rules.endpoints:
             if endpoint.matches(attributes):
                 _set(attributes, added, c.PEER_SERVICE, endpoint.service)
