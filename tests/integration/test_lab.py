@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,16 +94,18 @@ def _names(finding: dict[str, Any]) -> str:
     return json.dumps([finding.get("subject"), finding.get("title")], ensure_ascii=False)
 
 
+def _names_cause(finding: dict[str, Any], expected: list[tuple[str, str]]) -> bool:
+    subject = finding.get("subject") or {}
+    return any(str(subject.get(k)) == v or v in str(finding.get("title")) for k, v in expected)
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_top_findings_name_the_injected_cause(lab_run: dict[str, Any], fault: str) -> None:
     findings = lab.top_findings(lab_run["reports"][fault], TOP)
     told = [_names(f) for f in findings]
     assert findings, f"{fault}: no finding"
     assert any(
-        f.get("impact") in {"high", "medium"}
-        and any(str((f.get("subject") or {}).get(k)) == v or v in str(f.get("title"))
-                for k, v in EXPECTED[fault])  # fmt: skip
-        for f in findings
+        f.get("impact") in {"high", "medium"} and _names_cause(f, EXPECTED[fault]) for f in findings
     ), f"{fault}: ground truth {lab_run['truths'][fault]['where']}, top findings {told}"
 
 
