@@ -49,7 +49,6 @@ TOP = 3
 _LAB_PAN = re.compile(
     r"(?<![0-9A-Za-z])(?:411111|555555|378282|601111|400000)\d{10}(?![0-9A-Za-z])"
 )
-)
 
 
 @pytest.fixture(scope="module")
