@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hopscope.analysis.findings import Finding, JobResult, rank
+from hopscope.analysis.findings import IMPACTS, Finding, JobResult, rank
 from hopscope.analysis.jobs import JOB_NAMES, compare, job
 from hopscope.analysis.schema import Dataset
 
@@ -98,6 +99,40 @@ def _window(latency: pl.DataFrame, spans: pl.LazyFrame) -> tuple[datetime, datet
     return start, end
 
 
+# A finding also present in the baseline stands (is not what changed) unless its expected gain
+# grew past this factor of the baseline's.
+STANDING_GAIN_FACTOR: Final = 2.0
+
+
+def _split_standing(
+    findings: Sequence[Finding], before: Sequence[Finding]
+) -> tuple[list[Finding], list[Finding]]:
+    """Findings that were already there in the baseline — same job, kind and subject, at the
+    same impact or higher, with at least 1/:data:`STANDING_GAIN_FACTOR` of the expected gain —
+    apart from the others, marked ``in_baseline`` in their evidence."""
+
+    def key(f: Finding) -> str:
+        return json.dumps([f.job, f.kind, f.subject], sort_keys=True, default=str)
+
+    earlier: dict[str, Finding] = {}
+    for f in before:
+        known = earlier.get(key(f))
+        if known is None or IMPACTS.index(f.impact) < IMPACTS.index(known.impact):
+            earlier[key(f)] = f
+    changed, standing = [], []
+    for f in findings:
+        old = earlier.get(key(f))
+        if (
+            old is not None
+            and IMPACTS.index(old.impact) <= IMPACTS.index(f.impact)
+            and old.gain_ns * STANDING_GAIN_FACTOR >= f.gain_ns
+        ):
+            standing.append(replace(f, evidence={**f.evidence, "in_baseline": True}))
+        else:
+            changed.append(f)
+    return changed, standing
+
+
 def build_report(
     data: Dataset,
     *,
@@ -118,7 +153,9 @@ def build_report(
         baseline: the records of a normal window to compare with
             (:func:`hopscope.analysis.jobs.compare.run`, result ``compare``). Its ``high`` and
             ``medium`` suspects lead the findings, in the comparison's order: they say what
-            changed and where, which the per-window jobs cannot.
+            changed and where, which the per-window jobs cannot. The jobs also run over the
+            baseline: a finding that was already there (:func:`_split_standing`) follows the
+            others, marked ``in_baseline``.
 
     Returns:
         The :class:`Report`, findings most important first.
@@ -154,7 +191,12 @@ def build_report(
         if f.job == compare.JOB and f.kind in compare.SUSPECT_KINDS and f.impact != "low"
     ]  # fmt: skip
     leading = {id(f) for f in suspects}
-    findings = [*suspects, *rank([f for f in everything if id(f) not in leading])]
+    rest = [f for f in everything if id(f) not in leading]
+    standing: list[Finding] = []
+    if baseline is not None:
+        before = [f for name in jobs for f in job(name)(baseline).findings]
+        rest, standing = _split_standing(rest, before)
+    findings = [*suspects, *rank(rest), *rank(standing)]
     return Report(
         source=source,
         window=_window(latency, data.spans),

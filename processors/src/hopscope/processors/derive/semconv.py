@@ -17,8 +17,8 @@ Per span (:func:`enrich_span`, applied as each span is decoded):
    ``address``, ``port`` and ``namespace`` (each optional, all given ones equal) match the
    span's ``server.address``, ``server.port`` and ``db.namespace`` sets ``peer.service``
    (``service``), ``hopscope.peer.node`` (``node``: the failover derivation's attempt node),
-   ``hopscope.db.role`` (``db_role``: ``primary``/``replica``) and ``hopscope.cache.name``
-   (``cache``);
+   ``hopscope.db.role`` (``db_role``: ``primary``/``replica``) and, on cache reads (step 4),
+   ``hopscope.cache.name`` (``cache``);
 3. statement rules (``[[semconv.statements]]``, after :data:`DEFAULT_STATEMENTS`): the first
    rule whose regular expression is found in the span's ``db.query.text`` (else its name), with
    the rule's ``system`` equal to ``db.system`` when given, sets
@@ -227,7 +227,8 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
                 _set(attributes, added, c.PEER_SERVICE, endpoint.service)
                 _set(attributes, added, PEER_NODE, endpoint.node)
                 _set(attributes, added, c.DB_ROLE, endpoint.db_role)
-                _set(attributes, added, CACHE_NAME, endpoint.cache)
+                if _is_cache_read(attributes, span.name):
+                    _set(attributes, added, CACHE_NAME, endpoint.cache)
                 break
     # Step 3: statement rules, on database calls only.
     if c.DB_SYSTEM in attributes and c.COORDINATION_KIND not in attributes:
@@ -243,12 +244,20 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     return replace(span, attributes=attributes)
 
 
-def _operation(span: SpanRecord) -> str:
-    recorded = span.attributes.get(c.DB_OPERATION)
-    if recorded:
-        return str(recorded).upper()
-    text = str(span.attributes.get(c.DB_QUERY_TEXT) or span.name)
+def _operation_of(attributes: Mapping[str, Any], name: str) -> str:
+    recorded = attributes.get(c.DB_OPERATION)
+    text = str(recorded or attributes.get(c.DB_QUERY_TEXT) or name)
     return text.split(" ", 1)[0].upper() if text else ""
+
+
+def _operation(span: SpanRecord) -> str:
+    return _operation_of(span.attributes, span.name)
+
+
+def _is_cache_read(attributes: Mapping[str, Any], name: str) -> bool:
+    if attributes.get(c.DB_SYSTEM) not in CACHE_SYSTEMS:
+        return False
+    return _operation_of(attributes, name) in CACHE_READS
 
 
 def _is_cache(span: SpanRecord) -> bool:
