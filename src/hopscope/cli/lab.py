@@ -142,6 +142,7 @@ def _side_by_side(truth: dict[str, Any], findings: list[dict[str, Any]]) -> Tabl
     )  # fmt: skip
     found = "\n".join(
         f"{i}. {f.get('impact')}: {f.get('title')} ({f.get('job')}/{f.get('kind')})"
+        + (" [already in the baseline]" if (f.get("evidence") or {}).get("in_baseline") else "")
         for i, f in enumerate(findings, 1)
     )
     table.add_row(Text(told), Text(found or "no finding"))
