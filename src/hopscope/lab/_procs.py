@@ -141,16 +141,54 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (Linux ``/proc/net/tcp*``)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text(encoding="ascii").splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _owns(pid: int, inodes: set[str]) -> bool | None:
+    """Whether ``pid`` holds one of the socket ``inodes`` (None: cannot tell here)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return None
+    links = set()
+    for fd in fds:
+        try:
+            links.add(str(fd.readlink()))
+        except OSError:  # closed meanwhile
+            continue
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
 def wait_port(port: int, *, timeout_s: float, what: str, pid: int | None = None) -> None:
-    """Until 127.0.0.1:port accepts a connection; :class:`LabError` after ``timeout_s`` or
-    when ``pid`` exits first."""
+    """Until 127.0.0.1:port accepts a connection — on Linux, a socket of ``pid`` itself, so
+    another program that took the port first (a shared machine) is not mistaken for it;
+    :class:`LabError` after ``timeout_s`` or when ``pid`` exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if pid is not None and not alive(pid):
-            raise LabError(f"{what} exited before listening on 127.0.0.1:{port}; see its log")
+            raise LabError(
+                f"{what} exited before listening on 127.0.0.1:{port} (taken by another "
+                "program?); see its log"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.2)
+            continue
+        if pid is None or _owns(pid, _listening_inodes(port)) is not False:
+            return
+        time.sleep(0.2)
     raise LabError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
