@@ -15,6 +15,10 @@ from typing import Any
 
 from hopscope.lab.errors import LabError, LabNotRunningError
 
+# The children this process started, by pid: kept so they are reaped here (a dropped Popen of
+# a running child warns when collected) and polled rather than waited on behind its back.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 @dataclass
 class Started:
@@ -86,6 +90,7 @@ class LabState:
                 argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             )  # fmt: skip
+        _CHILDREN[child.pid] = child
         started = Started(name=name, pid=child.pid, argv=argv, log=str(log_path))
         self.processes = [p for p in self.processes if p.name != name] + [started]
         self.save()
@@ -101,6 +106,12 @@ class LabState:
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie of ours is reaped and counts as gone)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        _CHILDREN.pop(pid, None)
+        return False
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
