@@ -8,7 +8,6 @@ Results go to stdout, progress and diagnostics to stderr; a :class:`HopscopeErro
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -82,9 +81,6 @@ def root(
 ) -> None:
     """hopscope: where does the time go between the card swipe and the bank's answer?"""
     _configure_logging(log_level)
-    if config is not None:
-        # The processors read their [semconv] rules from the same file (HOPSCOPE_CONFIG).
-        os.environ["HOPSCOPE_CONFIG"] = str(config)
     defaults = _config_defaults(config)
     if defaults:
         # Click's precedence is exactly ours: flag, then environment, then default_map.
