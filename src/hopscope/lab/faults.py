@@ -165,14 +165,40 @@ class Fault:
     def _revert_cache_down(self, state: LabState) -> None:
         os.kill(state.find("redis").pid, signal.SIGCONT)
 
-    # cpu: stress-ng on the core the risk service is pinned to.
+    # cpu: stress-ng on the core the risk service is pinned to; meanwhile every other process
+    # of the lab (services, Postgres and its backends, Redis, the Collector) is moved to the
+    # other cores, so the contention is the risk service's alone.
+    def _others(self, state: LabState) -> list[int]:
+        pids = [p.pid for p in state.processes if p.name not in {"risk-1", "stress-ng"}]
+        for data in state.postgres_dirs:
+            try:
+                postmaster = int((Path(data) / "postmaster.pid").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            pids.append(postmaster)
+            for task in Path(f"/proc/{postmaster}/task").glob("*/children"):
+                pids += [int(pid) for pid in task.read_text().split()]
+        return pids
+
+    def _pin(self, state: LabState, cores: str) -> None:
+        taskset = tool("taskset", "util-linux")
+        for pid in self._others(state):
+            subprocess.run([taskset, "-a", "-p", "-c", cores, str(pid)],
+                           capture_output=True, check=False, timeout=10)  # fmt: skip
+
     def _inject_cpu(self, state: LabState) -> None:
         stress = tool("stress-ng", "stress-ng")
-        core = str(state.config["risk"].get("cpu", 0))
-        state.start("stress-ng", [stress, "--cpu", "2", "--taskset", core, "--timeout", "3600"])
+        core = int(state.config["risk"].get("cpu", 0))
+        count = os.cpu_count() or 1
+        if count > 1:
+            self._pin(state, ",".join(str(c) for c in range(count) if c != core))
+        state.start(
+            "stress-ng", [stress, "--cpu", "2", "--taskset", str(core), "--timeout", "3600"]
+        )
 
     def _revert_cpu(self, state: LabState) -> None:
         state.stop("stress-ng")
+        self._pin(state, f"0-{(os.cpu_count() or 1) - 1}")
 
 
 FAULTS: dict[str, tuple[str, str | None, str | None, str | None, str]] = {
