@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint reliability reliability-cluster install install-runtime shell up down status clean
+.PHONY: demo test lint reliability reliability-cluster install install-runtime shell up down status clean lab lab-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The reference payment system (deploy/reference/payments/, `hopscope lab`): builds the
+# OpenTelemetry Collector once (Go; cached under HOPSCOPE_CACHE_DIR), then one run with a fault
+# and its report beside the ground truth. Needs postgresql-15 and redis-server (Debian).
+LAB_FAULT ?= node-kill
+LAB_MINUTES ?= 2
+lab: install
+	deploy/reference/otelcol/build-collector.sh >/dev/null
+	$(BIN)/hopscope lab run --fault $(LAB_FAULT) --minutes $(LAB_MINUTES)
+
+lab-down:
+	$(BIN)/hopscope lab down
 
 up: install-runtime
 	$(BIN)/hopscope stack up

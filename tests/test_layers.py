@@ -31,7 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": {"core", "ingest", "processors"},
     "stack": {"core"},
     "dashboards": {"core", "ingest", "processors"},
-    "cli": {"core", "ingest", "processors", "analysis", "stack", "dashboards"},
+    "lab": {"core"},
+    "cli": {"core", "ingest", "processors", "analysis", "stack", "dashboards", "lab"},
 }
 
 

@@ -323,3 +323,20 @@ def test_baseline_against_baseline_yields_no_high_finding() -> None:
     report = build_report(incident, source="baseline", progress=False, baseline=baseline)
     assert not [f for f in report.findings if f.impact == "high"]
     assert report.baseline_window is not None
+
+
+def test_findings_already_in_the_baseline_follow_the_new_ones() -> None:
+    from hopscope.analysis.findings import Finding
+    from hopscope.analysis.report import split_standing
+
+    def finding(kind: str, impact: str, gain_ns: int, **subject: str) -> Finding:
+        return Finding("coordination", kind, kind, impact, gain_ns, subject, {}, "", "", ())  # type: ignore[arg-type]
+
+    before = [finding("lock_contention", "high", 10, service="ledger")]
+    same = finding("lock_contention", "high", 15, service="ledger")
+    grown = finding("lock_contention", "high", 100, service="ledger")
+    other = finding("lock_contention", "high", 15, service="risk")
+    changed, standing = split_standing([same, grown, other], before)
+    assert changed == [grown, other]
+    assert [f.evidence for f in standing] == [{"in_baseline": True}]
+    assert standing[0].title == "lock_contention (also in the baseline window)"

@@ -20,6 +20,7 @@ from hopscope.cli.alerts import alerts_app
 from hopscope.cli.analyze import analyze_command
 from hopscope.cli.demo import demo_command
 from hopscope.cli.kibana import kibana_app, trace_url
+from hopscope.cli.lab import lab_app
 from hopscope.cli.process import process_command
 from hopscope.cli.simulate import simulate_command
 from hopscope.cli.stack import stack_app
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(kibana_app, name="kibana")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(lab_app, name="lab")
 app.command("trace-url")(trace_url)
 app.command("demo")(reports_errors(demo_command))
 app.command("simulate")(reports_errors(simulate_command))

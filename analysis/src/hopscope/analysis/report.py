@@ -6,13 +6,13 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hopscope.analysis.findings import Finding, JobResult, rank
+from hopscope.analysis.findings import IMPACTS, Finding, JobResult, rank
 from hopscope.analysis.jobs import JOB_NAMES, compare, job
 from hopscope.analysis.schema import Dataset
 
@@ -99,19 +99,47 @@ def _window(latency: pl.DataFrame, spans: pl.LazyFrame) -> tuple[datetime, datet
     return start, end
 
 
-def standing_key(finding: Finding) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+# A finding also present in the baseline stands (is not what changed) unless its expected gain
+# grew past this factor of the baseline's.
+STANDING_GAIN_FACTOR: Final = 2.0
+
+StandingKey = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
+def standing_key(finding: Finding) -> StandingKey:
     """What a finding is about, whatever its figures: job, kind and the subject's names
     (service, node, operation, edge...; lists such as hot resources left out)."""
     names = tuple(sorted((k, v) for k, v in finding.subject.items() if isinstance(v, str)))
     return finding.job, finding.kind, names
 
 
-def _standing(finding: Finding) -> Finding:
-    return dataclasses.replace(
-        finding,
-        title=f"{finding.title} (also in the baseline window)",
-        evidence={**finding.evidence, "in_baseline": True},
-    )
+def split_standing(
+    findings: Sequence[Finding], before: Sequence[Finding]
+) -> tuple[list[Finding], list[Finding]]:
+    """(changed, standing): a finding stands when the baseline had it too — same
+    :func:`standing_key`, at the same impact or higher, with at least
+    1/:data:`STANDING_GAIN_FACTOR` of its expected gain. Standing ones are marked
+    ``in_baseline`` and say so in their title."""
+    earlier: dict[StandingKey, Finding] = {}
+    for f in before:
+        known = earlier.get(standing_key(f))
+        if known is None or IMPACTS.index(f.impact) < IMPACTS.index(known.impact):
+            earlier[standing_key(f)] = f
+    changed, standing = [], []
+    for f in findings:
+        old = earlier.get(standing_key(f))
+        if (
+            old is not None
+            and IMPACTS.index(old.impact) <= IMPACTS.index(f.impact)
+            and old.gain_ns * STANDING_GAIN_FACTOR >= f.gain_ns
+        ):
+            standing.append(dataclasses.replace(
+                f, title=f"{f.title} (also in the baseline window)",
+                evidence={**f.evidence, "in_baseline": True},
+            ))  # fmt: skip
+        else:
+            changed.append(f)
+    return changed, standing
 
 
 def build_report(
@@ -135,9 +163,9 @@ def build_report(
             (:func:`hopscope.analysis.jobs.compare.run`, result ``compare``). Its ``high`` and
             ``medium`` suspects lead the findings, in the comparison's order: they say what
             changed and where, which the per-window jobs cannot. The jobs also run over the
-            baseline: a finding it has too (same job, kind and subject names: a standing
-            bottleneck, a skew that was already there) ranks after those new in the window,
-            marked ``in_baseline``.
+            baseline: a finding that was already there (:func:`split_standing`: a standing
+            bottleneck, a skew that did not change) ranks after the new ones, marked
+            ``in_baseline``.
 
     Returns:
         The :class:`Report`, findings most important first.
@@ -164,11 +192,11 @@ def build_report(
             bar.update(task, description=f"analysing: {name}")
             results[name] = job(name)(data)
             bar.advance(task)
-        before: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+        before: list[Finding] = []
         if baseline is not None:
             for name in jobs:
                 bar.update(task, description=f"analysing the baseline: {name}")
-                before.update(standing_key(f) for f in job(name)(baseline).findings)
+                before += job(name)(baseline).findings
                 bar.advance(task)
             bar.update(task, description=f"analysing: {compare.JOB}")
             results[compare.JOB] = compare.run(data, baseline)
@@ -180,9 +208,8 @@ def build_report(
     ]  # fmt: skip
     leading = {id(f) for f in suspects}
     rest = [f for f in everything if id(f) not in leading]
-    new = [f for f in rest if f.job == compare.JOB or standing_key(f) not in before]
-    standing = [_standing(f) for f in rest if f.job != compare.JOB and standing_key(f) in before]
-    findings = [*suspects, *rank(new), *rank(standing)]
+    changed, standing = split_standing(rest, before)
+    findings = [*suspects, *rank(changed), *rank(standing)]
     return Report(
         source=source,
         window=_window(latency, data.spans),

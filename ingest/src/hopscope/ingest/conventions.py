@@ -52,6 +52,9 @@ COORDINATION_PARTICIPANT: Final = "hopscope.coordination.participant"
 LB_STRATEGY: Final = "hopscope.lb.strategy"
 CACHE_HIT: Final = "hopscope.cache.hit"
 DB_ROLE: Final = "hopscope.db.role"
+CACHE_NAME: Final = "hopscope.cache.name"
+# The peer's node name where the call records only an address (inferred from an endpoint map).
+PEER_NODE: Final = "hopscope.peer.node"
 
 # Values of hopscope.coordination.kind.
 LOCK_WAIT: Final = "lock_wait"

@@ -40,6 +40,7 @@ from hopscope.processors.assembly import (
 from hopscope.processors.decode import RejectedSpan, decode_logs, decode_span_message
 from hopscope.processors.derive import DerivedRecords, derive_all
 from hopscope.processors.derive.failovers import Failover, derive_failovers
+from hopscope.processors.derive.semconv import configured_rules, enrich_spans, infer_cache
 from hopscope.processors.documents import (
     Document,
     derived_documents,
@@ -148,7 +149,9 @@ def take_message(
         taken.bytes, taken.holds = len(value), 1  # Step 5: held until dead-lettered
         return taken
     taken.dead_letters += [DeadLetter(r.payload, r.reason, key, source) for r in decoded.rejected]
-    spans, logs = decoded.spans, decoded.logs
+    # What standard instrumentations leave out (peer service and node, database role, lock
+    # waits), inferred per span before anything is written (derive/semconv.py, steps 1-3).
+    spans, logs = enrich_spans(decoded.spans, configured_rules()), decoded.logs
     for record_kind, records in (("spans", spans), ("logs", logs)):
         for record in records:
             taken.sanitized.update((record_kind, flag) for flag in record.flags)
@@ -186,13 +189,21 @@ class DerivedTrace:
 
 
 def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
-    """An assembled trace → its derived documents."""
+    """An assembled trace → its derived documents.
+
+    Cache reads get their outcome from their siblings (derive/semconv.py, step 4): those
+    spans are written again with it (same id: the earlier document is overwritten).
+    """
+    cache_reads = infer_cache(trace.spans.values())
+    for span in cache_reads:
+        trace.spans[span.span_id] = span
     records = derive_all(
         trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
     )
     return DerivedTrace(
         records=records,
-        documents=list(derived_documents(records, prefix)),
+        documents=[span_document(s, prefix) for s in cache_reads]
+        + list(derived_documents(records, prefix)),
         sources=trace.sources,
         complete=trace.complete,
         bytes=DERIVED_BYTES_PER_SPAN * (len(trace.spans) + 1),
@@ -217,8 +228,12 @@ def derive_gathered(
     and benchmarks, frames for the file loaders) both start here.
     """
     by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
-    for span in spans:
+    for span in enrich_spans(list(spans), configured_rules()):
         by_trace[span.trace_id].append(span)
+    for trace_id, trace_spans in by_trace.items():
+        inferred = {s.span_id: s for s in infer_cache(trace_spans)}
+        if inferred:
+            by_trace[trace_id] = [inferred.get(s.span_id, s) for s in trace_spans]
     logs_by_trace: dict[str, list[LogRecord]] = defaultdict(list)
     standalone: list[Failover] = []
     for log in logs:

@@ -336,6 +336,7 @@ SPANS: Final = Table(
         _attribute("resource", "cloud.region", "region"),
         _attribute("attributes", "peer.service", "peer_service"),
         _attribute("attributes", "server.address", "server_address"),
+        _attribute("attributes", "hopscope.peer.node", "peer_node"),
         _attribute("attributes", "client.address", "client_address"),
         _attribute("attributes", "error.type", "error_type"),
         _attribute("attributes", "db.system", "db_system"),

@@ -393,9 +393,16 @@ def latency_impact(
 def cohens_h(after: float, before: float) -> float:
     """Cohen's h between two proportions: ``2·asin(√after) − 2·asin(√before)``.
 
+    Proportions are clamped to [0, 1]: a service's error traces are counted by span time and
+    the window's traces by root start, so under heavy retries (traces that begin before the
+    window and fail inside it) the ratio can pass 1.
+
     >>> round(cohens_h(0.3, 0.1), 3)
     0.516
+    >>> round(cohens_h(1.2, 0.0), 3)
+    3.142
     """
+    after, before = min(max(after, 0.0), 1.0), min(max(before, 0.0), 1.0)
     return 2 * math.asin(math.sqrt(after)) - 2 * math.asin(math.sqrt(before))
 
 

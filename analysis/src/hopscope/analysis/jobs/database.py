@@ -2,7 +2,9 @@
 
 Input: spans with ``db_system`` (CLIENT spans of the services; the database nodes themselves are
 usually not instrumented, so ``server_address`` names the database node and ``db_role`` its
-role, ``primary`` or ``replica``). ``db_statement`` is already stripped of literal values, so
+role, ``primary`` or ``replica``; ``peer_node``, the node an endpoint map names, wins over the
+address). A locking read (``SELECT … FOR UPDATE``/``FOR SHARE``) is not a read: it belongs to a
+write transaction on the primary. ``db_statement`` is already stripped of literal values, so
 equal text is the same normalised statement.
 
 - ``statements``: per (db_system, service, db_operation, statement): calls, p50/p99, total time
@@ -70,12 +72,18 @@ ABNORMAL_P50_NS: Final = 500_000_000
 _ROLE_SUFFIX: Final = r"-(primary|replica)(-\d+)?$"
 
 
+# A locking read (``SELECT … FOR UPDATE``/``FOR SHARE``) belongs to a write transaction: it
+# must run on the primary, so it is not a read a replica could serve.
+_LOCKING_READ: Final = r"\bFOR\s+(NO\s+KEY\s+|KEY\s+)?(UPDATE|SHARE)\b"
+
+
 def _is_read() -> pl.Expr:
-    operation = pl.col("db_operation").str.to_uppercase()
+    # The operation's first word: the SQLAlchemy instrumentation records the span name
+    # ("SELECT ledger", verb and namespace) as db.operation.name.
+    operation = pl.col("db_operation").str.to_uppercase().str.split(" ").list.first()
     statement = pl.col("db_statement").str.strip_chars_start().str.to_uppercase()
-    return (operation == "SELECT") | (
-        operation.is_null() & statement.str.starts_with("SELECT")
-    ).fill_null(False)
+    select = (operation == "SELECT") | (operation.is_null() & statement.str.starts_with("SELECT"))
+    return (select & ~statement.str.contains(_LOCKING_READ).fill_null(False)).fill_null(False)
 
 
 def _shard() -> pl.Expr:
@@ -97,7 +105,6 @@ _CALL_COLUMNS: Final = (
     "db_operation",
     "db_statement",
     "db_role",
-    "server_address",
     "duration_ns",
 )
 
@@ -108,7 +115,12 @@ def db_calls(spans: pl.LazyFrame) -> pl.LazyFrame:
     # along with every call.
     return (
         spans.filter(pl.col("db_system").is_not_null())
-        .select(*_CALL_COLUMNS, "db_namespace")
+        .select(
+            *_CALL_COLUMNS,
+            "db_namespace",
+            # The node's name from the endpoint map where the call records only an address.
+            pl.coalesce("peer_node", "server_address").alias("server_address"),
+        )
         .with_columns(_is_read().fill_null(False).alias("read"), _shard())
         .drop("db_namespace")
     )

@@ -14,7 +14,8 @@ records' ``target_service`` falls back to the paired SERVER span's service.) In 
   ended (the caller reacted to the failure; overlapping unmarked calls are a fan-out, not a
   retry). An explicit ``resend_count`` of 0 always starts a new call.
 
-Each attempt's node is its ``server.address``, else the node of its SERVER span. Within a chain,
+Each attempt's node is its ``hopscope.peer.node`` (inferred from the endpoint map, see
+``semconv.py``), else its ``server.address``, else the node of its SERVER span. Within a chain,
 each step to a different node is a **failover**, each step to the same node (or with a node
 unknown on either side) a **retry**. A failover record carries:
 
@@ -194,7 +195,11 @@ def _chains(index: TraceIndex) -> list[list[_Attempt]]:
             or attr_str(attrs, c.DB_SYSTEM)
             or attr_str(attrs, c.RPC_SERVICE)
         )
-        node = attr_str(attrs, c.SERVER_ADDRESS) or (server.node if server else None)
+        node = (
+            attr_str(attrs, c.PEER_NODE)
+            or attr_str(attrs, c.SERVER_ADDRESS)
+            or (server.node if server else None)
+        )
         key = (span.parent_id, target, call_operation(span))
         groups.setdefault(key, []).append(
             _Attempt(span, node, target or (server.service if server else None))

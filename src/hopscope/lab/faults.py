@@ -1,0 +1,232 @@
+"""The faults the lab injects with real tools, each with its ground truth.
+
+- ``none``: nothing (a control run: no high finding expected).
+- ``node-kill``: ``SIGKILL`` of a payment node's process (restarted at the end);
+  payment / payment-2.
+- ``node-stop``: ``SIGSTOP`` of a payment node (``SIGCONT`` at the end): it accepts
+  connections and never answers; payment / payment-2.
+- ``latency``: the lab's TCP proxy between the payment nodes and the bank adapter holds each
+  request; the edge payment → bank.
+- ``lock-contention``: a batch job's Postgres session holding ``SELECT … FOR UPDATE`` on the
+  hot account rows; ledger / the primary's ``accounts`` rows.
+- ``replica-lag``: ``recovery_min_apply_delay`` on the replica (``ALTER SYSTEM`` + reload):
+  the ledger's reads see stale rows and move to the primary; ledger / the replica.
+- ``cache-flush``: ``FLUSHALL`` on Redis every half second; risk / redis.
+- ``cache-down``: the Redis server stopped (``SIGSTOP``: connections hang until the client's
+  timeout); risk / redis.
+- ``cpu``: ``stress-ng --cpu`` pinned (``--taskset``) to the core the risk service is pinned
+  to (``taskset``); risk / risk-1.
+
+A fault is injected by :meth:`Fault.inject` and reverted by :meth:`Fault.revert`; the ground
+truth says what was done, where (service, node, resource), and from when to when.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hopscope.lab._infra import psql, tool
+from hopscope.lab._procs import LabState, stop_pid
+from hopscope.lab.errors import LabError
+
+# How long the lock-contention batch job holds the hot rows, and pauses between rounds.
+LOCK_HOLD_S = 0.4
+LOCK_PAUSE_S = 0.1
+# Hot accounts the batch job locks: the load generator's first ones (it picks 1..50).
+HOT_ACCOUNTS = 50
+REPLICA_DELAY = "4s"
+PROXY_LATENCY_MS = 250
+FLUSH_EVERY_S = 0.5
+
+
+@dataclass
+class Fault:
+    """One fault: what it does, where, and how it is injected and reverted."""
+
+    name: str
+    what: str
+    service: str | None
+    node: str | None
+    resource: str | None
+    tool: str
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _threads: list[threading.Thread] = field(default_factory=list, repr=False)
+
+    def ground_truth(self) -> dict[str, Any]:
+        return {
+            "fault": self.name,
+            "what": self.what,
+            "tool": self.tool,
+            "where": {"service": self.service, "node": self.node, "resource": self.resource},
+        }
+
+    def inject(self, state: LabState) -> None:
+        """Start the fault (returns at once; background work runs in threads)."""
+        handler = getattr(self, f"_inject_{self.name.replace('-', '_')}", None)
+        if handler is not None:
+            handler(state)
+
+    def revert(self, state: LabState) -> None:
+        """Undo the fault, join its threads."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        handler = getattr(self, f"_revert_{self.name.replace('-', '_')}", None)
+        if handler is not None:
+            handler(state)
+
+    def _background(self, target: Any) -> None:
+        thread = threading.Thread(target=target, name=f"fault-{self.name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # node-kill / node-stop
+    def _inject_node_kill(self, state: LabState) -> None:
+        os.kill(state.find(str(self.node)).pid, signal.SIGKILL)
+
+    def _revert_node_kill(self, state: LabState) -> None:
+        from hopscope.lab._lab import start_service  # the lab's service launcher
+
+        stop_pid(state.find(str(self.node)).pid, timeout_s=1)
+        start_service(state, "payment", str(self.node))
+
+    def _inject_node_stop(self, state: LabState) -> None:
+        os.kill(state.find(str(self.node)).pid, signal.SIGSTOP)
+
+    def _revert_node_stop(self, state: LabState) -> None:
+        os.kill(state.find(str(self.node)).pid, signal.SIGCONT)
+
+    # latency
+    def _control(self, state: LabState) -> Path:
+        return Path(state.config["proxies"]["bank"]["control"])
+
+    def _inject_latency(self, state: LabState) -> None:
+        self._control(state).write_text(json.dumps({"latency_ms": PROXY_LATENCY_MS}))
+
+    def _revert_latency(self, state: LabState) -> None:
+        self._control(state).write_text(json.dumps({"latency_ms": 0}))
+
+    # lock-contention: a batch job's session holding the hot rows, round after round.
+    def _inject_lock_contention(self, state: LabState) -> None:
+        # module constants only, no input
+        hot = f"SELECT id FROM accounts WHERE id <= {HOT_ACCOUNTS} ORDER BY id FOR UPDATE; "  # noqa: S608
+        sql = f"{hot}SELECT pg_sleep({LOCK_HOLD_S});"
+        pg = state.config["postgres"]
+
+        def job() -> None:
+            argv = [pg["psql"], "-h", "127.0.0.1", "-p", str(pg["primary"]["port"]), "-U",
+                    "postgres", "-d", pg["dbname"], "-q", "-At"]  # fmt: skip
+            if os.geteuid() == 0:
+                argv = ["runuser", "-u", "postgres", "--", *argv]
+            with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  text=True) as session:  # fmt: skip
+                assert session.stdin is not None
+                while not self._stop.is_set():
+                    session.stdin.write(f"BEGIN; {sql} COMMIT;\n")
+                    session.stdin.flush()
+                    self._stop.wait(LOCK_HOLD_S + LOCK_PAUSE_S)
+                session.stdin.close()
+
+        self._background(job)
+
+    # replica-lag
+    def _inject_replica_lag(self, state: LabState) -> None:
+        delay = f"ALTER SYSTEM SET recovery_min_apply_delay = '{REPLICA_DELAY}'"
+        psql(state.config, "replica", delay)
+        psql(state.config, "replica", "SELECT pg_reload_conf()")
+
+    def _revert_replica_lag(self, state: LabState) -> None:
+        psql(state.config, "replica", "ALTER SYSTEM RESET recovery_min_apply_delay")
+        psql(state.config, "replica", "SELECT pg_reload_conf()")
+
+    # cache-flush / cache-down
+    def _inject_cache_flush(self, state: LabState) -> None:
+        cli = tool("redis-cli", "redis-tools")
+        port = str(state.config["redis"]["port"])
+
+        def flusher() -> None:
+            while not self._stop.is_set():
+                subprocess.run([cli, "-h", "127.0.0.1", "-p", port, "FLUSHALL"],
+                               capture_output=True, check=False, timeout=10)  # fmt: skip
+                self._stop.wait(FLUSH_EVERY_S)
+
+        self._background(flusher)
+
+    def _inject_cache_down(self, state: LabState) -> None:
+        os.kill(state.find("redis").pid, signal.SIGSTOP)
+
+    def _revert_cache_down(self, state: LabState) -> None:
+        os.kill(state.find("redis").pid, signal.SIGCONT)
+
+    # cpu: stress-ng on the core the risk service is pinned to; meanwhile every other process
+    # of the lab (services, Postgres and its backends, Redis, the Collector) is moved to the
+    # other cores, so the contention is the risk service's alone.
+    def _others(self, state: LabState) -> list[int]:
+        pids = [p.pid for p in state.processes if p.name not in {"risk-1", "stress-ng"}]
+        for data in state.postgres_dirs:
+            try:
+                postmaster = int((Path(data) / "postmaster.pid").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            pids.append(postmaster)
+            for task in Path(f"/proc/{postmaster}/task").glob("*/children"):
+                pids += [int(pid) for pid in task.read_text().split()]
+        return pids
+
+    def _pin(self, state: LabState, cores: str) -> None:
+        taskset = tool("taskset", "util-linux")
+        for pid in self._others(state):
+            subprocess.run([taskset, "-a", "-p", "-c", cores, str(pid)],
+                           capture_output=True, check=False, timeout=10)  # fmt: skip
+
+    def _inject_cpu(self, state: LabState) -> None:
+        stress = tool("stress-ng", "stress-ng")
+        core = int(state.config["risk"].get("cpu", 0))
+        count = os.cpu_count() or 1
+        if count > 1:
+            self._pin(state, ",".join(str(c) for c in range(count) if c != core))
+        state.start(
+            "stress-ng", [stress, "--cpu", "2", "--taskset", str(core), "--timeout", "3600"]
+        )
+
+    def _revert_cpu(self, state: LabState) -> None:
+        state.stop("stress-ng")
+        self._pin(state, f"0-{(os.cpu_count() or 1) - 1}")
+
+
+FAULTS: dict[str, tuple[str, str | None, str | None, str | None, str]] = {
+    "none": ("no fault (control run)", None, None, None, "none"),
+    "node-kill": ("payment node killed", "payment", "payment-2", None, "SIGKILL"),
+    "node-stop": ("payment node frozen", "payment", "payment-2", None, "SIGSTOP"),
+    "latency": (
+        f"{PROXY_LATENCY_MS} ms added to each request on the connections to the bank adapter",
+        "bank", None, "edge payment -> bank", "TCP proxy",
+    ),
+    "lock-contention": (
+        f"a batch job holds FOR UPDATE on the hot account rows ({LOCK_HOLD_S}s of every "
+        f"{LOCK_HOLD_S + LOCK_PAUSE_S}s)",
+        "ledger", "postgres-primary", "accounts rows 1..50", "psql session",
+    ),
+    "replica-lag": (
+        f"replica applies WAL {REPLICA_DELAY} late (recovery_min_apply_delay)",
+        "ledger", "postgres-replica", "streaming replication", "ALTER SYSTEM",
+    ),
+    "cache-flush": ("risk cache flushed every 0.5 s", "risk", "redis", "rules cache", "FLUSHALL"),
+    "cache-down": ("risk cache stopped", "risk", "redis", "rules cache", "SIGSTOP"),
+    "cpu": ("CPU contention on the risk service's core", "risk", "risk-1", "cpu", "stress-ng"),
+}  # fmt: skip
+
+
+def make_fault(name: str) -> Fault:
+    """The fault called ``name`` (see :data:`FAULTS`)."""
+    if name not in FAULTS:
+        raise LabError(f"unknown fault {name!r}: one of {', '.join(FAULTS)}")
+    what, service, node, resource, used = FAULTS[name]
+    return Fault(name, what, service, node, resource, used)
