@@ -125,6 +125,13 @@ def test_cache_read_followed_by_the_guarded_database_read_is_a_miss() -> None:
     assert read.attributes[c.CACHE_NAME] == "risk-rules"  # from the endpoint map
 
 
+def test_a_database_system_that_is_not_a_name_is_no_cache() -> None:
+    # Another SDK may send any value, an array included: no inference, no failure.
+    odd = span("o", "GET", 0, 2, **{"db.system": ["redis", "mysql"], "db.operation.name": "GET"})
+    assert infer_cache([odd]) == []
+    assert enrich_span(odd, RULES) == odd
+
+
 def test_cache_read_without_database_read_is_a_hit() -> None:
     (read,) = infer_cache([redis("g", "GET", 0, 2), span("o", "POST", 3, 9)])
     assert read.attributes[c.CACHE_HIT] is True

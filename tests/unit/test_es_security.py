@@ -13,6 +13,7 @@ import re
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +221,12 @@ class _BulkClient:
     def options(self, **_options: Any) -> _BulkClient:
         return self
 
-    def bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+    def bulk(self, operations: Iterable[Any], **_params: Any) -> dict[str, Any]:
         error = {"type": "security_exception", "reason": "action [indices:data/write/bulk[s]] "
                  "is unauthorized for user [hs-templates-only]"}  # fmt: skip
         item = {"status": self.status, "error": error}
-        return {"errors": True, "items": [{"index": item} for _ in operations[::2]]}
+        # Two bulk lines per document: the action, then the source.
+        return {"errors": True, "items": [{"index": item} for _ in list(operations)[::2]]}
 
 
 def test_documents_denied_by_a_role_stop_the_sink_instead_of_being_dead_lettered() -> None:

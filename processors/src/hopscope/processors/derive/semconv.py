@@ -192,7 +192,7 @@ def _set(attributes: dict[str, Any], added: list[str], key: str, value: Any) -> 
 
 
 def _resource(attributes: Mapping[str, Any], text: str) -> str | None:
-    if attributes.get(c.DB_SYSTEM) in CACHE_SYSTEMS:
+    if _cache_system(attributes):
         parts = text.split()
         return parts[1] if len(parts) > 1 and parts[1] != "?" else None
     table = _TABLE.search(text)
@@ -244,6 +244,12 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     return replace(span, attributes=attributes)
 
 
+def _cache_system(attributes: Mapping[str, Any]) -> bool:
+    # Any value may arrive (an array, from another SDK): only a name can be a cache's.
+    system = attributes.get(c.DB_SYSTEM)
+    return isinstance(system, str) and system in CACHE_SYSTEMS
+
+
 def _operation_of(attributes: Mapping[str, Any], name: str) -> str:
     recorded = attributes.get(c.DB_OPERATION)
     text = str(recorded or attributes.get(c.DB_QUERY_TEXT) or name)
@@ -255,13 +261,13 @@ def _operation(span: SpanRecord) -> str:
 
 
 def _is_cache_read(attributes: Mapping[str, Any], name: str) -> bool:
-    if attributes.get(c.DB_SYSTEM) not in CACHE_SYSTEMS:
+    if not _cache_system(attributes):
         return False
     return _operation_of(attributes, name) in CACHE_READS
 
 
 def _is_cache(span: SpanRecord) -> bool:
-    return span.attributes.get(c.DB_SYSTEM) in CACHE_SYSTEMS
+    return _cache_system(span.attributes)
 
 
 def infer_cache(spans: Iterable[SpanRecord]) -> list[SpanRecord]:
