@@ -104,6 +104,19 @@ def otlp_provider(total: int) -> tuple[TracerProvider, object, multiprocessing.P
     return provider, exporter, sink
 
 
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Remove what the run created (a topic that was never created is skipped)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        if found := [t for t in topics if t in existing]:
+            admin.delete_topics(found)
+    finally:
+        admin.close()
+
+
 def recorded_spans(count: int) -> tuple[ReadableSpan, ...]:
     """``count`` finished spans of the benchmark's shape, kept in memory."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -205,6 +218,7 @@ def main() -> None:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         pipeline.shutdown(30)
         exported[codec] = (pipeline.stats(), elapsed, cpu, flushed)
+    delete_topics(bootstrap, [topic, topic + "-logs"])
 
     med = {name: statistics.median(values) for name, values in runs.items()}
     base, otel, mine = med["baseline"], med["otlp"], med["hopscope"]
