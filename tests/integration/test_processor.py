@@ -207,3 +207,43 @@ def test_parquet_archive_holds_the_same_records(
     # The run crosses an hour boundary: hourly partitions.
     hours = {p.name for p in (tmp_path / "archive" / "spans").glob("date=*/hour=*")}
     assert hours == {"hour=08", "hour=09"}
+
+
+def test_gzip_and_lz4_batches_are_both_read(
+    services: Services, topics: dict[str, str], index_prefix: str, es_client: Any,
+    unique_name: Callable[[str], str],
+) -> None:  # fmt: skip
+    """hopscope's producers write lz4 (kafka_exporter.COMPRESSION); older SDKs and other
+    producers write gzip: the processor reads both from one topic."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hopscope.ingest.kafka_exporter import COMPRESSION
+    from hopscope.ingest.otlp_wire import encode_trace_request
+
+    assert COMPRESSION == "lz4"
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("codec-test")
+    for codec in ("gzip", "lz4"):
+        with (tracer.start_as_current_span(f"{codec} root"),
+              tracer.start_as_current_span(f"{codec} child")):  # fmt: skip
+            pass
+        spans = memory.get_finished_spans()
+        memory.clear()
+        producer = KafkaProducer(bootstrap_servers=services.kafka_bootstrap,
+                                 compression_type=codec)  # fmt: skip
+        producer.send(topics["spans"], key=format(spans[0].context.trace_id, "032x").encode(),
+                      value=encode_trace_request(spans))  # fmt: skip
+        producer.flush()
+        producer.close()
+    provider.shutdown()
+
+    done = run_processor(services, topics, index_prefix, unique_name("g"))
+    assert done.dead_letters == 0
+    es_client.indices.refresh(index=f"{index_prefix}-spans-*")
+    names = {hit["_source"]["span.name"] for hit in es_client.search(
+        index=f"{index_prefix}-spans-*", size=10)["hits"]["hits"]}  # fmt: skip
+    assert names == {"gzip root", "gzip child", "lz4 root", "lz4 child"}

@@ -105,6 +105,32 @@ def test_templates_and_kibana_hold_exactly_the_schema(kind: str) -> None:
         assert properties[name]["type"] == rows[name].es == field_types(kind)[name]
 
 
+@pytest.mark.parametrize("kind", schema.INDEX_KINDS)
+def test_only_the_filtered_fields_keep_an_inverted_index(kind: str) -> None:
+    properties = index_template("hopscope", kind)["template"]["mappings"]["properties"]
+    for name, field in schema.index_fields(kind).items():
+        if field.in_map or field.es in (schema.STORED, schema.OPEN_MAP):
+            continue
+        mapping = properties[name]
+        if name in schema.COPIES:
+            assert (mapping["index"], mapping["doc_values"]) == (False, False), name
+        elif name in schema.FILTERED or field.es == schema.TEXT:
+            assert "index" not in mapping and "doc_values" not in mapping, name
+        else:
+            # Doc values only: still read by the docvalues loader and aggregated.
+            assert mapping["index"] is False and "doc_values" not in mapping, name
+
+
+def test_what_queries_select_by_is_indexed_and_copies_are_real_fields() -> None:
+    # The loaders' filters (analysis/loaders/elasticsearch.py _query, _record_filter).
+    assert {"@timestamp", "trace.id", "service.name", schema.RECORD_FIELD} <= schema.FILTERED
+    every = {name for kind in schema.INDEX_KINDS for name in schema.index_fields(kind)}
+    assert not (schema.FILTERED - every) and not (schema.COPIES - every)
+    # A copy is never what an analysis column reads.
+    columns = {f.document for table in schema.TABLES.values() for f in table.columns()}
+    assert not schema.COPIES & columns
+
+
 def test_analysis_columns_are_the_schema_columns() -> None:
     for kind, columns in SCHEMAS.items():
         table = TABLES[kind]

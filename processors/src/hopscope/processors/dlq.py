@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from hopscope.core.kafka_security import explained_connect_errors
+from hopscope.ingest.kafka_exporter import COMPRESSION
 from hopscope.processors.errors import SinkUnavailableError
 from hopscope.processors.pipeline import DeadLetter
 
@@ -76,7 +77,7 @@ class DeadLetters:
 
         return KafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True,
-            compression_type="gzip", max_request_size=16 * 1024 * 1024, **self._options,
+            compression_type=COMPRESSION, max_request_size=16 * 1024 * 1024, **self._options,
         )  # fmt: skip
 
     @property

@@ -84,6 +84,34 @@ CRITICAL_SERVICE_FIELDS: Final = (("service", STRING), ("exclusive_ns", INT64))
 
 MAPS: Final = ("attributes", "resource")
 
+# -- what Elasticsearch indexes, per document name --------------------------------------------
+# Every mapped scalar keeps its doc values (the analysis loader's docvalues reads, aggregations,
+# sorting, Kibana's charts); only the fields queries select by keep the inverted index as well:
+# the loaders' window, service and trace filters (analysis/loaders/elasticsearch.py `_query`,
+# pushdown.py), the coordination / 2PC split, Kibana's filters by outcome and its trace links,
+# and the payment id of a trace (how a payment is looked up).
+# Elasticsearch answers a term or range query on a field with doc values only by reading the
+# doc values of the documents the other clauses (the time range) selected: slower than an
+# inverted index, still right, and what an occasional Kibana filter on a duration needs.
+# (Text fields have no doc values; they keep their index: full-text search is their purpose.)
+FILTERED: Final = frozenset({
+    "@timestamp", "trace.id", "service.name", "service.node.name", "span.name",
+    "event.outcome", "log.level", "hopscope.record", "hopscope.trace.payment_id",
+})  # fmt: skip
+
+# Copies of another field of the same document (its trace id, its start as @timestamp, its
+# span id as span.id) that no loader, analysis column, dashboard, alert or Kibana link reads:
+# in _source only (neither indexed nor doc values), so Elasticsearch spends nothing on them and
+# Kibana does not list them; the field they copy is the one to query.
+COPIES: Final = frozenset({
+    "hopscope.hop.trace_id", "hopscope.hop.start_ns",
+    "hopscope.trace.trace_id", "hopscope.trace.root_span_id", "hopscope.trace.start_ns",
+    "hopscope.failover.trace_id", "hopscope.failover.span_id", "hopscope.failover.time_ns",
+    "hopscope.coordination.trace_id", "hopscope.coordination.start_ns",
+    "hopscope.two_phase_commit.trace_id", "hopscope.two_phase_commit.coordinator_span_id",
+    "hopscope.two_phase_commit.start_ns",
+})  # fmt: skip
+
 
 def timestamp(time_ns: int) -> str:
     """Nanosecond ISO 8601 in UTC, for ``date_nanos`` fields (times before 1970 are 1970).
@@ -156,8 +184,13 @@ class Field:
 
     @property
     def searchable(self) -> bool:
-        """Whether Elasticsearch indexes it (a stored-only object is not)."""
-        return self.es not in (STORED, OPEN_MAP)
+        """Whether Elasticsearch can search it (a stored-only object or copy cannot)."""
+        return self.es not in (STORED, OPEN_MAP) and self.document not in COPIES
+
+    @property
+    def filtered(self) -> bool:
+        """Whether queries select by it, so it keeps an inverted index (``FILTERED``)."""
+        return self.document in FILTERED or self.es == TEXT
 
     @property
     def in_map(self) -> bool:

@@ -37,17 +37,21 @@ KINDS: Final = INDEX_KINDS
 FIELD_LIMIT: Final = 2000
 
 # The only dynamic mappings: the open attribute maps, whose keys depend on what services send.
+# Doc values only (``index: false``, see schema.FILTERED): the analysis reads and aggregates
+# them (peer.service, db.system...) and Kibana can still filter on one by reading doc values,
+# while nothing selects spans by an attribute's terms; a payment is found by the traces
+# index's ``hopscope.trace.payment_id``, which is indexed.
 _ATTRIBUTE_TEMPLATES = [
     {"attr_strings": {"path_match": "attributes.*", "match_mapping_type": "string",
-                      "mapping": {"type": "keyword", "ignore_above": 1024}}},
+                      "mapping": {"type": "keyword", "ignore_above": 1024, "index": False}}},
     # ignore_malformed: a number that is a card number arrives masked, as text
     # (redaction.mask_pan_number); kept in _source, it must not get the document rejected.
     {"attr_longs": {"path_match": "attributes.*", "match_mapping_type": "long",
-                    "mapping": {"type": "long", "ignore_malformed": True}}},
+                    "mapping": {"type": "long", "ignore_malformed": True, "index": False}}},
     {"attr_doubles": {"path_match": "attributes.*", "match_mapping_type": "double",
-                      "mapping": {"type": "double", "ignore_malformed": True}}},
+                      "mapping": {"type": "double", "ignore_malformed": True, "index": False}}},
     {"resource_strings": {"path_match": "resource.*", "match_mapping_type": "string",
-                          "mapping": {"type": "keyword", "ignore_above": 1024}}},
+                          "mapping": {"type": "keyword", "ignore_above": 1024, "index": False}}},
 ]  # fmt: skip
 
 
@@ -60,12 +64,20 @@ def _mapping(field: Field) -> dict[str, Any]:
         # subobjects: false, so "http.request" and "http.request.method" can both be keys;
         # dynamic, while the rest of the document is not (the templates above type the keys).
         return {"type": "object", "subobjects": False, "dynamic": True}
+    if not field.searchable:
+        # A copy of another field (schema.COPIES): in _source only.
+        return {"type": field.es, "index": False, "doc_values": False}
+    mapping: dict[str, Any] = {"type": field.es}
     if field.es == KEYWORD and field.document.startswith(_DERIVED):
         # Derived names (operations, resources, transaction ids) may be long (sanitize lets
         # a value reach 32,768 chars): an over-long one stays in _source, unindexed, instead
         # of failing the document on Elasticsearch's 32,766-byte term limit.
-        return {"type": KEYWORD, "ignore_above": 1024}
-    return {"type": field.es}
+        mapping["ignore_above"] = 1024
+    if not field.filtered:
+        # Doc values only (schema.FILTERED says why): no terms dictionary or points to build
+        # and merge for ids, durations and names nobody selects by.
+        mapping["index"] = False
+    return mapping
 
 
 _DERIVED: Final = tuple(f"{namespace}." for namespace in NAMESPACES)
