@@ -33,7 +33,7 @@ from hopscope.lab._infra import (
 )
 from hopscope.lab._procs import LabState, free_port, wait_port
 from hopscope.lab.errors import LabError
-from hopscope.lab.faults import make_fault
+from hopscope.lab.faults import make_fault, remove_fault_cgroups
 
 PAYMENT_NODES = ("payment-1", "payment-2", "payment-3")
 # Seconds of traffic before the baseline window opens (connection pools, caches warm up).
@@ -188,6 +188,7 @@ def down(state_dir: Path) -> list[str]:
     for process in reversed(list(state.processes)):
         state.stop(process.name)
         stopped.append(process.name)
+    remove_fault_cgroups(state)
     stop_postgres(state)
     root = postgres_root(state_dir)
     if root.exists():
