@@ -269,6 +269,63 @@ def test_slower_calls_at_the_same_count_stay_with_the_callee() -> None:
     assert compare.call_volume_split([1.0, 1.0], [5 * MS, 25 * MS]) == (0.0, 20 * MS)
 
 
+def balanced_trace(trace: str, start: int, node: str, *, stalled: str | None) -> list[SpanRecord]:
+    """gateway → payment on ``node`` (1 ms of work, wires 0.5 ms); with ``stalled``, a first
+    attempt to that node is held 300 ms (its server span 1 ms: the process froze with the
+    answer unsent) and fails with a timeout before the gateway fails over to ``node``."""
+    half = WIRE_NS // 2
+    spans = [SpanRecord(trace, "gs", None, "pay", "server", start, 0, "gateway")]
+    begin = start + MS
+    if stalled:
+        peer = {"peer.service": "payment", "hopscope.peer.node": stalled, "error.type": "timeout"}
+        spans += [
+            SpanRecord(trace, "g1", "gs", "POST", "client", begin, begin + 300 * MS, "gateway",
+                       status="error", attributes=peer),
+            SpanRecord(trace, "p1", "g1", "pay", "server", begin + half, begin + half + MS,
+                       "payment", node=stalled),
+        ]  # fmt: skip
+        begin += 300 * MS
+    peer = {"peer.service": "payment", "hopscope.peer.node": node}
+    spans += [
+        SpanRecord(trace, "g2", "gs", "POST", "client", begin, begin + MS + WIRE_NS, "gateway",
+                   attributes=peer),
+        SpanRecord(trace, "p2", "g2", "pay", "server", begin + half, begin + half + MS,
+                   "payment", node=node),
+    ]  # fmt: skip
+    spans[0] = dataclasses.replace(spans[0], end_ns=begin + MS + WIRE_NS + MS)
+    return spans
+
+
+def test_a_wire_grown_in_the_payments_that_failed_over_charges_the_stalled_node() -> None:
+    # Every other payment first waits 300 ms on payment-2, then fails over to payment-1 or -3:
+    # the gateway → payment wire grows 0.5 → 150 ms per payment, all of it in those 20.
+    def balanced(offset: int, stall: bool) -> Dataset:
+        return dataset_from_records([
+            span
+            for k in range(40)
+            for span in balanced_trace(
+                f"{offset + k:032x}", START + (offset + k) * 400 * MS, f"payment-{1 + 2 * (k % 2)}",
+                stalled="payment-2" if stall and k % 4 < 2 else None,
+            )
+        ])  # fmt: skip
+
+    result = compare.run(balanced(100, True), balanced(0, False))
+    first = suspects(result)[0]
+    assert first.kind == "suspect_network"
+    assert first.subject["service"] == "payment" and first.subject["node"] == "payment-2"
+    assert first.title.startswith("payment-2 (payment) stalled: gateway → payment: network")
+    assert first.impact == "high"
+    # The held attempt's wire is 300 − 1 ms (its server span): 20 · 299 ms / 40 more.
+    assert first.evidence["change_ns"] == 149_500_000
+    assert first.evidence["failed_over_payments"] == [0, 20]
+    # The 20 payments carry all of it: (20 · 299.5 ms − 20 · 0.5 ms) / 40 = 149.5 ms.
+    assert first.evidence["stalled_node_share"] == 1.0
+    assert "payment-2 stopped answering in time" in first.recommendation
+    # Without failovers the same kind of growth stays with the wire.
+    plain = compare.run(window(20, wire_cd=20 * MS, offset=100), window(20))
+    assert "node" not in suspects(plain)[0].subject
+
+
 def error_logs(traces: int, offset: int, service: str, count: int) -> list[LogRecord]:
     logs = [
         LogRecord(START + (offset + k) * 100 * MS, service, None, "ERROR", "payment failed",

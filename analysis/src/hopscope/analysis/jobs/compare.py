@@ -133,6 +133,11 @@ LEG_SHARE: Final = 0.75
 # callee drops a level. Half, not more: extra calls load the callee, so they come a little
 # slower too (the lab's cache flush: 20 → 27 ms per rules query, 64 % from the count).
 VOLUME_SHARE: Final = 0.5
+# A stalled node: when the payments that failed over away from one node (more of them than in
+# the baseline) carry at least half of a wire's or a service's growth, the node is charged (a
+# frozen or stalled process: its callers time out on it, and the calls it had in flight come
+# back late), not the wire.
+NODE_SHARE: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -1108,6 +1113,99 @@ def _more_calls(
     return out
 
 
+def _failover_frames(causes: pl.LazyFrame, failovers: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per window, service and node: the payments that failed over away from that node; per
+    cause and node: the incident's exclusive time of the cause in those payments."""
+    moved = (
+        failovers.filter(pl.col("from_node").is_not_null())
+        .select("incident", "trace_id", pl.col("target_service").alias("node_service"),
+                "from_node")
+        .unique()
+    )  # fmt: skip
+    per_node = moved.group_by("incident", "node_service", "from_node").agg(
+        pl.col("trace_id").n_unique().cast(pl.Int64).alias("payments")
+    )
+    carried = (
+        causes.filter(pl.col("incident"))
+        .join(moved.filter(pl.col("incident")), on=["incident", "trace_id"])
+        .group_by("cause", "subject", "node_service", "from_node")
+        .agg(pl.col("ns").sum(), pl.col("trace_id").n_unique().cast(pl.Int64).alias("traces"))
+    )
+    return [per_node, carried]
+
+
+def _failed_over_nodes(
+    suspects: list[_Suspect], per_node: pl.DataFrame, carried: pl.DataFrame, windows: Windows
+) -> list[_Suspect]:
+    """A stalled node, not its wires: a ``high``/``medium`` wire touching a service, or that
+    service's own time, whose growth sits for at least :data:`NODE_SHARE` in the payments that
+    failed over away from one of its nodes (more such payments than in the baseline,
+    p < :data:`P_WEAK`) is charged to that node: the finding names it first and its subject
+    gets ``node`` (and the node's service). The part those payments carry is their excess over
+    the baseline's mean per payment: ``(Σ ns − payments · before) / window payments``."""
+    n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
+    moved = {(r["incident"], r["node_service"], r["from_node"]): r["payments"]
+             for r in per_node.iter_rows(named=True)}  # fmt: skip
+    out = []
+    for suspect in suspects:
+        finding = suspect.finding
+        if (
+            finding is None
+            or suspect.cause not in ("network", "own_time")
+            or suspect.impact not in ("high", "medium")
+        ):
+            out.append(suspect)
+            continue
+        touching = set(suspect.subject.split(" → "))
+        before = finding.evidence["per_payment_ns"][0]
+        change = finding.evidence["change_ns"]
+        best: tuple[float, str, str, int] | None = None
+        for r in carried.filter(cause=suspect.cause, subject=suspect.subject).iter_rows(named=True):
+            service, node = r["node_service"], r["from_node"]
+            if service not in touching:
+                continue
+            after_n = moved.get((True, service, node), 0)
+            before_n = moved.get((False, service, node), 0)
+            if after_n / n_after <= before_n / n_before or (
+                two_proportion_test(after_n, n_after, before_n, n_before) >= P_WEAK
+            ):
+                continue
+            share = (r["ns"] - r["traces"] * before) / n_after / change if change > 0 else 0.0
+            if share >= NODE_SHARE and (best is None or share > best[0]):
+                best = (share, service, node, after_n)
+        if best is None:
+            out.append(suspect)
+            continue
+        share, service, node, payments = best
+        evidence = {
+            **finding.evidence,
+            "stalled_node": node,
+            "stalled_node_share": round(share, 4),
+            "failed_over_payments": [moved.get((False, service, node), 0), payments],
+        }
+        out.append(dataclasses.replace(
+            suspect, service=service, row={**suspect.row, "service": service},
+            finding=dataclasses.replace(
+                finding,
+                title=(
+                    f"{node} ({service}) stalled: {finding.title}; {share:.0%} of it in the "
+                    f"{payments} payments that failed over away from {node}"
+                ),
+                subject={**finding.subject, "service": service, "node": node},
+                evidence=evidence,
+                recommendation=(
+                    f"{node} stopped answering in time: its callers timed out and failed over "
+                    f"({payments} payments), and the calls it had in flight came back late, "
+                    f"which shows as wire and wait time around it. Check {node}'s process and "
+                    "host (a pause, a freeze, swapping, a full disk, a hung thread pool); take "
+                    "it out of the balancer until it answers its health checks, and shorten "
+                    "the callers' timeouts to it."
+                ),
+            ),
+        ))  # fmt: skip
+    return out
+
+
 def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
     """Per ``[service] operation`` and window: latency, self time, errors, critical time."""
     keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
@@ -1299,11 +1397,13 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     traces = _tagged(incident.traces, baseline.traces)
     hops = _tagged(incident.hops, baseline.hops)
     logs = _tagged(incident.logs, baseline.logs)
+    failovers = _tagged(incident.failovers, baseline.failovers)
     # One collect for every query (polars shares their common inputs); the rest is per-row
     # arithmetic on small aggregated tables.
     (
         before, after, stats, components, tests, errors, logged, counted, calls,
         operation_stats, operation_tests, edge_stats, edge_tests, nodes, legs, volume, caches,
+        moved, carried,
     ) = pl.collect_all([
         *_window_frames(incident, baseline),
         *_latency_frames(_causes(traces, hops), traces),
@@ -1313,11 +1413,13 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
         _node_frame(spans),
         _legs_frame(hops),
         *_volume_frames(spans, hops),
+        *_failover_frames(_causes(traces, hops), failovers),
     ])  # fmt: skip
     windows = _windows(before, after)
     suspects = _more_calls(
         _latency_suspects(stats, components, tests, nodes, legs, windows), volume, caches, windows
     )
+    suspects = _failed_over_nodes(suspects, moved, carried, windows)
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
         _inherited_waits([*suspects, *error_suspects], calls),
