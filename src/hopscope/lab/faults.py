@@ -48,10 +48,11 @@ HOT_ACCOUNTS = 50
 REPLICA_DELAY = "4s"
 PROXY_LATENCY_MS = 250
 FLUSH_EVERY_S = 0.5
-# The risk service's CPU limit in the cpu fault: it needs about 4 % of a core at 8 payments/s,
-# so 5 % leaves it throttled most periods (a request that overruns the period's quota waits for
-# the next one, 95 ms later), as a container limit set too low does.
-CPU_QUOTA_PERCENT = 5
+# The risk service's CPU limit in the cpu fault. It needs 1–2 ms of CPU per payment, under 2 % of
+# a core at 8 payments/s (a 5 % quota was never reached: no period throttled, nothing slowed),
+# so 2 % leaves it throttled in most periods: a request that overruns the period's quota waits
+# for the next period, up to 98 ms later, as under a container limit set too low.
+CPU_QUOTA_PERCENT = 2
 CPU_PERIOD_US = 100_000
 # The cgroup v1 ``cpu`` controller's mount point (cgroup v2 mounts it unified, elsewhere).
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
@@ -67,6 +68,7 @@ class Fault:
     node: str | None
     resource: str | None
     tool: str
+    measured: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
 
@@ -76,6 +78,7 @@ class Fault:
             "what": self.what,
             "tool": self.tool,
             "where": {"service": self.service, "node": self.node, "resource": self.resource},
+            **({"measured": self.measured} if self.measured else {}),
         }
 
     def inject(self, state: LabState) -> None:
@@ -222,6 +225,10 @@ class Fault:
         group = self._cgroup(state)
         if not group.exists():
             return
+        with contextlib.suppress(OSError, ValueError):  # what the quota did, for the record
+            stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+            keys = ("nr_periods", "nr_throttled", "throttled_time")
+            self.measured = {key: int(stat[key]) for key in keys if key in stat}
         # The process may be gone; an empty cgroup can be removed all the same.
         with contextlib.suppress(OSError):
             (CGROUP_CPU / "cgroup.procs").write_text(str(pid))
