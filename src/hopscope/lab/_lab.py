@@ -319,13 +319,17 @@ def drive(
 
 
 def process(options: LabOptions, state: LabState, *, group: str) -> None:
-    """``hopscope process --drain`` over the lab's topics, with the lab's endpoint map."""
+    """``hopscope process --drain`` over the lab's topics, with the lab's endpoint map. The
+    records are also archived as Parquet in ``<state dir>/archive`` (``--archive-dir``): the
+    run's windows stay readable after its indices are gone (``benchmarks/rca_accuracy.py
+    --lab-dir`` reads them with the ground truth's bounds)."""
     time.sleep(FLUSH_S)
     kafka = state.config["kafka"]
     processed = _hopscope(
         "process", "--drain", "--group", group, "--index-prefix", options.index_prefix,
         "--spans-topic", kafka["spans_topic"], "--logs-topic", kafka["logs_topic"],
-        "--dlq-topic", f"{kafka['spans_topic']}.dlq", config=state.state_dir / "hopscope.toml",
+        "--dlq-topic", f"{kafka['spans_topic']}.dlq", "--archive-dir",
+        str(state.state_dir / "archive"), config=state.state_dir / "hopscope.toml",
     )  # fmt: skip
     if processed.returncode != 0:
         raise LabError(f"hopscope process failed ({processed.returncode})")
