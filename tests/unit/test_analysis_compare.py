@@ -321,6 +321,18 @@ def test_a_wire_grown_in_the_payments_that_failed_over_charges_the_stalled_node(
     # The 20 payments carry all of it: (20 · 299.5 ms − 20 · 0.5 ms) / 40 = 149.5 ms.
     assert first.evidence["stalled_node_share"] == 1.0
     assert "payment-2 stopped answering in time" in first.recommendation
+    # When the payments fail over away from every node alike (here payment-2 and payment-4),
+    # the cause is downstream of them all: the wire is not charged to one node.
+    spread = dataset_from_records([
+        span
+        for k in range(40)
+        for span in balanced_trace(
+            f"{100 + k:032x}", START + (100 + k) * 400 * MS, f"payment-{1 + 2 * (k % 2)}",
+            stalled=("payment-2" if k % 4 == 0 else "payment-4") if k % 4 < 2 else None,
+        )
+    ])  # fmt: skip
+    found = suspects(compare.run(spread, balanced(0, False)))
+    assert not [f for f in found if "node" in f.subject]
     # Without failovers the same kind of growth stays with the wire.
     plain = compare.run(window(20, wire_cd=20 * MS, offset=100), window(20))
     assert "node" not in suspects(plain)[0].subject

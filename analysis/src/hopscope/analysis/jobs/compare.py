@@ -138,6 +138,9 @@ VOLUME_SHARE: Final = 0.5
 # frozen or stalled process: its callers time out on it, and the calls it had in flight come
 # back late), not the wire.
 NODE_SHARE: Final = 0.5
+# ... and the node stands out: at least this many times the failed-over payments of any other
+# node of its service (when every node times out, the cause is downstream of them all).
+NODE_RATIO: Final = 3.0
 
 
 @dataclass(frozen=True)
@@ -1140,7 +1143,8 @@ def _failed_over_nodes(
     """A stalled node, not its wires: a ``high``/``medium`` wire touching a service, or that
     service's own time, whose growth sits for at least :data:`NODE_SHARE` in the payments that
     failed over away from one of its nodes (more such payments than in the baseline,
-    p < :data:`P_WEAK`) is charged to that node: the finding names it first and its subject
+    p < :data:`P_WEAK`, and :data:`NODE_RATIO` times those of any other node of the service)
+    is charged to that node: the finding names it first and its subject
     gets ``node`` (and the node's service). The part those payments carry is their excess over
     the baseline's mean per payment: ``(Σ ns − payments · before) / window payments``."""
     n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
@@ -1166,8 +1170,12 @@ def _failed_over_nodes(
                 continue
             after_n = moved.get((True, service, node), 0)
             before_n = moved.get((False, service, node), 0)
-            if after_n / n_after <= before_n / n_before or (
-                two_proportion_test(after_n, n_after, before_n, n_before) >= P_WEAK
+            others = [n for (flag, s, other), n in moved.items()
+                      if flag and s == service and other != node]  # fmt: skip
+            if (
+                after_n < NODE_RATIO * max(others, default=0)
+                or (after_n / n_after <= before_n / n_before)
+                or (two_proportion_test(after_n, n_after, before_n, n_before) >= P_WEAK)
             ):
                 continue
             share = (r["ns"] - r["traces"] * before) / n_after / change if change > 0 else 0.0
