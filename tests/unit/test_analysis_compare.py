@@ -321,6 +321,10 @@ def test_a_wire_grown_in_the_payments_that_failed_over_charges_the_stalled_node(
     # The 20 payments carry all of it: (20 · 299.5 ms − 20 · 0.5 ms) / 40 = 149.5 ms.
     assert first.evidence["stalled_node_share"] == 1.0
     assert "payment-2 stopped answering in time" in first.recommendation
+    # The timed-out attempts are where payment's errors start: all 20 are in those payments.
+    (errors,) = [f for f in suspects(result) if f.kind == "suspect_errors"]
+    assert errors.subject == {"service": "payment", "node": "payment-2"}
+    assert errors.evidence["stalled_node_share"] == 1.0
     # When the payments fail over away from every node alike (here payment-2 and payment-4),
     # the cause is downstream of them all: the wire is not charged to one node.
     spread = dataset_from_records([

@@ -1116,9 +1116,13 @@ def _more_calls(
     return out
 
 
-def _failover_frames(causes: pl.LazyFrame, failovers: pl.LazyFrame) -> list[pl.LazyFrame]:
+def _failover_frames(
+    causes: pl.LazyFrame, failovers: pl.LazyFrame, spans: pl.LazyFrame, hops: pl.LazyFrame
+) -> list[pl.LazyFrame]:
     """Per window, service and node: the payments that failed over away from that node; per
-    cause and node: the incident's exclusive time of the cause in those payments."""
+    cause and node: the incident's exclusive time of the cause in those payments (``ns``) and
+    how many they are (``traces``; for the ``errors`` cause, those where the service's errors
+    originated)."""
     moved = (
         failovers.filter(pl.col("from_node").is_not_null())
         .select("incident", "trace_id", pl.col("target_service").alias("node_service"),
@@ -1134,19 +1138,31 @@ def _failover_frames(causes: pl.LazyFrame, failovers: pl.LazyFrame) -> list[pl.L
         .group_by("cause", "subject", "node_service", "from_node")
         .agg(pl.col("ns").sum(), pl.col("trace_id").n_unique().cast(pl.Int64).alias("traces"))
     )
-    return [per_node, carried]
+    failed = (
+        _origin_errors(spans, hops)
+        .filter(pl.col("incident"))
+        .join(moved.filter(pl.col("incident")), on=["incident", "trace_id"])
+        .group_by("service", "node_service", "from_node")
+        .agg(pl.col("trace_id").n_unique().cast(pl.Int64).alias("traces"))
+        .select(
+            pl.lit("errors").alias("cause"), pl.col("service").alias("subject"),
+            "node_service", "from_node", pl.lit(None, pl.Int64).alias("ns"), "traces",
+        )
+    )  # fmt: skip
+    return [per_node, pl.concat([carried, failed])]
 
 
 def _failed_over_nodes(
     suspects: list[_Suspect], per_node: pl.DataFrame, carried: pl.DataFrame, windows: Windows
 ) -> list[_Suspect]:
     """A stalled node, not its wires: a ``high``/``medium`` wire touching a service, or that
-    service's own time, whose growth sits for at least :data:`NODE_SHARE` in the payments that
-    failed over away from one of its nodes (more such payments than in the baseline,
-    p < :data:`P_WEAK`, and :data:`NODE_RATIO` times those of any other node of the service)
-    is charged to that node: the finding names it first and its subject
-    gets ``node`` (and the node's service). The part those payments carry is their excess over
-    the baseline's mean per payment: ``(Σ ns − payments · before) / window payments``."""
+    service's own time or originated errors, whose growth sits for at least
+    :data:`NODE_SHARE` in the payments that failed over away from one of its nodes (more such
+    payments than in the baseline, p < :data:`P_WEAK`, and :data:`NODE_RATIO` times those of
+    any other node of the service) is charged to that node: the finding names it first and its
+    subject gets ``node`` (and the node's service). The part those payments carry is their
+    excess over the baseline's mean per payment: ``(Σ ns − payments · before) / window
+    payments`` (errors: the failed payments among them, less the baseline's rate)."""
     n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
     moved = {(r["incident"], r["node_service"], r["from_node"]): r["payments"]
              for r in per_node.iter_rows(named=True)}  # fmt: skip
@@ -1155,14 +1171,18 @@ def _failed_over_nodes(
         finding = suspect.finding
         if (
             finding is None
-            or suspect.cause not in ("network", "own_time")
+            or suspect.cause not in ("network", "own_time", "errors")
             or suspect.impact not in ("high", "medium")
         ):
             out.append(suspect)
             continue
         touching = set(suspect.subject.split(" → "))
-        before = finding.evidence["per_payment_ns"][0]
-        change = finding.evidence["change_ns"]
+        if suspect.cause == "errors":  # failed payments, the baseline's rate expected
+            before = finding.evidence["error_rate"][0]
+            change = finding.evidence["error_traces"][1] / n_after - before
+        else:
+            before = finding.evidence["per_payment_ns"][0]
+            change = finding.evidence["change_ns"]
         best: tuple[float, str, str, int] | None = None
         for r in carried.filter(cause=suspect.cause, subject=suspect.subject).iter_rows(named=True):
             service, node = r["node_service"], r["from_node"]
@@ -1178,7 +1198,8 @@ def _failed_over_nodes(
                 or (two_proportion_test(after_n, n_after, before_n, n_before) >= P_WEAK)
             ):
                 continue
-            share = (r["ns"] - r["traces"] * before) / n_after / change if change > 0 else 0.0
+            carried_ns = r["traces"] if suspect.cause == "errors" else r["ns"]
+            share = (carried_ns - r["traces"] * before) / n_after / change if change > 0 else 0.0
             if share >= NODE_SHARE and (best is None or share > best[0]):
                 best = (share, service, node, after_n)
         if best is None:
@@ -1421,16 +1442,17 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
         _node_frame(spans),
         _legs_frame(hops),
         *_volume_frames(spans, hops),
-        *_failover_frames(_causes(traces, hops), failovers),
+        *_failover_frames(_causes(traces, hops), failovers, spans, hops),
     ])  # fmt: skip
     windows = _windows(before, after)
     suspects = _more_calls(
         _latency_suspects(stats, components, tests, nodes, legs, windows), volume, caches, windows
     )
-    suspects = _failed_over_nodes(suspects, moved, carried, windows)
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
-        _inherited_waits([*suspects, *error_suspects], calls),
+        _inherited_waits(
+            _failed_over_nodes([*suspects, *error_suspects], moved, carried, windows), calls
+        ),
         key=lambda s: (_impact_rank(s.impact), -s.score, s.cause, s.subject),
     )
     table = pl.DataFrame([s.row for s in ranked], infer_schema_length=None)
