@@ -127,11 +127,11 @@ _DEMOTED: Final[dict[Impact, Impact]] = {"high": "medium", "medium": "low", "low
 # both, the sender of that leg is charged (its egress: a delayed interface, sidecar or host).
 LEG_SHARE: Final = 0.75
 # More calls, not slower ones: the growth of the calls into a service splits into a count part
-# (more calls per payment at the baseline's time per call) and a latency part (slower calls).
+# (more calls per payment) and a latency part (slower calls), see call_volume_split.
 # When one caller's count part carries at least half of it, more calls explain most of the
 # growth: that caller is charged (a cache that stopped hitting, a loop, a new fan-out) and the
 # callee drops a level. Half, not more: extra calls load the callee, so they come a little
-# slower too (the lab's cache flush: 20 → 27 ms per rules query, 64 % from the count).
+# slower too (the lab's cache flush: 20 → 27 ms per rules query, 87 % from the count).
 VOLUME_SHARE: Final = 0.5
 # A stalled node: when the payments that failed over away from one node (more of them than in
 # the baseline) carry at least half of a wire's or a service's growth, the node is charged (a
@@ -985,17 +985,21 @@ def _volume_frames(spans: pl.LazyFrame, hops: pl.LazyFrame) -> list[pl.LazyFrame
 
 def call_volume_split(calls: Sequence[float], per_call_ns: Sequence[float]) -> tuple[float, float]:
     """The growth of a caller's call time per payment, ``n₁·d₁ − n₀·d₀`` (``n`` calls per
-    payment, ``d`` mean time per call; before, after), split into a count part
-    ``(n₁ − n₀)·d₀`` (more calls at the baseline's time per call) and a latency part
-    ``n₁·(d₁ − d₀)`` (the calls got slower).
+    payment, ``d`` mean time per call; before, after), split symmetrically into a count part
+    ``(n₁ − n₀)·(d₀ + d₁)/2`` (more calls) and a latency part ``(d₁ − d₀)·(n₀ + n₁)/2``
+    (slower calls). Symmetric, so that neither window's figures weigh more: a baseline with
+    a handful of calls has a noisy ``d₀``.
 
-    >>> call_volume_split([0.5, 3.0], [6e6, 6.5e6])  # 2.5 more calls of 6 ms; 0.5 ms slower
-    (15000000.0, 1500000.0)
+    >>> call_volume_split([0.5, 3.0], [6e6, 6.5e6])  # 2.5 more calls of ~6 ms; 0.5 ms slower
+    (15625000.0, 875000.0)
     >>> call_volume_split([1.0, 1.0], [5e6, 25e6])  # as many calls, each 20 ms slower
     (0.0, 20000000.0)
     """
     (before_n, after_n), (before_d, after_d) = calls, per_call_ns
-    return (after_n - before_n) * before_d, after_n * (after_d - before_d)
+    return (
+        (after_n - before_n) * (before_d + after_d) / 2,
+        (after_d - before_d) * (before_n + after_n) / 2,
+    )
 
 
 def _more_calls(
@@ -1095,8 +1099,8 @@ def _more_calls(
                 example_traces=finding.example_traces,
             ),
             {**suspect.row, "cause": "call_volume", "subject": f"{caller} → {callee}",
-             "service": caller, "before_ns": round(before_n * before_d),
-             "after_ns": round(after_n * before_d), "change_ns": round(count_ns),
+             "service": caller, "before_ns": round(before_n * (before_d + after_d) / 2),
+             "after_ns": round(after_n * (before_d + after_d) / 2), "change_ns": round(count_ns),
              "change_lo_ns": None, "change_hi_ns": None},
         ))  # fmt: skip
         impact = _DEMOTED[suspect.impact]
