@@ -129,10 +129,12 @@ def statement_locks(lock_ms: int, peer_ms: int) -> Dataset:
     def statement(i: int, name: str, ms: int, **kw: Any) -> dict[str, Any]:
         return {"time": START, "trace_id": f"t{i}", "span_id": f"{name}{i}", "service": "ledger",
                 "kind": "client", "name": name, "db_system": "postgresql",
-                "duration_ns": ms * MS, **kw}  # fmt: skip
+                "db_statement": f"{name} …", "duration_ns": ms * MS, **kw}  # fmt: skip
 
     locks = [statement(i, "lock", lock_ms, coordination_kind="lock_wait") for i in range(10)]
     peers = [statement(i, "select", peer_ms) for i in range(10)]
+    # Connects (no query text) are not statements: however cheap, they change nothing.
+    peers += [{**statement(i, "connect", 0), "db_statement": None} for i in range(10)]
     waits = [wait(f"t{i}", "ledger.accounts", lock_ms * MS, span_id=f"lock{i}", service="ledger")
              for i in range(10)]  # fmt: skip
     return dataset(

@@ -26,7 +26,8 @@ Statement lock waits
     lasts the wait *and* the statement's own work, which instrumentation cannot split. Its
     waiting part is estimated per service and database system: the share of the lock
     statements' mean duration beyond the mean of the same service's other statements on that
-    database (what a statement there costs uncontended, on the same host and pool), 0 when the
+    database (spans with a query text: what a statement there costs uncontended, on the same
+    hosts and pool; connects are not statements), 0 when the
     lock statements are no slower. Uncontended, a ``FOR UPDATE`` row read costs what the other
     reads cost and waits nothing; under contention its mean is many times theirs. A lock wait
     recorded apart (no ``db.system``, or no other statement to compare with) is waiting whole.
@@ -90,8 +91,12 @@ def _waited(coordination: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
     """Coordination delays with ``waited_ns``: their critical-path time times the waiting share
     of their kind, service and database system (module docstring, "Statement lock waits")."""
     statements = spans.filter(pl.col("db_system").is_not_null(), pl.col("kind") == "client")
+    # Statements only: a connect or a pool checkout (no query text) costs next to nothing and
+    # would make any statement look slow.
     peers = (
-        statements.filter(pl.col("coordination_kind").is_null())
+        statements.filter(
+            pl.col("coordination_kind").is_null(), pl.col("db_statement").is_not_null()
+        )
         .group_by("service", "db_system")
         .agg(pl.col("duration_ns").mean().alias("_peer_mean"))
     )
