@@ -5,6 +5,11 @@ injected service):
 
 - every ``$HOPSCOPE_CACHE_DIR/datasets/<dataset>/<case>/`` written by a converter of
   ``benchmarks/datasets/`` (``traces.json`` + ``incident.json``; see its README);
+- with ``--lab-dir DIR``, every ``hopscope lab run`` state directory under DIR: each
+  ``ground-truth-<fault>.json`` with the Parquet archive beside it (``archive/``, written by
+  the lab's processors), read with the ground truth's incident and baseline bounds; the
+  ground truth's service is the root cause; the control run (``none``) has none and is left
+  out;
 - the simulator scenarios, generated in memory: a ``baseline`` run, then the faulty scenario
   just after it (``--sim-traces`` payments each).
 
@@ -24,8 +29,8 @@ the wire into a service and the service itself are one suspect at service level)
 occurrence of each service keeps its rank. A case is a top-k hit when the labelled
 ``root_cause_service`` is among the first k distinct services.
 
-    python benchmarks/rca_accuracy.py [--datasets-dir DIR] [--sim-traces 400] [--sim-seeds 3]
-        [--no-sim]
+    python benchmarks/rca_accuracy.py [--datasets-dir DIR] [--lab-dir DIR] [--sim-traces 400]
+        [--sim-seeds 3] [--no-sim]
         [--limit N] [--json]
 """
 
@@ -54,7 +59,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hopscope.analysis.findings import Finding
-from hopscope.analysis.loaders import dataset_from_records, load_file
+from hopscope.analysis.loaders import dataset_from_records, load_file, load_parquet
 from hopscope.analysis.report import build_report
 from hopscope.analysis.schema import Dataset
 from hopscope.core.settings import default_cache_dir
@@ -219,6 +224,32 @@ def file_incidents(root: Path, limit: int) -> Iterator[Incident]:
                        label["root_cause_service"], incident, baseline)  # fmt: skip
 
 
+LAB_DATASET = "lab"
+
+
+def lab_incidents(root: Path) -> Iterator[Incident]:
+    """The saved lab runs under ``root``: each ground truth, its windows from the archive."""
+    for truth_path in sorted(root.rglob("ground-truth-*.json")):
+        truth = json.loads(truth_path.read_text(encoding="utf-8"))
+        service = (truth.get("where") or {}).get("service")
+        archive = truth_path.parent / "archive"
+        if not service or not archive.is_dir():
+            continue
+
+        # Step 1: both windows' records, split by trace start like the other datasets.
+        data = load_parquet(archive, since=_moment(truth["baseline"]["from"]),
+                            until=_moment(truth["to"]), progress=False)  # fmt: skip
+        window = (_ns(truth["from"]), _ns(truth["to"]))
+        base = (_ns(truth["baseline"]["from"]), _ns(truth["baseline"]["to"]))
+        incident, baseline = split_windows(data, window, base)
+        yield Incident(LAB_DATASET, f"{truth_path.parent.name}/{truth['fault']}",
+                       str(truth["fault"]), str(service), incident, baseline)  # fmt: skip
+
+
+def _moment(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
 def _concat(parts: Sequence[Dataset]) -> Dataset:
     if len(parts) == 1:
         return parts[0]
@@ -313,6 +344,7 @@ def main() -> None:
         default=3,
         help="runs of each simulator scenario, with different seeds",
     )
+    parser.add_argument("--lab-dir", type=Path, help="saved `hopscope lab run` state dirs")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator scenarios")
     parser.add_argument("--limit", type=int, default=0, help="at most N cases per dataset")
     parser.add_argument("--json", action="store_true", help="rows and per-case outcomes as JSON")
@@ -320,6 +352,8 @@ def main() -> None:
     args = parser.parse_args()
     err = Console(stderr=True)
     sources: list[Iterator[Incident]] = [file_incidents(args.datasets_dir, args.limit)]
+    if args.lab_dir:
+        sources.append(lab_incidents(args.lab_dir))
     if not args.no_sim:
         sources.append(simulator_incidents(args.sim_traces, args.sim_seeds))
     outcomes = []

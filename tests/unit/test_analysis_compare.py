@@ -4,6 +4,7 @@ injected causes come first in the report with a baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -183,6 +184,162 @@ def test_waits_that_grow_under_a_slower_callee_are_inherited() -> None:
     assert second.evidence["callee_suspects"] == ["store"]
     assert second.evidence["coordination_ns_per_payment"] == [MS + 9_500, 40 * MS + 9_500]
     assert second.recommendation.startswith("Most of the growth is waiting")
+
+
+def cached_trace(trace: str, start: int, *, miss: bool) -> list[SpanRecord]:
+    """api → risk; risk reads its cache (0.2 ms) and, on a miss, the database (5 ms, no server
+    span: the call is charged to postgres); api and risk work 1 ms each, wires 0.5 ms."""
+    half = WIRE_NS // 2
+    risk = start + MS + half
+    get_end = risk + MS + 200_000
+    db_end = get_end + (5 * MS if miss else 0)
+    risk_end = db_end
+    cache = {
+        "db.system": "redis",
+        "peer.service": "redis",
+        "hopscope.cache.name": "rules",
+        "hopscope.cache.hit": not miss,
+    }
+    spans = [
+        SpanRecord(trace, "as", None, "pay", "server", start, risk_end + half + MS, "api"),
+        SpanRecord(trace, "ac", "as", "score", "client", start + MS, risk_end + half, "api"),
+        SpanRecord(trace, "rs", "ac", "score", "server", risk, risk_end, "risk"),
+        SpanRecord(trace, "rg", "rs", "GET", "client", risk + MS, get_end, "risk",
+                   attributes=cache),
+    ]  # fmt: skip
+    if miss:
+        spans.append(SpanRecord(trace, "rd", "rs", "SELECT rules", "client", get_end, db_end,
+                                "risk", attributes={"db.system": "postgresql",
+                                                    "peer.service": "postgres"}))  # fmt: skip
+    return spans
+
+
+def test_more_calls_at_the_same_speed_charge_the_caller_not_the_callee() -> None:
+    # risk's cache hits 9 in 10 reads, then 1 in 5: postgres gets 0.1 → 0.8 calls per payment,
+    # each 5 ms as before. postgres's own time grows 0.5 → 4 ms per payment, all of it from
+    # more calls: risk (whose cache stopped hitting) leads, postgres follows one level lower.
+    def cached(offset: int, miss_every: int, misses: int) -> Dataset:
+        return dataset_from_records([
+            span
+            for k in range(40)
+            for span in cached_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
+                                     miss=k % miss_every < misses)
+        ])  # fmt: skip
+
+    result = compare.run(cached(100, 5, 4), cached(0, 10, 1))
+    first, second = suspects(result)
+    assert first.kind == "suspect_call_volume"
+    assert first.subject == {"service": "risk", "callee": "postgres", "edge": "risk → postgres",
+                             "cache": "rules"}  # fmt: skip
+    assert first.evidence["calls_per_payment"] == [0.1, 0.8]
+    assert first.evidence["per_call_ns"] == [5 * MS, 5 * MS]
+    # (0.8 − 0.1) calls × 5 ms; no latency part.
+    assert first.evidence["count_part_ns"] == 3_500_000
+    assert first.evidence["latency_part_ns"] == 0
+    assert first.evidence["cache_hit_ratio"] == [0.9, 0.2]
+    assert first.impact == "high"
+    assert "rules serves 20% of reads (was 90%)" in first.title
+    assert (second.subject, second.impact) == ({"service": "postgres"}, "medium")
+    assert second.evidence["change_ns"] == 3_500_000
+    assert second.evidence["more_calls_from"] == "risk"
+    assert second.recommendation.startswith("More calls, not slower ones: risk")
+    row = result.tables["suspects"].filter(cause="call_volume").row(0, named=True)
+    assert (row["subject"], row["service"], row["change_ns"]) == ("risk → postgres", "risk",
+                                                                  3_500_000)  # fmt: skip
+
+
+def test_slower_calls_at_the_same_count_stay_with_the_callee() -> None:
+    # Every payment misses the cache in both windows; each database call 5 → 25 ms: postgres
+    # slowed, its callers did not call it more.
+    def slow(offset: int, extra_ns: int) -> Dataset:
+        return dataset_from_records([
+            dataclasses.replace(span, end_ns=span.end_ns + (extra_ns if span.span_id != "rg"
+                                                            else 0))
+            for k in range(40)
+            for span in cached_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
+                                     miss=True)
+        ])  # fmt: skip
+
+    found = suspects(compare.run(slow(100, 20 * MS), slow(0, 0)))
+    assert [(f.kind, f.subject, f.impact) for f in found] == [
+        ("suspect_service_time", {"service": "postgres"}, "high")
+    ]
+    assert found[0].evidence["change_ns"] == 20 * MS
+    assert "more_calls_from" not in found[0].evidence
+    assert compare.call_volume_split([1.0, 1.0], [5 * MS, 25 * MS]) == (0.0, 20 * MS)
+
+
+def balanced_trace(trace: str, start: int, node: str, *, stalled: str | None) -> list[SpanRecord]:
+    """gateway → payment on ``node`` (1 ms of work, wires 0.5 ms); with ``stalled``, a first
+    attempt to that node is held 300 ms (its server span 1 ms: the process froze with the
+    answer unsent) and fails with a timeout before the gateway fails over to ``node``."""
+    half = WIRE_NS // 2
+    spans = [SpanRecord(trace, "gs", None, "pay", "server", start, 0, "gateway")]
+    begin = start + MS
+    if stalled:
+        peer = {"peer.service": "payment", "hopscope.peer.node": stalled, "error.type": "timeout"}
+        spans += [
+            SpanRecord(trace, "g1", "gs", "POST", "client", begin, begin + 300 * MS, "gateway",
+                       status="error", attributes=peer),
+            SpanRecord(trace, "p1", "g1", "pay", "server", begin + half, begin + half + MS,
+                       "payment", node=stalled),
+        ]  # fmt: skip
+        begin += 300 * MS
+    peer = {"peer.service": "payment", "hopscope.peer.node": node}
+    spans += [
+        SpanRecord(trace, "g2", "gs", "POST", "client", begin, begin + MS + WIRE_NS, "gateway",
+                   attributes=peer),
+        SpanRecord(trace, "p2", "g2", "pay", "server", begin + half, begin + half + MS,
+                   "payment", node=node),
+    ]  # fmt: skip
+    spans[0] = dataclasses.replace(spans[0], end_ns=begin + MS + WIRE_NS + MS)
+    return spans
+
+
+def test_a_wire_grown_in_the_payments_that_failed_over_charges_the_stalled_node() -> None:
+    # Every other payment first waits 300 ms on payment-2, then fails over to payment-1 or -3:
+    # the gateway → payment wire grows 0.5 → 150 ms per payment, all of it in those 20.
+    def balanced(offset: int, stall: bool) -> Dataset:
+        return dataset_from_records([
+            span
+            for k in range(40)
+            for span in balanced_trace(
+                f"{offset + k:032x}", START + (offset + k) * 400 * MS, f"payment-{1 + 2 * (k % 2)}",
+                stalled="payment-2" if stall and k % 4 < 2 else None,
+            )
+        ])  # fmt: skip
+
+    result = compare.run(balanced(100, True), balanced(0, False))
+    first = suspects(result)[0]
+    assert first.kind == "suspect_network"
+    assert first.subject["service"] == "payment" and first.subject["node"] == "payment-2"
+    assert first.title.startswith("payment-2 (payment) stalled: gateway → payment: network")
+    assert first.impact == "high"
+    # The held attempt's wire is 300 − 1 ms (its server span): 20 · 299 ms / 40 more.
+    assert first.evidence["change_ns"] == 149_500_000
+    assert first.evidence["failed_over_payments"] == [0, 20]
+    # The 20 payments carry all of it: (20 · 299.5 ms − 20 · 0.5 ms) / 40 = 149.5 ms.
+    assert first.evidence["stalled_node_share"] == 1.0
+    assert "payment-2 stopped answering in time" in first.recommendation
+    # The timed-out attempts are where payment's errors start: all 20 are in those payments.
+    (errors,) = [f for f in suspects(result) if f.kind == "suspect_errors"]
+    assert errors.subject == {"service": "payment", "node": "payment-2"}
+    assert errors.evidence["stalled_node_share"] == 1.0
+    # When the payments fail over away from every node alike (here payment-2 and payment-4),
+    # the cause is downstream of them all: the wire is not charged to one node.
+    spread = dataset_from_records([
+        span
+        for k in range(40)
+        for span in balanced_trace(
+            f"{100 + k:032x}", START + (100 + k) * 400 * MS, f"payment-{1 + 2 * (k % 2)}",
+            stalled=("payment-2" if k % 4 == 0 else "payment-4") if k % 4 < 2 else None,
+        )
+    ])  # fmt: skip
+    found = suspects(compare.run(spread, balanced(0, False)))
+    assert not [f for f in found if "node" in f.subject]
+    # Without failovers the same kind of growth stays with the wire.
+    plain = compare.run(window(20, wire_cd=20 * MS, offset=100), window(20))
+    assert "node" not in suspects(plain)[0].subject
 
 
 def error_logs(traces: int, offset: int, service: str, count: int) -> list[LogRecord]:

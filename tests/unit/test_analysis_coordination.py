@@ -121,6 +121,51 @@ def test_cheap_lock_waits_are_no_finding() -> None:
     assert coordination.run(hand_made(), lock_critical_share=0.1).findings == []
 
 
+def statement_locks(lock_ms: int, peer_ms: int) -> Dataset:
+    """Ten ``SELECT … FOR UPDATE`` spans of ledger (one per trace, ``lock_ms`` each, all on the
+    critical path: the wait and the statement in one duration) and ten other statements of
+    ledger on the same database (``peer_ms`` each)."""
+
+    def statement(i: int, name: str, ms: int, **kw: Any) -> dict[str, Any]:
+        return {"time": START, "trace_id": f"t{i}", "span_id": f"{name}{i}", "service": "ledger",
+                "kind": "client", "name": name, "db_system": "postgresql",
+                "db_statement": f"{name} …", "duration_ns": ms * MS, **kw}  # fmt: skip
+
+    locks = [statement(i, "lock", lock_ms, coordination_kind="lock_wait") for i in range(10)]
+    peers = [statement(i, "select", peer_ms) for i in range(10)]
+    # Connects (no query text) are not statements: however cheap, they change nothing.
+    peers += [{**statement(i, "connect", 0), "db_statement": None} for i in range(10)]
+    waits = [wait(f"t{i}", "ledger.accounts", lock_ms * MS, span_id=f"lock{i}", service="ledger")
+             for i in range(10)]  # fmt: skip
+    return dataset(
+        traces=frame("traces", TRACES),
+        spans=frame("spans", [*locks, *peers]),
+        coordination=frame("coordination", waits),
+    )
+
+
+def test_statement_lock_waits_count_only_beyond_the_other_statements() -> None:
+    # 400 ms of FOR UPDATE on the path (4.0 % of 10 045 ms); the other statements take 10 ms,
+    # so 1 − 10/40 = 75 % of it is waiting: 300 ms, 2.99 %, still above 2 %: high.
+    result = coordination.run(statement_locks(40, 10))
+    row = result.tables["by_kind"].row(0, named=True)
+    assert (row["critical_ns"], row["waited_ns"]) == (400 * MS, 300 * MS)
+    assert row["critical_share"] == 300 / 10_045
+    (finding,) = result.findings
+    assert (finding.kind, finding.impact) == ("lock_contention", "high")
+    assert finding.subject == {"service": "ledger", "resources": ["ledger.accounts"]}
+    assert finding.gain_ns == 30 * MS  # t9's 40 ms, three quarters of it waiting
+
+
+def test_an_uncontended_for_update_is_no_lock_contention() -> None:
+    # The FOR UPDATE reads cost what the other statements cost (or less): no waiting at all,
+    # however much payment time the statements themselves take.
+    for peer_ms in (40, 50):
+        result = coordination.run(statement_locks(40, peer_ms))
+        assert result.tables["by_kind"].row(0, named=True)["waited_ns"] == 0
+        assert result.findings == []
+
+
 def commit(i: int, straggler: str, participants: int, blocked_ms: int, **kw: Any) -> dict[str, Any]:
     return {
         "time": START,

@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -147,3 +148,44 @@ class _Evil:
 def test_converter_unpickler_refuses_foreign_globals() -> None:
     with pytest.raises(pickle.UnpicklingError, match=r"builtins\.print"):
         shapleyiq._SafeUnpickler(io.BytesIO(pickle.dumps(_Evil()))).load()
+
+
+def test_lab_runs_are_read_from_their_archive_with_their_ground_truth(tmp_path: Path) -> None:
+    from hopscope.analysis.loaders import documents_from_records
+    from hopscope.processors.archive import ParquetArchive
+    from hopscope.processors.records import SpanRecord
+
+    second = 1_000_000_000
+    start = 1_796_000_000 * second  # 2026-11-30T...: whole seconds, UTC
+
+    def trace(k: int) -> list[SpanRecord]:
+        at = start + k * second
+        return [SpanRecord(f"{k:032x}", "a", None, "pay", "server", at, at + 5_000_000, "api"),
+                SpanRecord(f"{k:032x}", "b", "a", "score", "client", at + 1, at + 4_000_000,
+                           "api", attributes={"peer.service": "risk"})]  # fmt: skip
+
+    def iso(k: int) -> str:
+        moment = datetime.fromtimestamp((start + k * second) / second, UTC)
+        return moment.isoformat().replace("+00:00", "Z")
+
+    run = tmp_path / "cpu-run"
+    ParquetArchive(run / "archive").write(
+        list(documents_from_records([s for k in range(20) for s in trace(k)], []))
+    )
+    truth = {"fault": "cpu", "where": {"service": "risk", "node": "risk-1", "resource": "cpu"},
+             "from": iso(10), "to": iso(20),
+             "baseline": {"from": iso(2), "to": iso(10)}}  # fmt: skip
+    (run / "ground-truth-cpu.json").write_text(json.dumps(truth), encoding="utf-8")
+    control = tmp_path / "none-run"
+    control.mkdir()
+    (control / "ground-truth-none.json").write_text(
+        json.dumps({**truth, "fault": "none", "where": {"service": None}}), encoding="utf-8"
+    )
+
+    (incident,) = accuracy.lab_incidents(tmp_path)  # the control run names no service
+    assert (incident.dataset, incident.case, incident.root_cause_service) == (
+        "lab", "cpu-run/cpu", "risk",
+    )  # fmt: skip
+    # Traces by their start: 10 … 19 in the fault window, 2 … 9 in the baseline.
+    assert incident.incident.traces.collect().height == 10
+    assert incident.baseline.traces.collect().height == 8

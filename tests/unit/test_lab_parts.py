@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hopscope.cli import app
 from hopscope.lab import FAULTS, LabError, MissingToolError, make_fault
 from hopscope.lab._infra import tool
-from hopscope.lab._lab import endpoint_map
+from hopscope.lab._lab import endpoint_map, user_config
 from hopscope.lab.proxy import Proxy
 from hopscope.processors.derive.semconv import rules_from_document
 
@@ -41,6 +41,24 @@ def test_endpoint_map_is_what_the_processors_read() -> None:
     assert by_port[8102].node == "payment-2" and by_port[8102].service == "payment"
     assert by_port[6390].cache == "risk-rules"
     assert by_port[8204].service == "bank"  # the bank adapter is reached through the proxy
+
+
+def test_the_users_semconv_and_process_tables_reach_the_labs_processors(tmp_path: Path) -> None:
+    user = tmp_path / "hopscope.toml"
+    user.write_text(
+        '[[semconv.statements]]\nkind = "lock_wait"\npattern = "pg_sleep\\\\("\n\n'
+        '[[semconv.endpoints]]\naddress = "10.0.0.9"\nport = 5432\nservice = "billing-db"\n\n'
+        "[process]\ntrace_idle = 3.0\n",
+        encoding="utf-8",
+    )
+    document = tomllib.loads(endpoint_map(CONFIG, user_config(user)))
+    rules = rules_from_document(document)
+    # The lab's endpoints first (the first match wins), the user's after them.
+    assert rules.endpoints[0].port == 5501
+    assert (rules.endpoints[-1].address, rules.endpoints[-1].service) == ("10.0.0.9", "billing-db")
+    assert rules.statements[0].pattern == "pg_sleep\\("
+    assert document["process"] == {"trace_idle": 3.0}
+    assert endpoint_map(CONFIG) == endpoint_map(CONFIG, {})
 
 
 @pytest.fixture

@@ -60,20 +60,32 @@ def _ensure_stack() -> None:
             os.environ[name] = shlex.split(value)[0] if value else ""
 
 
+def _user_config(ctx: typer.Context) -> Path | None:
+    """The root ``--config`` (or ``HOPSCOPE_CONFIG``), else ``./hopscope.toml`` when present:
+    the file whose tables the lab passes on to the processors it starts."""
+    given = ctx.find_root().params.get("config")
+    if given is not None:
+        return Path(given).resolve()
+    local = Path("hopscope.toml")
+    return local.resolve() if local.is_file() else None
+
+
 def _options(
-    state_dir: Path | None, spans_topic: str, logs_topic: str, index_prefix: str, lb: str
-) -> lab_api.LabOptions:
+    ctx: typer.Context, state_dir: Path | None, spans_topic: str, logs_topic: str,
+    index_prefix: str, lb: str,
+) -> lab_api.LabOptions:  # fmt: skip
     if lb not in {"round_robin", "least_conn", "ip_hash"}:
         raise typer.BadParameter("round_robin, least_conn or ip_hash", param_hint="--lb")
     return lab_api.LabOptions(
         state_dir=_state_dir(state_dir), spans_topic=spans_topic, logs_topic=logs_topic,
-        index_prefix=index_prefix, lb=lb,
+        index_prefix=index_prefix, lb=lb, config=_user_config(ctx),
     )  # fmt: skip
 
 
 @lab_app.command("up")
 @reports_errors
 def lab_up(
+    ctx: typer.Context,
     state_dir: StateDir = None,
     spans_topic: SpansTopic = "otlp_spans",
     logs_topic: LogsTopic = "otlp_logs",
@@ -82,7 +94,7 @@ def lab_up(
 ) -> None:
     """Start Postgres (primary + replica), Redis, the Collector and the payment services."""
     _ensure_stack()
-    state = lab_api.up(_options(state_dir, spans_topic, logs_topic, index_prefix, lb))
+    state = lab_api.up(_options(ctx, state_dir, spans_topic, logs_topic, index_prefix, lb))
     for process in state.processes:
         out.print(f"{process.name:<12} pid {process.pid}", markup=False, highlight=False)
     out.print(f"gateway: http://127.0.0.1:{state.config['gateway']['port']}/v1/payments")
@@ -99,6 +111,7 @@ def lab_down(state_dir: StateDir = None) -> None:
 @lab_app.command("run")
 @reports_errors
 def lab_run(
+    ctx: typer.Context,
     fault: Annotated[
         str, typer.Option(help=f"The fault to inject: {', '.join(lab_api.FAULTS)}.")
     ] = "none",
@@ -118,7 +131,7 @@ def lab_run(
     if fault not in lab_api.FAULTS:
         raise typer.BadParameter(f"one of {', '.join(lab_api.FAULTS)}", param_hint="--fault")
     _ensure_stack()
-    options = _options(state_dir, spans_topic, logs_topic, index_prefix, lb)
+    options = _options(ctx, state_dir, spans_topic, logs_topic, index_prefix, lb)
     result = lab_api.run(
         options, fault, minutes, rate=rate, keep_up=keep_up,
         progress=lambda message: err.print(Text.assemble(("· ", "dim"), message)),

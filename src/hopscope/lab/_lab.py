@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from hopscope.lab._infra import (
 )
 from hopscope.lab._procs import LabState, free_port, wait_port
 from hopscope.lab.errors import LabError
-from hopscope.lab.faults import make_fault
+from hopscope.lab.faults import make_fault, remove_fault_cgroups
 
 PAYMENT_NODES = ("payment-1", "payment-2", "payment-3")
 # Seconds of traffic before the baseline window opens (connection pools, caches warm up).
@@ -52,6 +53,9 @@ class LabOptions:
         index_prefix: the processors' Elasticsearch index prefix.
         lb: the gateway's balancing strategy (``round_robin``, ``least_conn``, ``ip_hash``).
         build_collector: build the Collector when none is cached (minutes).
+        config: the user's ``hopscope.toml`` (the root ``--config``), whose tables the lab's
+            own file keeps for the processors it starts: ``[semconv]`` statement rules and
+            endpoints (after the lab's), ``[process]`` defaults. None: the lab's map alone.
     """
 
     state_dir: Path
@@ -60,6 +64,7 @@ class LabOptions:
     index_prefix: str = "hopscope-lab"
     lb: str = "round_robin"
     build_collector: bool = True
+    config: Path | None = None
 
 
 def _payments_dir() -> Path:
@@ -138,7 +143,9 @@ def up(options: LabOptions) -> LabState:
         state.config = config
         state.save()
         (options.state_dir / "lab.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        (options.state_dir / "hopscope.toml").write_text(endpoint_map(config), encoding="utf-8")
+        (options.state_dir / "hopscope.toml").write_text(
+            endpoint_map(config, user_config(options.config)), encoding="utf-8"
+        )
         proxy = config["proxies"]["bank"]
         started = state.start("proxy-bank", [
             sys.executable, "-m", "hopscope.lab.proxy", "--listen", str(proxy["port"]),
@@ -156,10 +163,53 @@ def up(options: LabOptions) -> LabState:
     return state
 
 
-def endpoint_map(config: dict[str, Any]) -> str:
+def user_config(path: Path | None) -> dict[str, Any]:
+    """The tables of the user's ``hopscope.toml`` (empty without one)."""
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise LabError(f"cannot read the configuration {path}: {error}") from error
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: strings quoted (JSON escapes are TOML's), lists and tables inline."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _user_tables(user: dict[str, Any]) -> list[str]:
+    """The user's tables as TOML lines: ``[semconv]``'s statement rules and endpoints as arrays
+    of tables (the lab's endpoints come first: the first entry that matches wins), every other
+    table as it was."""
+    lines: list[str] = []
+    semconv = dict(user.get("semconv") or {})
+    for array in ("statements", "endpoints"):
+        for entry in semconv.pop(array, None) or []:
+            lines.append(f"[[semconv.{array}]]")
+            lines += [f"{json.dumps(k)} = {_toml(v)}" for k, v in entry.items()]
+            lines.append("")
+    for name, table in [("semconv", semconv), *((k, v) for k, v in user.items() if k != "semconv")]:
+        if isinstance(table, dict) and table:
+            lines.append(f"[{json.dumps(name)}]")
+            lines += [f"{json.dumps(k)} = {_toml(v)}" for k, v in table.items()]
+            lines.append("")
+    return lines
+
+
+def endpoint_map(config: dict[str, Any], user: dict[str, Any] | None = None) -> str:
     """The lab's ``hopscope.toml``: its endpoint map (``[[semconv.endpoints]]``), which
     names what the standard instrumentations record only as ``server.address`` and
-    ``server.port`` (derive/semconv.py in the processors)."""
+    ``server.port`` (derive/semconv.py in the processors), then the tables of the user's
+    configuration (``user``, see :func:`_user_tables`)."""
     rows: list[tuple[int, str, str, dict[str, str]]] = []
     pg = config.get("postgres", {})
     if pg:
@@ -177,6 +227,8 @@ def endpoint_map(config: dict[str, Any]) -> str:
                   f'service = "{service}"', f'node = "{node}"']  # fmt: skip
         lines += [f'{key} = "{value}"' for key, value in extra.items()]
         lines.append("")
+    if user:
+        lines += ["# From the user's configuration.", "", *_user_tables(user)]
     return "\n".join(lines)
 
 
@@ -188,6 +240,7 @@ def down(state_dir: Path) -> list[str]:
     for process in reversed(list(state.processes)):
         state.stop(process.name)
         stopped.append(process.name)
+    remove_fault_cgroups(state)
     stop_postgres(state)
     root = postgres_root(state_dir)
     if root.exists():
@@ -266,13 +319,17 @@ def drive(
 
 
 def process(options: LabOptions, state: LabState, *, group: str) -> None:
-    """``hopscope process --drain`` over the lab's topics, with the lab's endpoint map."""
+    """``hopscope process --drain`` over the lab's topics, with the lab's endpoint map. The
+    records are also archived as Parquet in ``<state dir>/archive`` (``--archive-dir``): the
+    run's windows stay readable after its indices are gone (``benchmarks/rca_accuracy.py
+    --lab-dir`` reads them with the ground truth's bounds)."""
     time.sleep(FLUSH_S)
     kafka = state.config["kafka"]
     processed = _hopscope(
         "process", "--drain", "--group", group, "--index-prefix", options.index_prefix,
         "--spans-topic", kafka["spans_topic"], "--logs-topic", kafka["logs_topic"],
-        "--dlq-topic", f"{kafka['spans_topic']}.dlq", config=state.state_dir / "hopscope.toml",
+        "--dlq-topic", f"{kafka['spans_topic']}.dlq", "--archive-dir",
+        str(state.state_dir / "archive"), config=state.state_dir / "hopscope.toml",
     )  # fmt: skip
     if processed.returncode != 0:
         raise LabError(f"hopscope process failed ({processed.returncode})")

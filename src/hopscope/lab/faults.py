@@ -14,8 +14,11 @@
 - ``cache-flush``: ``FLUSHALL`` on Redis every half second; risk / redis.
 - ``cache-down``: the Redis server stopped (``SIGSTOP``: connections hang until the client's
   timeout); risk / redis.
-- ``cpu``: ``stress-ng --cpu`` pinned (``--taskset``) to the core the risk service is pinned
-  to (``taskset``); risk / risk-1.
+- ``cpu``: the risk service's process in a cgroup (v1 ``cpu`` controller) whose CFS quota
+  is :data:`CPU_QUOTA_PERCENT` % of a core, plus ``stress-ng --cpu`` pinned (``--taskset``) to
+  the core the risk service is pinned to (``taskset``); risk / risk-1. Without a writable
+  ``cpu`` controller (not root, cgroup v2 only) stress-ng alone, which a service using a few
+  percent of a core barely notices (its fair share stays far above its need).
 
 A fault is injected by :meth:`Fault.inject` and reverted by :meth:`Fault.revert`; the ground
 truth says what was done, where (service, node, resource), and from when to when.
@@ -23,6 +26,7 @@ truth says what was done, where (service, node, resource), and from when to when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,6 +48,14 @@ HOT_ACCOUNTS = 50
 REPLICA_DELAY = "4s"
 PROXY_LATENCY_MS = 250
 FLUSH_EVERY_S = 0.5
+# The risk service's CPU limit in the cpu fault. It needs 1–2 ms of CPU per payment, under 2 % of
+# a core at 8 payments/s (a 5 % quota was never reached: no period throttled, nothing slowed),
+# so 2 % leaves it throttled in most periods: a request that overruns the period's quota waits
+# for the next period, up to 98 ms later, as under a container limit set too low.
+CPU_QUOTA_PERCENT = 2
+CPU_PERIOD_US = 100_000
+# The cgroup v1 ``cpu`` controller's mount point (cgroup v2 mounts it unified, elsewhere).
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Fault:
     node: str | None
     resource: str | None
     tool: str
+    measured: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
 
@@ -65,6 +78,7 @@ class Fault:
             "what": self.what,
             "tool": self.tool,
             "where": {"service": self.service, "node": self.node, "resource": self.resource},
+            **({"measured": self.measured} if self.measured else {}),
         }
 
     def inject(self, state: LabState) -> None:
@@ -186,18 +200,58 @@ class Fault:
             subprocess.run([taskset, "-a", "-p", "-c", cores, str(pid)],
                            capture_output=True, check=False, timeout=10)  # fmt: skip
 
+    def _cgroup(self, state: LabState) -> Path:
+        return CGROUP_CPU / f"hopscope-lab-{state.config.get('run_id', 'run')}-risk"
+
+    def _limit_cpu(self, state: LabState, pid: int) -> bool:
+        """Move ``pid`` into a cgroup of its own with a CFS quota; False when cgroup v1's cpu
+        controller is not there or not writable (the fault is then stress-ng alone)."""
+        if not (CGROUP_CPU / "cgroup.procs").is_file() or not os.access(CGROUP_CPU, os.W_OK):
+            return False
+        group = self._cgroup(state)
+        try:
+            group.mkdir(exist_ok=True)
+            (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            quota = CPU_PERIOD_US * CPU_QUOTA_PERCENT // 100
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+            (group / "cgroup.procs").write_text(str(pid))  # every thread of the process
+        except OSError:
+            self._unlimit_cpu(state, pid)
+            return False
+        return True
+
+    def _unlimit_cpu(self, state: LabState, pid: int) -> None:
+        """Move ``pid`` back to the cpu controller's root and remove the fault's cgroup."""
+        group = self._cgroup(state)
+        if not group.exists():
+            return
+        with contextlib.suppress(OSError, ValueError):  # what the quota did, for the record
+            stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+            keys = ("nr_periods", "nr_throttled", "throttled_time")
+            self.measured = {key: int(stat[key]) for key in keys if key in stat}
+        # The process may be gone; an empty cgroup can be removed all the same.
+        with contextlib.suppress(OSError):
+            (CGROUP_CPU / "cgroup.procs").write_text(str(pid))
+        try:
+            group.rmdir()
+        except OSError as error:
+            raise LabError(f"could not remove the cpu fault's cgroup {group}: {error}") from error
+
     def _inject_cpu(self, state: LabState) -> None:
         stress = tool("stress-ng", "stress-ng")
         core = int(state.config["risk"].get("cpu", 0))
         count = os.cpu_count() or 1
         if count > 1:
             self._pin(state, ",".join(str(c) for c in range(count) if c != core))
+        if self._limit_cpu(state, state.find("risk-1").pid):
+            self.tool = f"cgroup cpu quota {CPU_QUOTA_PERCENT}% + stress-ng"
         state.start(
             "stress-ng", [stress, "--cpu", "2", "--taskset", str(core), "--timeout", "3600"]
         )
 
     def _revert_cpu(self, state: LabState) -> None:
         state.stop("stress-ng")
+        self._unlimit_cpu(state, state.find("risk-1").pid)
         self._pin(state, f"0-{(os.cpu_count() or 1) - 1}")
 
 
@@ -220,8 +274,19 @@ FAULTS: dict[str, tuple[str, str | None, str | None, str | None, str]] = {
     ),
     "cache-flush": ("risk cache flushed every 0.5 s", "risk", "redis", "rules cache", "FLUSHALL"),
     "cache-down": ("risk cache stopped", "risk", "redis", "rules cache", "SIGSTOP"),
-    "cpu": ("CPU contention on the risk service's core", "risk", "risk-1", "cpu", "stress-ng"),
+    "cpu": (
+        f"the risk service limited to {CPU_QUOTA_PERCENT} % of a core (cgroup CFS quota), "
+        "stress-ng on its core",
+        "risk", "risk-1", "cpu", "stress-ng",
+    ),
 }  # fmt: skip
+
+
+def remove_fault_cgroups(state: LabState) -> None:
+    """Remove the cpu fault's cgroup if a run left it (``lab down`` after an interrupted run:
+    its processes are stopped by then, so it is empty)."""
+    with contextlib.suppress(OSError):
+        make_fault("cpu")._cgroup(state).rmdir()
 
 
 def make_fault(name: str) -> Fault:

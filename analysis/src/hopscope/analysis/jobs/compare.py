@@ -83,7 +83,9 @@ from hopscope.analysis.stats import (
 )
 
 JOB: Final = "compare"
-SUSPECT_KINDS: Final = ("suspect_service_time", "suspect_network", "suspect_errors")
+SUSPECT_KINDS: Final = (
+    "suspect_service_time", "suspect_network", "suspect_errors", "suspect_call_volume",
+)  # fmt: skip
 
 # Evidence: with a few dozen causes per comparison, p < 0.001 keeps the expected number of
 # chance suspects per comparison near 0.03; p < 0.01 still leaves a change worth naming.
@@ -124,6 +126,21 @@ _DEMOTED: Final[dict[Impact, Impact]] = {"high": "medium", "medium": "low", "low
 # Which way a slower wire is slow: when one leg carries at least this share of the growth of
 # both, the sender of that leg is charged (its egress: a delayed interface, sidecar or host).
 LEG_SHARE: Final = 0.75
+# More calls, not slower ones: the growth of the calls into a service splits into a count part
+# (more calls per payment) and a latency part (slower calls), see call_volume_split.
+# When one caller's count part carries at least half of it, more calls explain most of the
+# growth: that caller is charged (a cache that stopped hitting, a loop, a new fan-out) and the
+# callee drops a level. Half, not more: extra calls load the callee, so they come a little
+# slower too (the lab's cache flush: 20 → 27 ms per rules query, 87 % from the count).
+VOLUME_SHARE: Final = 0.5
+# A stalled node: when the payments that failed over away from one node (more of them than in
+# the baseline) carry at least half of a wire's or a service's growth, the node is charged (a
+# frozen or stalled process: its callers time out on it, and the calls it had in flight come
+# back late), not the wire.
+NODE_SHARE: Final = 0.5
+# ... and the node stands out: at least this many times the failed-over payments of any other
+# node of its service (when every node times out, the cause is downstream of them all).
+NODE_RATIO: Final = 3.0
 
 
 @dataclass(frozen=True)
@@ -939,6 +956,289 @@ def _inherited_waits(suspects: list[_Suspect], edges: pl.DataFrame) -> list[_Sus
     return out
 
 
+def _volume_frames(spans: pl.LazyFrame, hops: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per (caller, callee) and window: the calls that did not fail and their summed client
+    time; per service and window: its cache reads and hits (``hopscope.cache.hit``) and the
+    cache it reads most."""
+    answered = (
+        ~pl.col("error").fill_null(False)
+        & pl.col("client_ns").is_not_null()
+        & pl.col("target_service").is_not_null()
+        & (pl.col("source_service") != pl.col("target_service"))
+    )
+    calls = (
+        hops.filter(answered)
+        .group_by("source_service", "target_service", "incident")
+        .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("client_ns").sum())
+    )
+    caches = (
+        spans.filter(pl.col("cache_hit").is_not_null())
+        .group_by("service", "incident")
+        .agg(
+            pl.len().cast(pl.Int64).alias("reads"),
+            pl.col("cache_hit").sum().cast(pl.Int64).alias("hits"),
+            pl.col("cache_name").drop_nulls().mode().sort().first().alias("cache"),
+        )
+    )
+    return [calls, caches]
+
+
+def call_volume_split(calls: Sequence[float], per_call_ns: Sequence[float]) -> tuple[float, float]:
+    """The growth of a caller's call time per payment, ``n₁·d₁ − n₀·d₀`` (``n`` calls per
+    payment, ``d`` mean time per call; before, after), split symmetrically into a count part
+    ``(n₁ − n₀)·(d₀ + d₁)/2`` (more calls) and a latency part ``(d₁ − d₀)·(n₀ + n₁)/2``
+    (slower calls). Symmetric, so that neither window's figures weigh more: a baseline with
+    a handful of calls has a noisy ``d₀``.
+
+    >>> call_volume_split([0.5, 3.0], [6e6, 6.5e6])  # 2.5 more calls of ~6 ms; 0.5 ms slower
+    (15625000.0, 875000.0)
+    >>> call_volume_split([1.0, 1.0], [5e6, 25e6])  # as many calls, each 20 ms slower
+    (0.0, 20000000.0)
+    """
+    (before_n, after_n), (before_d, after_d) = calls, per_call_ns
+    return (
+        (after_n - before_n) * (before_d + after_d) / 2,
+        (after_d - before_d) * (before_n + after_n) / 2,
+    )
+
+
+def _more_calls(
+    suspects: list[_Suspect], volume: pl.DataFrame, caches: pl.DataFrame, windows: Windows
+) -> list[_Suspect]:
+    """More calls, not slower calls: a callee whose own time grew because a caller calls it
+    more often per payment (at the same time per call) did not slow down; the caller changed
+    (its cache stopped hitting, a loop, a new fan-out). When one caller's count part
+    (:func:`call_volume_split`) carries :data:`VOLUME_SHARE` of the growth of all calls into
+    a ``high``/``medium`` own-time suspect, that caller becomes a ``suspect_call_volume`` at
+    the callee's level and score, and the callee drops one level (and half its score)."""
+    n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
+    per_edge: dict[tuple[str, str], dict[bool, tuple[int, int]]] = {}
+    for r in volume.iter_rows(named=True):
+        edge = (r["source_service"], r["target_service"])
+        per_edge.setdefault(edge, {})[r["incident"]] = (r["calls"], r["client_ns"] or 0)
+    cache_reads = {(r["service"], r["incident"]): r for r in caches.iter_rows(named=True)}
+    out = list(suspects)
+    for index, suspect in enumerate(suspects):
+        finding = suspect.finding
+        if suspect.cause != "own_time" or finding is None or suspect.impact not in (
+            "high", "medium",
+        ):  # fmt: skip
+            continue
+        parts: dict[str, tuple[float, float, float, float, float, float]] = {}
+        for (caller, callee), figures in per_edge.items():
+            if callee != suspect.service:
+                continue
+            calls_before, ns_before = figures.get(False, (0, 0))
+            calls_after, ns_after = figures.get(True, (0, 0))
+            after_d = ns_after / calls_after if calls_after else 0.0
+            before_d = ns_before / calls_before if calls_before else after_d
+            n = (calls_before / n_before, calls_after / n_after)
+            parts[caller] = (*n, before_d, after_d, *call_volume_split(n, (before_d, after_d)))
+        growth = sum(p[4] + p[5] for p in parts.values())
+        if growth <= 0:
+            continue
+        caller, (before_n, after_n, before_d, after_d, count_ns, latency_ns) = max(
+            parts.items(), key=lambda item: (item[1][4], item[0])
+        )
+        if count_ns < VOLUME_SHARE * growth:
+            continue
+        callee = suspect.service
+        evidence: dict[str, Any] = {
+            "calls_per_payment": [round(before_n, 4), round(after_n, 4)],
+            "per_call_ns": [round(before_d), round(after_d)],
+            "count_part_ns": round(count_ns),
+            "latency_part_ns": round(latency_ns),
+            "callee": callee,
+            "callee_change_ns": finding.evidence["change_ns"],
+            "cliffs_delta": finding.evidence["cliffs_delta"],
+            "p_value": finding.evidence["p_value"],
+            "window_traces": [windows.traces_baseline, windows.traces_incident],
+            "baseline_example_traces": finding.evidence.get("baseline_example_traces", []),
+        }
+        subject: dict[str, Any] = {"service": caller, "callee": callee,
+                                   "edge": f"{caller} → {callee}"}  # fmt: skip
+        reads = [cache_reads.get((caller, flag)) for flag in (False, True)]
+        cache_note = ""
+        if all(reads):
+            ratios = [r["hits"] / r["reads"] for r in reads if r is not None]
+            if ratios[1] < ratios[0]:
+                cache = str((reads[1] or {}).get("cache") or "its cache")
+                subject["cache"] = cache
+                evidence["cache_hit_ratio"] = [round(ratios[0], 4), round(ratios[1], 4)]
+                cache_note = (
+                    f"; its cache {cache} serves {ratios[1]:.0%} of reads (was {ratios[0]:.0%})"
+                )
+        title = (
+            f"{caller}: {before_n:.2g} → {after_n:.2g} calls to {callee} per payment "
+            f"({ms(before_d)} → {ms(after_d)} each): +{ms(count_ns)} per payment from the "
+            f"extra calls{cache_note}"
+        )
+        if "cache" in subject:
+            recommendation = (
+                f"Most of {callee}'s growth is extra calls: {caller} asks it more often "
+                f"because its cache {subject['cache']} stopped serving (every miss reads "
+                f"{callee}): check the cache's evictions, flushes and restarts, its memory "
+                f"limit and TTLs, then warm it; {callee} only carries the misses."
+            )
+        else:
+            recommendation = (
+                f"Most of {callee}'s growth is extra calls: {caller} calls it more often per "
+                "payment: look for a cache that stopped hitting, a retry or polling loop, a new "
+                f"fan-out (N+1 queries) or a deployment of {caller}."
+            )
+        out.append(_Suspect(
+            "call_volume", f"{caller} → {callee}", caller, suspect.impact, suspect.score,
+            Finding(
+                job=JOB, kind="suspect_call_volume", title=title, impact=suspect.impact,
+                gain_ns=finding.gain_ns, subject=subject, evidence=evidence,
+                recommendation=recommendation,
+                gain=(
+                    f"bringing {caller}'s calls to {callee} back to {before_n:.2g} per payment "
+                    f"saves about {ms(count_ns)} per payment on average"
+                ),
+                example_traces=finding.example_traces,
+            ),
+            {**suspect.row, "cause": "call_volume", "subject": f"{caller} → {callee}",
+             "service": caller, "before_ns": round(before_n * (before_d + after_d) / 2),
+             "after_ns": round(after_n * (before_d + after_d) / 2), "change_ns": round(count_ns),
+             "change_lo_ns": None, "change_hi_ns": None},
+        ))  # fmt: skip
+        impact = _DEMOTED[suspect.impact]
+        out[index] = dataclasses.replace(
+            suspect, impact=impact, score=suspect.score / 2,
+            row={**suspect.row, "impact": impact},
+            finding=dataclasses.replace(
+                finding, impact=impact,
+                evidence={**finding.evidence, "more_calls_from": caller},
+                recommendation=(
+                    f"More calls, not slower ones: {caller} calls {callee} {before_n:.2g} → "
+                    f"{after_n:.2g} times per payment, and the extra calls carry most of the "
+                    f"growth; look at {caller} first. {finding.recommendation}"
+                ),
+            ),
+        )  # fmt: skip
+    return out
+
+
+def _failover_frames(
+    causes: pl.LazyFrame, failovers: pl.LazyFrame, spans: pl.LazyFrame, hops: pl.LazyFrame
+) -> list[pl.LazyFrame]:
+    """Per window, service and node: the payments that failed over away from that node; per
+    cause and node: the incident's exclusive time of the cause in those payments (``ns``) and
+    how many they are (``traces``; for the ``errors`` cause, those where the service's errors
+    originated)."""
+    moved = (
+        failovers.filter(pl.col("from_node").is_not_null())
+        .select("incident", "trace_id", pl.col("target_service").alias("node_service"),
+                "from_node")
+        .unique()
+    )  # fmt: skip
+    per_node = moved.group_by("incident", "node_service", "from_node").agg(
+        pl.col("trace_id").n_unique().cast(pl.Int64).alias("payments")
+    )
+    carried = (
+        causes.filter(pl.col("incident"))
+        .join(moved.filter(pl.col("incident")), on=["incident", "trace_id"])
+        .group_by("cause", "subject", "node_service", "from_node")
+        .agg(pl.col("ns").sum(), pl.col("trace_id").n_unique().cast(pl.Int64).alias("traces"))
+    )
+    failed = (
+        _origin_errors(spans, hops)
+        .filter(pl.col("incident"))
+        .join(moved.filter(pl.col("incident")), on=["incident", "trace_id"])
+        .group_by("service", "node_service", "from_node")
+        .agg(pl.col("trace_id").n_unique().cast(pl.Int64).alias("traces"))
+        .select(
+            pl.lit("errors").alias("cause"), pl.col("service").alias("subject"),
+            "node_service", "from_node", pl.lit(None, pl.Int64).alias("ns"), "traces",
+        )
+    )  # fmt: skip
+    return [per_node, pl.concat([carried, failed])]
+
+
+def _failed_over_nodes(
+    suspects: list[_Suspect], per_node: pl.DataFrame, carried: pl.DataFrame, windows: Windows
+) -> list[_Suspect]:
+    """A stalled node, not its wires: a ``high``/``medium`` wire touching a service, or that
+    service's own time or originated errors, whose growth sits for at least
+    :data:`NODE_SHARE` in the payments that failed over away from one of its nodes (more such
+    payments than in the baseline, p < :data:`P_WEAK`, and :data:`NODE_RATIO` times those of
+    any other node of the service) is charged to that node: the finding names it first and its
+    subject gets ``node`` (and the node's service). The part those payments carry is their
+    excess over the baseline's mean per payment: ``(Σ ns − payments · before) / window
+    payments`` (errors: the failed payments among them, less the baseline's rate)."""
+    n_before, n_after = max(windows.traces_baseline, 1), max(windows.traces_incident, 1)
+    moved = {(r["incident"], r["node_service"], r["from_node"]): r["payments"]
+             for r in per_node.iter_rows(named=True)}  # fmt: skip
+    out = []
+    for suspect in suspects:
+        finding = suspect.finding
+        if (
+            finding is None
+            or suspect.cause not in ("network", "own_time", "errors")
+            or suspect.impact not in ("high", "medium")
+        ):
+            out.append(suspect)
+            continue
+        touching = set(suspect.subject.split(" → "))
+        if suspect.cause == "errors":  # failed payments, the baseline's rate expected
+            before = finding.evidence["error_rate"][0]
+            change = finding.evidence["error_traces"][1] / n_after - before
+        else:
+            before = finding.evidence["per_payment_ns"][0]
+            change = finding.evidence["change_ns"]
+        best: tuple[float, str, str, int] | None = None
+        for r in carried.filter(cause=suspect.cause, subject=suspect.subject).iter_rows(named=True):
+            service, node = r["node_service"], r["from_node"]
+            if service not in touching:
+                continue
+            after_n = moved.get((True, service, node), 0)
+            before_n = moved.get((False, service, node), 0)
+            others = [n for (flag, s, other), n in moved.items()
+                      if flag and s == service and other != node]  # fmt: skip
+            if (
+                after_n < NODE_RATIO * max(others, default=0)
+                or (after_n / n_after <= before_n / n_before)
+                or (two_proportion_test(after_n, n_after, before_n, n_before) >= P_WEAK)
+            ):
+                continue
+            carried_ns = r["traces"] if suspect.cause == "errors" else r["ns"]
+            share = (carried_ns - r["traces"] * before) / n_after / change if change > 0 else 0.0
+            if share >= NODE_SHARE and (best is None or share > best[0]):
+                best = (share, service, node, after_n)
+        if best is None:
+            out.append(suspect)
+            continue
+        share, service, node, payments = best
+        evidence = {
+            **finding.evidence,
+            "stalled_node": node,
+            "stalled_node_share": round(share, 4),
+            "failed_over_payments": [moved.get((False, service, node), 0), payments],
+        }
+        out.append(dataclasses.replace(
+            suspect, service=service, row={**suspect.row, "service": service},
+            finding=dataclasses.replace(
+                finding,
+                title=(
+                    f"{node} ({service}) stalled: {finding.title}; {share:.0%} of it in the "
+                    f"{payments} payments that failed over away from {node}"
+                ),
+                subject={**finding.subject, "service": service, "node": node},
+                evidence=evidence,
+                recommendation=(
+                    f"{node} stopped answering in time: its callers timed out and failed over "
+                    f"({payments} payments), and the calls it had in flight came back late, "
+                    f"which shows as wire and wait time around it. Check {node}'s process and "
+                    "host (a pause, a freeze, swapping, a full disk, a hung thread pool); take "
+                    "it out of the balancer until it answers its health checks, and shorten "
+                    "the callers' timeouts to it."
+                ),
+            ),
+        ))  # fmt: skip
+    return out
+
+
 def _operations(spans: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame:
     """Per ``[service] operation`` and window: latency, self time, errors, critical time."""
     keyed = spans.with_columns(pl.format("[{}] {}", "service", "name").alias("operation"))
@@ -1130,11 +1430,13 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
     traces = _tagged(incident.traces, baseline.traces)
     hops = _tagged(incident.hops, baseline.hops)
     logs = _tagged(incident.logs, baseline.logs)
+    failovers = _tagged(incident.failovers, baseline.failovers)
     # One collect for every query (polars shares their common inputs); the rest is per-row
     # arithmetic on small aggregated tables.
     (
         before, after, stats, components, tests, errors, logged, counted, calls,
-        operation_stats, operation_tests, edge_stats, edge_tests, nodes, legs,
+        operation_stats, operation_tests, edge_stats, edge_tests, nodes, legs, volume, caches,
+        moved, carried,
     ) = pl.collect_all([
         *_window_frames(incident, baseline),
         *_latency_frames(_causes(traces, hops), traces),
@@ -1143,12 +1445,18 @@ def run(incident: Dataset, baseline: Dataset) -> JobResult:
         *_edges_frames(hops),
         _node_frame(spans),
         _legs_frame(hops),
+        *_volume_frames(spans, hops),
+        *_failover_frames(_causes(traces, hops), failovers, spans, hops),
     ])  # fmt: skip
     windows = _windows(before, after)
-    suspects = _latency_suspects(stats, components, tests, nodes, legs, windows)
+    suspects = _more_calls(
+        _latency_suspects(stats, components, tests, nodes, legs, windows), volume, caches, windows
+    )
     error_suspects, services = _error_suspects(errors, logged, counted, calls, windows)
     ranked = sorted(
-        _inherited_waits([*suspects, *error_suspects], calls),
+        _inherited_waits(
+            _failed_over_nodes([*suspects, *error_suspects], moved, carried, windows), calls
+        ),
         key=lambda s: (_impact_rank(s.impact), -s.score, s.cause, s.subject),
     )
     table = pl.DataFrame([s.row for s in ranked], infer_schema_length=None)

@@ -10,8 +10,9 @@ Percentiles follow :func:`hopscope.analysis.expr.percentile_ns` (an observed val
 
 Tables:
 
-- ``by_kind``: coordination_kind, waits, total_ns, p50_ns, p99_ns, critical_ns,
-  critical_share (``critical_ns / Σ trace durations``: the share of all payment time spent in
+- ``by_kind``: coordination_kind, waits, total_ns, p50_ns, p99_ns, critical_ns, waited_ns
+  (the part of ``critical_ns`` that is waiting: see "Statement lock waits" below),
+  critical_share (``waited_ns / Σ trace durations``: the share of all payment time spent in
   this kind of wait on the critical path).
 - ``by_resource``: coordination_kind, resource, service, waits, total_ns, p50_ns, p99_ns,
   max_ns, critical_ns, share_of_kind (of the kind's total wait), largest first per kind.
@@ -20,10 +21,21 @@ Tables:
   straggler_share (of all multi-participant transactions), prepare_p99_ns, blocked_p50_ns,
   blocked_p99_ns, aborted.
 
+Statement lock waits
+    A lock wait inferred from a statement (``SELECT … FOR UPDATE``: a span with ``db.system``)
+    lasts the wait *and* the statement's own work, which instrumentation cannot split. Its
+    waiting part is estimated per service and database system: the share of the lock
+    statements' mean duration beyond the mean of the same service's other statements on that
+    database (spans with a query text: what a statement there costs uncontended, on the same
+    hosts and pool; connects are not statements), 0 when the
+    lock statements are no slower. Uncontended, a ``FOR UPDATE`` row read costs what the other
+    reads cost and waits nothing; under contention its mean is many times theirs. A lock wait
+    recorded apart (no ``db.system``, or no other statement to compare with) is waiting whole.
+
 Findings:
 
-- ``lock_contention`` (``high``): lock waits cost the payments (their critical share reaches
-  :data:`LOCK_CRITICAL_SHARE`) and concentrate on a few hot resources (each at least
+- ``lock_contention`` (``high``): lock waits cost the payments (their waiting critical share
+  reaches :data:`LOCK_CRITICAL_SHARE`) and concentrate on a few hot resources (each at least
   :data:`HOT_RESOURCE_SHARE` of the lock-wait time with :data:`MIN_HOT_WAITS` waits, together
   at least :data:`HOT_CONCENTRATION`). Lock waits that cost as much but are spread thin are
   ``medium``: the locking scheme as a whole, not one hot row.
@@ -75,6 +87,56 @@ def _q(column: str, q: float, name: str) -> pl.Expr:
     return percentile_ns(column, q).alias(name)
 
 
+def _waited(coordination: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Coordination delays with ``waited_ns``: their critical-path time times the waiting share
+    of their kind, service and database system (module docstring, "Statement lock waits")."""
+    statements = spans.filter(pl.col("db_system").is_not_null(), pl.col("kind") == "client")
+    # Statements only: a connect or a pool checkout (no query text) costs next to nothing and
+    # would make any statement look slow.
+    peers = (
+        statements.filter(
+            pl.col("coordination_kind").is_null(), pl.col("db_statement").is_not_null()
+        )
+        .group_by("service", "db_system")
+        .agg(pl.col("duration_ns").mean().alias("_peer_mean"))
+    )
+    tagged = coordination.join(
+        statements.select("trace_id", "span_id", "db_system"),
+        on=["trace_id", "span_id"],
+        how="left",
+    )
+    waiting = (
+        tagged.filter(pl.col("db_system").is_not_null())
+        .group_by("coordination_kind", "service", "db_system")
+        .agg(pl.col("duration_ns").mean().alias("_own_mean"))
+        .join(peers, on=["service", "db_system"], how="inner")
+        .select(
+            "coordination_kind",
+            "service",
+            "db_system",
+            (1 - pl.col("_peer_mean") / pl.col("_own_mean"))
+            .clip(0.0, 1.0)
+            .fill_nan(1.0)
+            .alias("_waiting"),
+        )
+    )
+    return (
+        tagged.join(
+            waiting,
+            on=["coordination_kind", "service", "db_system"],
+            how="left",
+            nulls_equal=True,
+        )
+        .with_columns(
+            (pl.col("critical_ns") * pl.col("_waiting").fill_null(1.0))
+            .round()
+            .cast(pl.Int64)
+            .alias("waited_ns")
+        )
+        .drop("db_system", "_waiting")
+    )
+
+
 def _by_kind(coordination: pl.LazyFrame, traces_ns: pl.LazyFrame) -> pl.LazyFrame:
     return (
         coordination.group_by("coordination_kind")
@@ -84,10 +146,11 @@ def _by_kind(coordination: pl.LazyFrame, traces_ns: pl.LazyFrame) -> pl.LazyFram
             _q("duration_ns", 0.5, "p50_ns"),
             _q("duration_ns", 0.99, "p99_ns"),
             pl.col("critical_ns").sum().alias("critical_ns"),
+            pl.col("waited_ns").sum().alias("waited_ns"),
         )
         .join(traces_ns, how="cross")
         .with_columns(
-            (pl.col("critical_ns") / pl.col("traces_ns")).alias("critical_share"),
+            (pl.col("waited_ns") / pl.col("traces_ns")).alias("critical_share"),
         )
         .drop("traces_ns")
         .sort(["critical_ns", "coordination_kind"], descending=[True, False])
@@ -138,7 +201,7 @@ def _lock_tail(coordination: pl.LazyFrame, traces: pl.LazyFrame) -> pl.LazyFrame
     per_trace = (
         coordination.filter(pl.col("coordination_kind") == LOCK_WAIT)
         .group_by("trace_id")
-        .agg(pl.col("critical_ns").sum().alias("lock_ns"))
+        .agg(pl.col("waited_ns").sum().alias("lock_ns"))
     )
     return (
         tail.with_columns((n * TAIL_FRACTION).round(9).ceil().cast(pl.UInt32).alias("k"))
@@ -181,12 +244,13 @@ def run(
         ([], ['by_kind', 'by_resource', 'stragglers'])
     """
     traces_ns = data.traces.select(pl.col("duration_ns").sum().alias("traces_ns"))
+    waited = _waited(data.coordination, data.spans)
     by_kind, by_resource, stragglers, tail, examples = pl.collect_all(
         [
-            _by_kind(data.coordination, traces_ns),
+            _by_kind(waited, traces_ns),
             _by_resource(data.coordination),
             _stragglers(data.two_phase_commits),
-            _lock_tail(data.coordination, data.traces),
+            _lock_tail(waited, data.traces),
             _lock_examples(data.coordination),
         ]
     )
