@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -53,6 +54,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from hopscope.analysis import ALLOCATOR_CONF, ALLOCATOR_ENV
 from hopscope.analysis.aggregates import QUANTILES, TABLES
 from hopscope.analysis.jobs import job
 from hopscope.analysis.loaders import (
@@ -322,8 +324,11 @@ def duckdb_partial_edges(root: Path, memory_limit: int) -> tuple[float, int]:
 
 def _child(step: str, *args: str) -> dict[str, float | int | str]:
     """Run a step in a fresh interpreter, so its peak RSS is its own."""
+    # The allocator options `hopscope analyze` runs with (set when hopscope.analysis is
+    # imported before polars, which this script's imports cannot do).
+    env = {ALLOCATOR_ENV: ALLOCATOR_CONF, **os.environ}
     done = subprocess.run([sys.executable, __file__, "--child", step, *args],
-                          check=True, capture_output=True, text=True)  # fmt: skip
+                          check=True, capture_output=True, text=True, env=env)  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
