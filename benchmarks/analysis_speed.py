@@ -12,8 +12,8 @@ Steps (matched by ``Step N`` comments below):
 3. Raw path, in a child process of its own (its peak RSS is its own): ``load_parquet`` +
    ``build_report`` (every job, each timed in wall and CPU seconds) on the whole archive,
    loaded as ``hopscope analyze report`` loads it (the columns no job reads left out); the
-   per-edge percentiles of the ``hops`` job alone (polars); the same per-edge percentiles as one DuckDB SQL query over the same
-   files. Peak RSS is read after the report, before DuckDB runs.
+   per-edge percentiles of the ``hops`` job alone (polars); the same per-edge percentiles as
+   one DuckDB SQL query over the same files. Peak RSS is read after the report, before DuckDB runs.
 4. Partial-aggregate path: the base archive's hourly partials
    (:func:`hopscope.analysis.loaders.build_partials`) are the partials of any hour that holds
    copies of a base hour, with every count multiplied by the copies (partials are sums), so a
