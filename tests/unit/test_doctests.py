@@ -13,6 +13,7 @@ MODULES = (
     "hopscope.analysis.expr",
     "hopscope.analysis.stats",
     "hopscope.analysis.findings",
+    "hopscope.analysis.ids",
     "hopscope.analysis.jobs",
     "hopscope.analysis.loaders._records",
     "hopscope.analysis.loaders.parquet",

@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hopscope.analysis.findings import IMPACTS, Finding, JobResult, rank
-from hopscope.analysis.jobs import JOB_NAMES, compare, job
+from hopscope.analysis.jobs import JOB_NAMES, UNREAD, compare, job
 from hopscope.analysis.schema import Dataset
 
 
@@ -154,7 +154,8 @@ def build_report(
     """Run ``jobs`` over ``data`` and rank every finding.
 
     Parameters:
-        data: the records of the window (collected once here, then shared by the jobs).
+        data: the records of the window (collected once here, then shared by the jobs;
+            the columns of :data:`hopscope.analysis.jobs.UNREAD` are not loaded).
         source: where they came from, for the report's header.
         jobs: job names (of :data:`hopscope.analysis.jobs.JOB_NAMES`), in report order.
         progress: show a progress bar on stderr.
@@ -170,8 +171,8 @@ def build_report(
     Returns:
         The :class:`Report`, findings most important first.
     """
-    data = data.collect()
-    baseline = baseline.collect() if baseline is not None else None
+    data = data.collect(UNREAD)
+    baseline = baseline.collect(UNREAD) if baseline is not None else None
     counts = {
         f.name: int(getattr(data, f.name).select(pl.len()).collect().item()) for f in fields(data)
     }

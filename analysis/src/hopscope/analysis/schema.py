@@ -220,9 +220,28 @@ class Dataset:
 
         return Dataset(**{f.name: part(f.name) for f in fields(self)})
 
-    def collect(self) -> Dataset:
-        """All frames computed once (jobs then share them), still as lazy frames."""
-        collected = pl.collect_all([getattr(self, f.name) for f in fields(self)])
+    def collect(self, unread: Mapping[str, Sequence[str]] | None = None) -> Dataset:
+        """All frames computed once (jobs then share them), still as lazy frames.
+
+        Parameters:
+            unread: per kind, columns nobody will read: they come out null (of their type)
+                and are not loaded (a Parquet scan skips them).
+
+        >>> data = Dataset.from_documents({"spans": pl.LazyFrame({"trace.id": ["a"],
+        ...                                                       "payment.id": ["p"]})})
+        >>> spans = data.collect({"spans": ["payment_id"]}).spans.collect()
+        >>> spans.select("trace_id", "payment_id").row(0), spans.width == len(SCHEMAS["spans"])
+        (('a', None), True)
+        """
+        frames = []
+        for f in fields(self):
+            frame: pl.LazyFrame = getattr(self, f.name)
+            skipped = [c for c in (unread or {}).get(f.name, ()) if c in SCHEMAS[f.name]]
+            if skipped:
+                dtypes = frame.collect_schema()
+                frame = frame.with_columns(pl.lit(None, dtype=dtypes[c]).alias(c) for c in skipped)
+            frames.append(frame)
+        collected = pl.collect_all(frames)
         # One chunk per column: loaders concatenate pages and part files, and some string
         # kernels of polars 2.1's streaming engine mishandle filtered multi-chunk columns.
         return Dataset(*(frame.rechunk().lazy() for frame in collected))

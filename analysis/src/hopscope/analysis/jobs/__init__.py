@@ -24,7 +24,7 @@ from hopscope.analysis.jobs import (
 )
 from hopscope.analysis.schema import Dataset
 
-__all__ = ["JOBS", "JOB_NAMES", "Job", "job"]
+__all__ = ["JOBS", "JOB_NAMES", "UNREAD", "Job", "job"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ JOBS: Final[tuple[Job, ...]] = (
     Job("cache", cache.run),
 )
 JOB_NAMES: Final[tuple[str, ...]] = tuple(j.name for j in JOBS)
+# Per dataset kind, the columns no job (nor the report around them) reads: a report does not
+# load them (``Dataset.collect(unread=...)``). Payment ids on every span and the per-service
+# critical path of every trace are a large share of the archive's bytes.
+# tests/unit/test_analysis_unread.py fails when a job names one of them.
+UNREAD: Final[dict[str, tuple[str, ...]]] = {
+    "spans": ("error_type", "coordination_resource", "payment_id"),
+    "traces": (
+        "payment_id", "root_service", "span_count", "complete", "critical_self_ns",
+        "critical_network_ns", "critical_coordination_ns", "failover_count", "retry_count",
+        "hop_count", "critical_by_service",
+    ),
+    "hops": ("source_node", "adjusted_request_leg_ns", "adjusted_response_leg_ns", "queue_ns",
+             "attempt"),
+}  # fmt: skip
 
 
 def job(name: str) -> Callable[[Dataset], JobResult]:

@@ -33,6 +33,7 @@ import polars as pl
 
 from hopscope.analysis.expr import example_traces, percentile_ns
 from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.ids import TraceCodes
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 from hopscope.analysis.stats import CONFIDENCE, wilson_interval
@@ -70,6 +71,13 @@ _PLAIN_FIELDS: Final = (
     "cache_hit",
     "client_address",
 )
+
+
+# The span columns candidate_values reads.
+_SPAN_COLUMNS: Final = (
+    "trace_id", "service", "node", "kind", "peer_service", "server_address", "db_system",
+    *_PLAIN_FIELDS,
+)  # fmt: skip
 
 
 def elastic_impact(p_value: float | None) -> Impact | None:
@@ -491,12 +499,15 @@ def _members(members: pl.LazyFrame, field: str, value: str) -> pl.LazyFrame:
     return members.filter((pl.col("field") == field) & (pl.col("value") == value))
 
 
-def _examples(members: pl.LazyFrame, field: str, value: str, *, slow: bool) -> list[str]:
+def _examples(
+    members: pl.LazyFrame, field: str, value: str, codes: TraceCodes, *, slow: bool
+) -> list[str]:
     rows = _members(members, field, value)
     if not slow:
         rows = rows.filter(pl.col("failed"))
+    # Codes sort as the ids do, so the ties pick the same traces.
     ids = rows.select(example_traces("duration_ns")).collect().to_series()
-    return ids.to_list()
+    return codes.decode(ids.to_list())
 
 
 def _findings(
@@ -504,6 +515,7 @@ def _findings(
     traces: pl.LazyFrame,
     members: pl.LazyFrame,
     overall_p99: int | None,
+    codes: TraceCodes,
     *,
     slow: bool,
     percentile: float,
@@ -570,7 +582,7 @@ def _findings(
                     f"if payments with {field} = {value} behaved like the others, p99 would drop "
                     f"from {ms(overall_p99)} to {ms(without)} (saves {ms(gain_ns)})"
                 ),
-                example_traces=_examples(members, field, value, slow=slow),
+                example_traces=_examples(members, field, value, codes, slow=slow),
             )
         )
     return findings
@@ -603,10 +615,15 @@ def run(
     if max_values < 1:
         raise ValueError(f"max_values must be >= 1, got {max_values}")
     # Step 1: traces, the values they have and their join, computed once (every table and
-    # finding reads them).
-    traces = _trace_frame(data).collect()
+    # finding reads them). Trace ids are integer codes from here on (hashed and compared in
+    # every unique and join below); example traces are decoded at the end.
+    codes, (spans, traces) = TraceCodes.encoded(
+        data.spans.select(_SPAN_COLUMNS).collect(), _trace_frame(data).collect()
+    )
     traces_lazy = traces.lazy()
-    members = members_of(traces_lazy, candidate_values(data.spans, max_values=max_values)).collect()
+    members = members_of(
+        traces_lazy, candidate_values(spans.lazy(), max_values=max_values)
+    ).collect()
     members_lazy = members.lazy()
     threshold = traces.select(percentile_ns("duration_ns", percentile / 100.0)).item()
     counts = value_counts(members_lazy, traces_lazy, float(threshold or 0.0)).collect().lazy()
@@ -621,6 +638,8 @@ def run(
     # Step 4: findings, capped at medium.
     overall_p99 = _p99(traces_lazy)
     findings = _findings(
-        slow, traces_lazy, members_lazy, overall_p99, slow=True, percentile=percentile
-    ) + _findings(failed, traces_lazy, members_lazy, overall_p99, slow=False, percentile=percentile)
+        slow, traces_lazy, members_lazy, overall_p99, codes, slow=True, percentile=percentile
+    ) + _findings(
+        failed, traces_lazy, members_lazy, overall_p99, codes, slow=False, percentile=percentile
+    )
     return JobResult(JOB, {"slow": slow, "failed": failed}, findings)
