@@ -229,7 +229,9 @@ def _node_failure(run: ScenarioRun, es: Elasticsearch, _runs: ScenarioRuns) -> N
     assert to == effect["failover_to"] and set(to) == set(injected["failover_to"])
     assert dead not in to
     # After the failure no call to the dead node reached it: one-sided hops that timed out.
-    to_dead = all_of(term(f"{HOP}.target_node", dead), {"range": {f"{HOP}.start_ns": {"gte": at}}})
+    # A hop's start is queried as @timestamp: hopscope.hop.start_ns is a _source-only copy.
+    since = {"range": {"@timestamp": {"gte": timestamp(at)}}}
+    to_dead = all_of(term(f"{HOP}.target_node", dead), since)
     assert count(es, run.prefix, "hops", to_dead) == effect["timeouts"] > 0
     answered = all_of(to_dead, {"exists": {"field": f"{HOP}.server_span_id"}})
     assert count(es, run.prefix, "hops", answered) == 0
