@@ -57,13 +57,15 @@ CASES = {
     "other leaves (SIGTERM) later",
     "processor-sigterm": "SIGTERM under load, then a new processor",
     "es-data-node-kill": "cluster (3 brokers, 3 Elasticsearch nodes, one replica): the node "
-    "holding a primary shard of the case's spans, not the master, SIGKILLed, started again "
-    "{cluster_outage_s:.0f} s later",
-    "es-master-kill": "cluster: the elected Elasticsearch master SIGKILLed, started again "
-    "{cluster_outage_s:.0f} s later",
-    "kafka-broker-kill": "cluster: the broker leading most of the case's partitions "
-    "SIGKILLed (topics with 3 replicas, `min.insync.replicas` 2), started again "
-    "{cluster_outage_s:.0f} s later",
+    "holding a primary shard of the case's spans, not the master, SIGKILLed; started again "
+    "once the group committed without it, {cluster_outage_s:.0f} s after the kill at the "
+    "earliest",
+    "es-master-kill": "cluster: the elected Elasticsearch master SIGKILLed; started again "
+    "once another was elected, {cluster_outage_s:.0f} s after the kill at the earliest",
+    "kafka-broker-kill": "cluster: the broker coordinating the processor's group, which also "
+    "leads some of the case's partitions, SIGKILLed (topics with 3 replicas, "
+    "`min.insync.replicas` 2); started again once the group committed without it, "
+    "{cluster_outage_s:.0f} s after the kill at the earliest",
     "worker-sigkill": "cluster: `hopscope process --workers 3` on 6 partitions, one worker "
     "SIGKILLed; the supervisor restarts it. The dead member's partitions wait for its session "
     "to expire (10 s, `--session-timeout`), which bounds the recovery",

@@ -12,13 +12,21 @@ Creating the topics up front, rather than leaving it to the broker's auto-creati
 use, means no consumer subscribes to a topic that does not exist yet (the client logs that as
 an error, and the group is assigned nothing until the next metadata refresh), and a broker
 that disables auto-creation still works.
+
+A cluster keeps listing a broker that died without a controlled shutdown until its controller
+fences it (``broker.session.timeout.ms``), and the admin client sends each request to a broker
+picked from that list: a request can go to the dead one and fail with a connection error while
+the others answer. Such retriable errors are retried, within the same ``timeout_s``, and the
+client then picks another broker (the dead one is in reconnect backoff).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any, Final, TypeVar
 
 from hopscope.core.kafka_security import explained_connect_errors
 
@@ -31,6 +39,11 @@ logger = logging.getLogger(__name__)
 REACH_TIMEOUT_S: Final = 4.0
 # Between bootstrap attempts: kafka-python's default grows to 30 s, past the whole timeout.
 _RECONNECT_BACKOFF_MAX_MS: Final = 1000
+# Between tries of a request that a broker refused (it died): shorter than the reconnect
+# backoff that keeps the client off that broker for the next try.
+_RETRY_PAUSE_S: Final = 0.05
+
+_T = TypeVar("_T")
 
 
 def ensure_topics(
@@ -75,13 +88,16 @@ def ensure_topics(
         }
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, **settings)
     created: list[str] = []
+    deadline = time.monotonic() + timeout_s
     try:
-        existing = set(admin.list_topics())
+        existing = set(_retried(admin.list_topics, deadline))
         for topic in dict.fromkeys(topics):  # in order, once each
             if topic in existing:
                 continue
             try:
-                admin.create_topics({topic: {}}, wait_for_metadata=True)
+                # A retry of a creation whose answer was lost finds the topic: already exists.
+                _retried(partial(admin.create_topics, {topic: {}}, wait_for_metadata=True),
+                         deadline)  # fmt: skip
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass  # another client created it meanwhile: what we wanted
@@ -94,3 +110,20 @@ def ensure_topics(
     if created:
         logger.info("created Kafka topics %s", ", ".join(created))
     return created
+
+
+def _retried(call: Callable[[], _T], deadline: float) -> _T:
+    """``call()``, tried again on a retriable Kafka error (a connection refused by a broker
+    that died and is still listed) until ``deadline`` (``time.monotonic()``); at least twice."""
+    from kafka.errors import KafkaError
+
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return call()
+        except KafkaError as error:
+            if not error.retriable or (tries >= 2 and time.monotonic() >= deadline):
+                raise
+            logger.info("Kafka request failed (%s: %s); trying again", type(error).__name__, error)
+            time.sleep(_RETRY_PAUSE_S)
