@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::ffi;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use wire::{Any, Bail, KeyValue};
 
@@ -43,12 +44,57 @@ const KINDS: [&str; 6] = ["internal", "internal", "server", "client", "producer"
 const ERROR_KEYS: [&str; 4] =
     ["error", "http.response.status_code", "http.status_code", "rpc.grpc.status_code"];
 
+/// A frozen, slotted dataclass without `__post_init__` (the records): built as its `__init__`
+/// builds it, one slot at a time, without the Python-level `__init__` call.
+struct RecordClass {
+    class: Py<PyType>,
+    fields: Vec<Py<PyString>>,
+}
+
+impl RecordClass {
+    fn new(py: Python<'_>, class: &Bound<'_, PyAny>, expected: usize) -> PyResult<Self> {
+        let fields: Vec<Py<PyString>> = class
+            .getattr("__dataclass_fields__")?
+            .downcast_into::<PyDict>()?
+            .keys()
+            .iter()
+            .map(|key| Ok(key.downcast_into::<PyString>()?.unbind()))
+            .collect::<PyResult<_>>()?;
+        if fields.len() != expected || class.hasattr("__post_init__")? {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{class} has {} fields (expected {expected}) or a __post_init__: the native core \
+                 does not build it",
+                fields.len()
+            )));
+        }
+        let _ = py;
+        Ok(RecordClass { class: class.downcast::<PyType>()?.clone().unbind(), fields })
+    }
+
+    fn build<const N: usize>(&self, py: Python<'_>, values: [PyObject; N]) -> PyResult<PyObject> {
+        debug_assert_eq!(N, self.fields.len());
+        // SAFETY: a heap type's generic allocation (what object.__new__ does for a class
+        // without __new__), then each slot set through the generic setter (what the frozen
+        // dataclass's __init__ does through object.__setattr__).
+        unsafe {
+            let raw = ffi::PyType_GenericAlloc(self.class.as_ptr().cast::<ffi::PyTypeObject>(), 0);
+            let object = PyObject::from_owned_ptr_or_err(py, raw)?;
+            for (name, value) in self.fields.iter().zip(values) {
+                if ffi::PyObject_GenericSetAttr(object.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            Ok(object)
+        }
+    }
+}
+
 /// The Python side: record classes and the functions whose results are taken as they are.
 struct Context {
-    span: PyObject,
-    event: PyObject,
-    link: PyObject,
-    log: PyObject,
+    span: RecordClass,
+    event: RecordClass,
+    link: RecordClass,
+    log: RecordClass,
     error_status: PyObject,
     dumps: PyObject,
 }
@@ -59,14 +105,22 @@ static CONTEXT: GILOnceCell<Context> = GILOnceCell::new();
 #[pyfunction]
 fn configure(
     py: Python<'_>,
-    span: PyObject,
-    event: PyObject,
-    link: PyObject,
-    log: PyObject,
+    span: &Bound<'_, PyAny>,
+    event: &Bound<'_, PyAny>,
+    link: &Bound<'_, PyAny>,
+    log: &Bound<'_, PyAny>,
     error_status: PyObject,
     dumps: PyObject,
 ) -> PyResult<()> {
-    let _ = CONTEXT.set(py, Context { span, event, link, log, error_status, dumps });
+    let context = Context {
+        span: RecordClass::new(py, span, 18)?,
+        event: RecordClass::new(py, event, 3)?,
+        link: RecordClass::new(py, link, 3)?,
+        log: RecordClass::new(py, log, 12)?,
+        error_status,
+        dumps,
+    };
+    let _ = CONTEXT.set(py, context);
     Ok(())
 }
 
@@ -389,7 +443,11 @@ fn span_record<'py>(
     for event in span_events {
         let name = string_within(event.name, &mut budget, limits.name);
         let attrs = attribute_map(py, &event.attributes, &mut budget, 0)?;
-        events.append(ctx.event.call1(py, (PyString::new(py, &name), event.time, attrs))?)?;
+        events.append(ctx.event.build(py, [
+            PyString::new(py, &name).into_any().unbind(),
+            event.time.into_pyobject(py)?.into_any().unbind(),
+            attrs.into_any().unbind(),
+        ])?)?;
         event_names.push(name);
     }
     let events = PyTuple::new(py, events.iter())?;
@@ -430,10 +488,11 @@ fn span_record<'py>(
         let trace = hex(link.trace_id);
         let id = hex(link.span_id);
         let attrs = attribute_map(py, &link.attributes, &mut budget, 0)?;
-        links.append(ctx.link.call1(
-            py,
-            (&trace[..trace.len().min(64)], &id[..id.len().min(64)], attrs),
-        )?)?;
+        links.append(ctx.link.build(py, [
+            PyString::new(py, &trace[..trace.len().min(64)]).into_any().unbind(),
+            PyString::new(py, &id[..id.len().min(64)]).into_any().unbind(),
+            attrs.into_any().unbind(),
+        ])?)?;
     }
     let links = PyTuple::new(py, links.iter())?;
     // Implausible times (sanitize.check_span_times).
@@ -466,7 +525,7 @@ fn span_record<'py>(
         None => PyString::new(py, status).into_any().unbind(),
     };
     let kind = KINDS.get(span.kind as usize).copied().filter(|_| span.kind >= 0).unwrap_or("internal");
-    let args = PyTuple::new(
+    Ok(ctx.span.build(
         py,
         [
             PyString::new(py, &hex(span.trace_id)).into_any().unbind(),
@@ -488,8 +547,7 @@ fn span_record<'py>(
             original.0,
             original.1,
         ],
-    )?;
-    Ok(ctx.span.call1(py, args)?)
+    )?)
 }
 
 fn limits_of(raw: (usize, usize, usize, usize, i64, usize, usize, usize, i128)) -> Limits {
@@ -615,7 +673,7 @@ fn log_record<'py>(
             budget.flags.insert(TIMESTAMP_OUT_OF_RANGE);
         }
     }
-    let args = PyTuple::new(
+    Ok(ctx.log.build(
         py,
         [
             time.into_pyobject(py)?.into_any().unbind(),
@@ -631,8 +689,7 @@ fn log_record<'py>(
             budget.flags(py)?.into_any().unbind(),
             original,
         ],
-    )?;
-    Ok(ctx.log.call1(py, args)?)
+    )?)
 }
 
 /// The log records of one `ExportLogsServiceRequest` as `LogRecord`s, or None when the
