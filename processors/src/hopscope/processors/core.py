@@ -20,30 +20,57 @@ import json
 import logging
 import os
 from types import ModuleType
-from typing import Final
+from typing import Final, Literal
 
 from hopscope.processors.foreign import error_status
 from hopscope.processors.records import LogRecord, SpanEvent, SpanLink, SpanRecord
 from hopscope.processors.sanitize import Limits
 
-__all__ = ["ENV", "log_choice", "name", "native", "native_limits"]
+__all__ = ["ENV", "log_choice", "name", "native", "native_limits", "select"]
 
 logger = logging.getLogger(__name__)
 
 ENV: Final = "HOPSCOPE_NATIVE"
 
 
-@functools.cache
+# The decision, made once per process (or forced by select()).
+_chosen: dict[str, ModuleType | None] = {}
+
+
 def native() -> ModuleType | None:
     """The configured native core, or None (not built, or ``HOPSCOPE_NATIVE=0``)."""
-    if os.environ.get(ENV, "1").strip() == "0":
-        return None
+    try:
+        return _chosen["core"]
+    except KeyError:
+        pass
+    module = None if os.environ.get(ENV, "1").strip() == "0" else _load()
+    _chosen["core"] = module
+    return module
+
+
+def _load() -> ModuleType | None:
     try:
         import hopscope_native
     except ImportError:
         return None
     hopscope_native.configure(SpanRecord, SpanEvent, SpanLink, LogRecord, error_status, json.dumps)
     return hopscope_native
+
+
+def select(core: Literal["native", "python"]) -> None:
+    """Use ``core`` from now on in this process, whatever ``HOPSCOPE_NATIVE`` says (for
+    benchmarks comparing the two in one run).
+
+    Raises:
+        RuntimeError: ``"native"`` while the extension is not installed.
+    """
+    if core == "python":
+        _chosen["core"] = None
+        return
+    module = _load()
+    if module is None:
+        raise RuntimeError("the native core is not installed (make install builds it)")
+    _chosen["core"] = module
 
 
 def name() -> str:
