@@ -69,7 +69,9 @@ def _native_raw(kind: str, payload: bytes, received: int | None, limits: Limits)
     native = core.native()
     assert native is not None
     decode = native.decode_spans if kind == "spans" else native.decode_logs
-    return decode(payload, received, core.native_limits(limits))
+    native_limits = core.native_limits(limits)
+    assert native_limits is not None
+    return decode(payload, received, native_limits)
 
 
 def _spans_outcome(function: Any, payload: bytes, received: int | None, limits: Limits) -> Any:
@@ -246,7 +248,7 @@ def log_requests(draw: st.DrawFn) -> bytes:
 received_times = st.sampled_from([None, RECEIVED])
 limit_sets = st.sampled_from([DEFAULT_LIMITS, SMALL_LIMITS])
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=SLOW_OK)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
 
 
 @given(st.one_of(span_requests(), span_requests(clean=True)), received_times, limit_sets)
@@ -321,3 +323,14 @@ def test_masking(text: str) -> None:
     native = core.native()
     assert native is not None
     assert native.mask_pans(text) == mask_pans(text)
+
+
+def test_what_the_native_core_does_not_take_goes_to_the_reference() -> None:
+    """A payload that is no ``bytes`` and limits past 64-bit counting: the reference decodes."""
+    spans, logs = scenario_payloads(Scenario.BASELINE)
+    huge = Limits(max_value_chars=10**30)
+    assert core.native_limits(huge) is None
+    reference = d.decode_span_message_reference(spans, limits=huge)
+    assert d.decode_span_message(spans, limits=huge) == reference
+    assert d.decode_span_message(bytearray(spans)) == d.decode_span_message_reference(spans)  # type: ignore[arg-type]
+    assert d.decode_logs(bytearray(logs)) == d.decode_logs_reference(logs)  # type: ignore[arg-type]

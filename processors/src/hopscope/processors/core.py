@@ -88,10 +88,14 @@ def log_choice() -> None:
         logger.info("per-span core: python (hopscope_native is not installed: make install)")
 
 
+# Limits past this are left to the reference (the native core counts in 64-bit integers).
+_NATIVE_LIMIT_MAX: Final = 2**62
+
+
 @functools.cache
-def native_limits(limits: Limits) -> tuple[int, int, int, int, int, int, int, int, int]:
-    """``limits`` as the native core takes them."""
-    return (
+def native_limits(limits: Limits) -> tuple[int, int, int, int, int, int, int, int, int] | None:
+    """``limits`` as the native core takes them; None for limits it cannot count."""
+    values = (
         limits.max_value_chars,
         limits.max_name_chars,
         limits.max_key_chars,
@@ -102,3 +106,4 @@ def native_limits(limits: Limits) -> tuple[int, int, int, int, int, int, int, in
         limits.max_depth,
         limits.max_future_ns,
     )
+    return values if max(values) < _NATIVE_LIMIT_MAX else None

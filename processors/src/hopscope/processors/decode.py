@@ -471,11 +471,9 @@ def decode_span_message(
     Raises:
         DecodeError: the message is no OTLP traces request, or holds no span at all.
     """
-    native = core.native()
-    if native is not None:
-        spans: list[SpanRecord] | None = native.decode_spans(
-            payload, received_ns, core.native_limits(limits)
-        )
+    native, native_limits = core.native(), core.native_limits(limits)
+    if native is not None and native_limits is not None and payload.__class__ is bytes:
+        spans: list[SpanRecord] | None = native.decode_spans(payload, received_ns, native_limits)
         if spans is not None:
             return DecodedSpans(spans)
     return decode_span_message_reference(payload, received_ns=received_ns, limits=limits)
@@ -646,11 +644,9 @@ def decode_logs(
     Raises:
         DecodeError: the message is no OTLP logs request, or holds no log record at all.
     """
-    native = core.native()
-    if native is not None:
-        logs: list[LogRecord] | None = native.decode_logs(
-            payload, received_ns, core.native_limits(limits)
-        )
+    native, native_limits = core.native(), core.native_limits(limits)
+    if native is not None and native_limits is not None and payload.__class__ is bytes:
+        logs: list[LogRecord] | None = native.decode_logs(payload, received_ns, native_limits)
         if logs is not None:
             return logs
     return decode_logs_reference(payload, received_ns=received_ns, limits=limits)
