@@ -1,5 +1,6 @@
 """The native per-span core against the Python reference, record for record and document for
-document (:mod:`hopscope.processors.core`).
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span documents
+against the schema table.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -27,10 +28,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
-from hopscope.processors import core
+from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
-from hopscope.processors.documents import log_document, span_document
+from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
+from hopscope.processors.records import SpanRecord
 from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
 from tests.otlp_builders import any_value, key_values
 from tests.unit.test_fuzz_decode import LIMITS as SMALL_LIMITS
@@ -74,12 +76,28 @@ def _native_raw(kind: str, payload: bytes, received: int | None, limits: Limits)
     return decode(payload, received, native_limits)
 
 
+def table_document(span: SpanRecord) -> Document:
+    """The span's document as the schema table writes it (the native core's specification)."""
+    return documents._document(schema.SPANS, span, "p")
+
+
+def same_documents(spans: list[SpanRecord]) -> list[Document]:
+    """The native documents of ``spans`` equal the table's, field order included."""
+    native = core.native()
+    assert native is not None
+    written = [span_document(span, "p") for span in spans]
+    expected = [table_document(span) for span in spans]
+    assert written == expected
+    assert [list(d.body) for d in written] == [list(d.body) for d in expected]
+    return written
+
+
 def _spans_outcome(function: Any, payload: bytes, received: int | None, limits: Limits) -> Any:
     try:
         decoded = function(payload, received_ns=received, limits=limits)
     except DecodeError as error:
         return ("dead letter", str(error))
-    documents = [span_document(span, "p") for span in decoded.spans]
+    documents = [table_document(span) for span in decoded.spans]
     rejected = [(r.reason, r.payload) for r in decoded.rejected]
     return ("decoded", decoded.spans, documents, rejected)
 
@@ -96,12 +114,14 @@ def same_spans(payload: bytes, received: int | None, limits: Limits = DEFAULT_LI
     """Native and reference agree on ``payload``; True when the native core decoded it."""
     reference = _spans_outcome(d.decode_span_message_reference, payload, received, limits)
     assert _spans_outcome(d.decode_span_message, payload, received, limits) == reference
+    if reference[0] == "decoded":
+        same_documents(reference[1])  # spans the native decoder handed back too
     raw = _native_raw("spans", payload, received, limits)
     if raw is None:
         return False
     assert reference[0] == "decoded" and not reference[3], "native decoded a message with rejects"
     assert raw == reference[1]
-    assert [span_document(span, "p") for span in raw] == reference[2]
+    assert same_documents(raw) == reference[2]
     return True
 
 

@@ -9,6 +9,7 @@
 //! truncation, depth, non-finite doubles, ids, kinds, inferred errors, implausible times) is
 //! done here, and the differential test holds both to the same records.
 
+mod document;
 mod mask;
 mod wire;
 
@@ -740,5 +741,6 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_spans, m)?)?;
     m.add_function(wrap_pyfunction!(decode_logs, m)?)?;
     m.add_function(wrap_pyfunction!(mask_pans, m)?)?;
+    m.add_function(wrap_pyfunction!(document::span_document, m)?)?;
     Ok(())
 }

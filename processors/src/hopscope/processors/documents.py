@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hopscope.processors import schema
+from hopscope.processors import core, schema
 from hopscope.processors.derive import DerivedRecords
 from hopscope.processors.derive.failovers import Failover
 from hopscope.processors.records import LogRecord, SpanRecord
@@ -62,7 +62,17 @@ def _document(table: Table, record: Any, prefix: str) -> Document:
 
 
 def span_document(span: SpanRecord, prefix: str) -> Document:
-    """A span as its ``spans`` document (id ``<trace id>-<span id>``)."""
+    """A span as its ``spans`` document (id ``<trace id>-<span id>``).
+
+    The native core writes it when it is in use (:mod:`hopscope.processors.core`); the table
+    (:data:`~hopscope.processors.schema.SPANS`) is the specification, and writes what the native
+    core hands back.
+    """
+    native = core.native()
+    if native is not None:
+        parts = native.span_document(span, prefix)
+        if parts is not None:
+            return Document("spans", *parts)
     return _document(schema.SPANS, span, prefix)
 
 

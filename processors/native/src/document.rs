@@ -1,0 +1,175 @@
+//! A span's `spans` document, as `hopscope.processors.schema.SPANS` writes it: the index, the id
+//! and the body, fields in the table's order. Read from the record (after the processors'
+//! semantic-convention inference), so it serves every span whichever core decoded it. A span
+//! this does not write the table's way (a time past year 9999, which the table fails on, or an
+//! attribute value of a type the decoders never produce) returns None: the table writes it.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+const NS: i128 = 1_000_000_000;
+const DAY_S: i128 = 86_400;
+const LONG_MAX: i128 = (1i128 << 63) - 1;
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil(days: i128) -> (i128, i128, i128) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    (year, month, day)
+}
+
+/// `schema.timestamp`: nanosecond ISO 8601 in UTC; None past year 9999.
+fn timestamp(time_ns: i128) -> Option<String> {
+    let time_ns = time_ns.max(0);
+    let (seconds, nanos) = (time_ns / NS, time_ns % NS);
+    let (days, rest) = (seconds / DAY_S, seconds % DAY_S);
+    let (year, month, day) = civil(days);
+    if year > 9999 {
+        return None;
+    }
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    ))
+}
+
+/// `decode.flatten` into `out` under `prefix`; false for a value it would not write as is.
+fn flatten(prefix: Option<&str>, map: &Bound<'_, PyDict>, out: &Bound<'_, PyDict>) -> PyResult<bool> {
+    for (key, value) in map.iter() {
+        let key = key.downcast_into::<PyString>()?;
+        let name = match prefix {
+            Some(prefix) => PyString::new(out.py(), &format!("{prefix}.{}", key.to_str()?)),
+            None => key,
+        };
+        if value.is_exact_instance_of::<PyDict>() {
+            if !flatten(Some(name.to_str()?), value.downcast::<PyDict>()?, out)? {
+                return Ok(false);
+            }
+        } else if value.is_exact_instance_of::<PyString>()
+            || value.is_exact_instance_of::<PyInt>()
+            || value.is_exact_instance_of::<PyFloat>()
+            || value.is_exact_instance_of::<PyBool>()
+            || value.is_exact_instance_of::<PyList>()
+            || value.is_none()
+        {
+            out.set_item(name, value)?;
+        } else {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn flat<'py>(py: Python<'py>, map: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    if !map.is_exact_instance_of::<PyDict>() {
+        return Ok(None);
+    }
+    let out = PyDict::new(py);
+    Ok(flatten(None, map.downcast::<PyDict>()?, &out)?.then_some(out))
+}
+
+/// `(index, id, body)` of `span`'s document under `prefix`, or None (module docstring).
+#[pyfunction]
+pub fn span_document<'py>(
+    py: Python<'py>,
+    span: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let start: i128 = span.getattr(intern!(py, "start_ns"))?.extract()?;
+    let end: i128 = span.getattr(intern!(py, "end_ns"))?.extract()?;
+    let Some(at) = timestamp(start) else { return Ok(None) };
+    if start < 0 {
+        return Ok(None);
+    }
+    let (year, month, day) = civil(start / NS / DAY_S);
+    let index = format!("{prefix}-spans-{year:04}.{month:02}.{day:02}");
+    let trace_id = span.getattr(intern!(py, "trace_id"))?;
+    let span_id = span.getattr(intern!(py, "span_id"))?;
+    let (Ok(trace), Ok(local)) = (trace_id.downcast::<PyString>(), span_id.downcast::<PyString>()) else {
+        return Ok(None);
+    };
+    let id = format!("{}-{}", trace.to_str()?, local.to_str()?);
+    let Some(attributes) = flat(py, &span.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
+    let Some(resource) = flat(py, &span.getattr(intern!(py, "resource"))?)? else { return Ok(None) };
+    let body = PyDict::new(py);
+    body.set_item(intern!(py, "@timestamp"), at)?;
+    body.set_item(intern!(py, "trace.id"), trace_id)?;
+    body.set_item(intern!(py, "span.id"), span_id)?;
+    body.set_item(intern!(py, "parent.id"), span.getattr(intern!(py, "parent_id"))?)?;
+    body.set_item(intern!(py, "service.name"), span.getattr(intern!(py, "service"))?)?;
+    body.set_item(intern!(py, "service.node.name"), span.getattr(intern!(py, "node"))?)?;
+    body.set_item(intern!(py, "span.name"), span.getattr(intern!(py, "name"))?)?;
+    body.set_item(intern!(py, "span.kind"), span.getattr(intern!(py, "kind"))?)?;
+    body.set_item(intern!(py, "event.duration"), LONG_MAX.min((end - start).max(0)))?;
+    let status = span.getattr(intern!(py, "status"))?;
+    let failed = status.downcast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == "error"));
+    body.set_item(intern!(py, "event.outcome"), if failed { "failure" } else { "success" })?;
+    body.set_item(intern!(py, "span.status.message"), span.getattr(intern!(py, "status_message"))?)?;
+    body.set_item(intern!(py, "attributes"), attributes)?;
+    body.set_item(intern!(py, "resource"), resource)?;
+    let events = span.getattr(intern!(py, "events"))?;
+    if !events.is_exact_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    let events = events.downcast_into::<PyTuple>()?;
+    if !events.is_empty() {
+        let list = PyList::empty(py);
+        for event in events.iter() {
+            let Some(at) = timestamp(event.getattr(intern!(py, "time_ns"))?.extract()?) else { return Ok(None) };
+            let Some(attrs) = flat(py, &event.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
+            let item = PyDict::new(py);
+            item.set_item(intern!(py, "name"), event.getattr(intern!(py, "name"))?)?;
+            item.set_item(intern!(py, "time"), at)?;
+            item.set_item(intern!(py, "attributes"), attrs)?;
+            list.append(item)?;
+        }
+        body.set_item(intern!(py, "span.events"), list)?;
+    }
+    let links = span.getattr(intern!(py, "links"))?;
+    if !links.is_exact_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    let links = links.downcast_into::<PyTuple>()?;
+    if !links.is_empty() {
+        let list = PyList::empty(py);
+        for link in links.iter() {
+            let item = PyDict::new(py);
+            item.set_item(intern!(py, "trace.id"), link.getattr(intern!(py, "trace_id"))?)?;
+            item.set_item(intern!(py, "span.id"), link.getattr(intern!(py, "span_id"))?)?;
+            list.append(item)?;
+        }
+        body.set_item(intern!(py, "span.links"), list)?;
+    }
+    let flags = span.getattr(intern!(py, "flags"))?;
+    if !flags.is_exact_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    let flags = flags.downcast_into::<PyTuple>()?;
+    if !flags.is_empty() {
+        body.set_item(intern!(py, "hopscope.sanitized"), PyList::new(py, flags.iter())?)?;
+    }
+    for (field, name) in [
+        (intern!(py, "original_start_ns"), intern!(py, "hopscope.original.start_ns")),
+        (intern!(py, "original_end_ns"), intern!(py, "hopscope.original.end_ns")),
+    ] {
+        let value = span.getattr(field)?;
+        if !value.is_none() {
+            body.set_item(name, value.str()?)?;
+        }
+    }
+    Ok(Some(PyTuple::new(py, [
+        PyString::new(py, &index).into_any(),
+        PyString::new(py, &id).into_any(),
+        body.into_any(),
+    ])?))
+}
