@@ -1,6 +1,6 @@
 """The native per-span core against the Python reference, record for record and document for
-document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span documents
-against the schema table.
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span and log
+documents against the schema tables.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -32,7 +32,7 @@ from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
 from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
-from hopscope.processors.records import SpanRecord
+from hopscope.processors.records import LogRecord, SpanRecord
 from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
 from tests.otlp_builders import any_value, key_values
 from tests.unit.test_fuzz_decode import LIMITS as SMALL_LIMITS
@@ -92,6 +92,28 @@ def same_documents(spans: list[SpanRecord]) -> list[Document]:
     return written
 
 
+def table_log_document(log: LogRecord) -> Document:
+    """The log record's document as the schema table writes it, the id hashed as
+    ``log_document`` hashes it."""
+    core.select("python")  # the test runs only while the native core is in use
+    try:
+        return log_document(log, "p")
+    finally:
+        core.select("native")
+
+
+def same_log_documents(logs: list[LogRecord]) -> list[Document]:
+    """The native log documents equal the table's, field order included."""
+    native = core.native()
+    assert native is not None
+    written = [log_document(log, "p") for log in logs]
+    expected = [table_log_document(log) for log in logs]
+    assert written == expected
+    assert [list(d.body) for d in written] == [list(d.body) for d in expected]
+    assert all(native.log_document(log, "p") is not None for log in logs)
+    return written
+
+
 def _spans_outcome(function: Any, payload: bytes, received: int | None, limits: Limits) -> Any:
     try:
         decoded = function(payload, received_ns=received, limits=limits)
@@ -107,7 +129,7 @@ def _logs_outcome(function: Any, payload: bytes, received: int | None, limits: L
         logs = function(payload, received_ns=received, limits=limits)
     except DecodeError as error:
         return ("dead letter", str(error))
-    return ("decoded", logs, [log_document(log, "p") for log in logs])
+    return ("decoded", logs, [table_log_document(log) for log in logs])
 
 
 def same_spans(payload: bytes, received: int | None, limits: Limits = DEFAULT_LIMITS) -> bool:
@@ -128,12 +150,14 @@ def same_spans(payload: bytes, received: int | None, limits: Limits = DEFAULT_LI
 def same_logs(payload: bytes, received: int | None, limits: Limits = DEFAULT_LIMITS) -> bool:
     reference = _logs_outcome(d.decode_logs_reference, payload, received, limits)
     assert _logs_outcome(d.decode_logs, payload, received, limits) == reference
+    if reference[0] == "decoded":
+        same_log_documents(reference[1])  # records the native decoder handed back too
     raw = _native_raw("logs", payload, received, limits)
     if raw is None:
         return False
     assert reference[0] == "decoded"
     assert raw == reference[1]
-    assert [log_document(log, "p") for log in raw] == reference[2]
+    assert same_log_documents(raw) == reference[2]
     return True
 
 

@@ -3,6 +3,9 @@
 //! semantic-convention inference), so it serves every span whichever core decoded it. A span
 //! this does not write the table's way (a time past year 9999, which the table fails on, or an
 //! attribute value of a type the decoders never produce) returns None: the table writes it.
+//!
+//! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
+//! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -172,4 +175,46 @@ pub fn span_document<'py>(
         PyString::new(py, &id).into_any(),
         body.into_any(),
     ])?))
+}
+
+/// `(index, body)` of `log`'s `logs` document under `prefix`, or None (module docstring).
+#[pyfunction]
+pub fn log_document<'py>(
+    py: Python<'py>,
+    log: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let time: i128 = log.getattr(intern!(py, "time_ns"))?.extract()?;
+    if time < 0 {
+        return Ok(None);
+    }
+    let Some(at) = timestamp(time) else { return Ok(None) };
+    let (year, month, day) = civil(time / NS / DAY_S);
+    let index = format!("{prefix}-logs-{year:04}.{month:02}.{day:02}");
+    let Some(attributes) = flat(py, &log.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
+    let Some(resource) = flat(py, &log.getattr(intern!(py, "resource"))?)? else { return Ok(None) };
+    let flags = log.getattr(intern!(py, "flags"))?;
+    if !flags.is_exact_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    let flags = flags.downcast_into::<PyTuple>()?;
+    let body = PyDict::new(py);
+    body.set_item(intern!(py, "@timestamp"), at)?;
+    body.set_item(intern!(py, "trace.id"), log.getattr(intern!(py, "trace_id"))?)?;
+    body.set_item(intern!(py, "span.id"), log.getattr(intern!(py, "span_id"))?)?;
+    body.set_item(intern!(py, "service.name"), log.getattr(intern!(py, "service"))?)?;
+    body.set_item(intern!(py, "service.node.name"), log.getattr(intern!(py, "node"))?)?;
+    body.set_item(intern!(py, "log.level"), log.getattr(intern!(py, "severity"))?)?;
+    body.set_item(intern!(py, "message"), log.getattr(intern!(py, "body"))?)?;
+    body.set_item(intern!(py, "event.name"), log.getattr(intern!(py, "event_name"))?)?;
+    body.set_item(intern!(py, "attributes"), attributes)?;
+    body.set_item(intern!(py, "resource"), resource)?;
+    if !flags.is_empty() {
+        body.set_item(intern!(py, "hopscope.sanitized"), PyList::new(py, flags.iter())?)?;
+    }
+    let original = log.getattr(intern!(py, "original_time_ns"))?;
+    if !original.is_none() {
+        body.set_item(intern!(py, "hopscope.original.time_ns"), original.str()?)?;
+    }
+    Ok(Some(PyTuple::new(py, [PyString::new(py, &index).into_any(), body.into_any()])?))
 }

@@ -77,11 +77,20 @@ def span_document(span: SpanRecord, prefix: str) -> Document:
 
 
 def log_document(log: LogRecord, prefix: str) -> Document:
-    """A log record as its ``logs`` document (id: a hash of its content)."""
-    body = schema.LOGS.body(log)
+    """A log record as its ``logs`` document (id: a hash of its content).
+
+    The native core writes the index and the body when it is in use, as it does for spans;
+    the table (:data:`~hopscope.processors.schema.LOGS`) is the specification.
+    """
+    native = core.native()
+    parts = None if native is None else native.log_document(log, prefix)
+    if parts is not None:
+        index, body = parts
+    else:
+        index, body = index_name(prefix, "logs", log.time_ns), schema.LOGS.body(log)
     # Logs have no id of their own: the content is the identity (a replay is the same record).
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
+    return Document("logs", index, digest[:40], body)
 
 
 def failover_document(failover: Failover, prefix: str) -> Document:
