@@ -1,6 +1,6 @@
 """The native per-span core against the Python reference, record for record and document for
-document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span and log
-documents against the schema tables.
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log and
+hop documents against the schema tables.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
 from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
+from hopscope.processors.derive import Hop, derive_all
 from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
 from hopscope.processors.records import LogRecord, SpanRecord
@@ -378,3 +379,53 @@ def test_what_the_native_core_does_not_take_goes_to_the_reference() -> None:
     assert d.decode_span_message(spans, limits=huge) == reference
     assert d.decode_span_message(bytearray(spans)) == d.decode_span_message_reference(spans)  # type: ignore[arg-type]
     assert d.decode_logs(bytearray(logs)) == d.decode_logs_reference(logs)  # type: ignore[arg-type]
+
+
+def same_hop_documents(hops: list[Hop]) -> None:
+    """The native hop documents equal the table's, field order included."""
+    native = core.native()
+    assert native is not None
+    for hop in hops:
+        parts = native.hop_document(hop, "p")
+        assert parts is not None
+        written = Document("hops", *parts)
+        expected = documents._document(schema.HOPS, hop, "p")
+        assert written == expected
+        assert list(written.body) == list(expected.body)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_hop_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
+    spans, _ = scenario_payloads(scenario)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    hops = [hop for trace in by_trace.values() for hop in derive_all(trace).hops]
+    assert hops
+    same_hop_documents(hops)
+    derived = [derive_all(trace) for trace in by_trace.values()]
+    assert [h for r in derived for h in r.hops] == hops
+    for records in derived:  # what derived_documents yields for them
+        written = [doc for doc in documents.derived_documents(records, "p") if doc.kind == "hops"]
+        assert written == [documents._document(schema.HOPS, hop, "p") for hop in records.hops]
+
+
+optional_text = st.one_of(st.none(), texts)
+optional_int = st.one_of(st.none(), integers)
+
+
+@given(
+    st.builds(
+        Hop,
+        trace_id=texts, hop_id=texts, kind=texts, source_service=texts,
+        source_node=optional_text, target_service=optional_text, target_node=optional_text,
+        operation=texts, start_ns=times, client_ns=integers, server_ns=optional_int,
+        network_ns=optional_int, request_leg_ns=optional_int, response_leg_ns=optional_int,
+        clock_skew_suspected=st.booleans(), adjusted_request_leg_ns=optional_int,
+        adjusted_response_leg_ns=optional_int, queue_ns=optional_int, error=st.booleans(),
+        attempt=optional_int, server_span_id=optional_text, client_abandoned=st.booleans(),
+    )
+)  # fmt: skip
+@SETTINGS
+def test_random_hop_documents(hop: Hop) -> None:
+    same_hop_documents([hop])

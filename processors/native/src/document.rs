@@ -4,10 +4,14 @@
 //! this does not write the table's way (a time past year 9999, which the table fails on, or an
 //! attribute value of a type the decoders never produce) returns None: the table writes it.
 //!
+//! A hop's `hops` document (`schema.HOPS`): the derivation in Python computes the hop, this
+//! writes its document; a hop field of a type the table would convert returns None.
+//!
 //! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
 //! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
 
 use pyo3::intern;
+use pyo3::sync::GILOnceCell;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -217,4 +221,93 @@ pub fn log_document<'py>(
         body.set_item(intern!(py, "hopscope.original.time_ns"), original.str()?)?;
     }
     Ok(Some(PyTuple::new(py, [PyString::new(py, &index).into_any(), body.into_any()])?))
+}
+
+// The hop's own fields, in `schema.HOPS` order (under `hopscope.hop.`).
+const HOP_FIELDS: [&str; 22] = [
+    "trace_id", "hop_id", "kind", "source_service", "source_node", "target_service",
+    "target_node", "operation", "start_ns", "client_ns", "server_ns", "network_ns",
+    "request_leg_ns", "response_leg_ns", "clock_skew_suspected", "adjusted_request_leg_ns",
+    "adjusted_response_leg_ns", "queue_ns", "error", "attempt", "server_span_id",
+    "client_abandoned",
+];
+
+// (attribute, document field) of each of the hop's own fields, made once.
+static HOP_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
+
+/// Whether the table writes `value` as it is (`schema._plain` leaves it alone).
+fn scalar(value: &Bound<'_, PyAny>) -> bool {
+    value.is_none()
+        || value.is_exact_instance_of::<PyString>()
+        || value.is_exact_instance_of::<PyInt>()
+        || value.is_exact_instance_of::<PyBool>()
+        || value.is_exact_instance_of::<PyFloat>()
+}
+
+/// `(index, id, body)` of `hop`'s document under `prefix`, or None (module docstring).
+#[pyfunction]
+pub fn hop_document<'py>(
+    py: Python<'py>,
+    hop: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let names = HOP_NAMES.get_or_init(py, || {
+        HOP_FIELDS
+            .iter()
+            .map(|name| {
+                (PyString::intern(py, name).unbind(),
+                 PyString::intern(py, &format!("hopscope.hop.{name}")).unbind())
+            })
+            .collect()
+    });
+    let mut values = Vec::with_capacity(HOP_FIELDS.len());
+    for (name, _) in names {
+        let value = hop.getattr(name.bind(py))?;
+        if !scalar(&value) {
+            return Ok(None);
+        }
+        values.push(value);
+    }
+    let [trace_id, hop_id, _, source_service, source_node, _, _, _, start, client, ..] = &values[..] else {
+        unreachable!("HOP_FIELDS has 22 names")
+    };
+    let Ok(start_ns) = start.extract::<i128>() else { return Ok(None) };
+    if start_ns < 0 || !start.is_exact_instance_of::<PyInt>() {
+        return Ok(None);
+    }
+    let Some(at) = timestamp(start_ns) else { return Ok(None) };
+    let (year, month, day) = civil(start_ns / NS / DAY_S);
+    let index = format!("{prefix}-hops-{year:04}.{month:02}.{day:02}");
+    let Ok(local) = hop_id.downcast::<PyString>() else { return Ok(None) };
+    let id = if trace_id.is_none() {
+        local.to_str()?.to_string()
+    } else if let Ok(trace) = trace_id.downcast::<PyString>() {
+        format!("{}-{}", trace.to_str()?, local.to_str()?)
+    } else {
+        return Ok(None);
+    };
+    let error = &values[18];
+    let outcome = if error.is_none() {
+        "unknown"
+    } else if error.is_truthy()? {
+        "failure"
+    } else {
+        "success"
+    };
+    let body = PyDict::new(py);
+    body.set_item(intern!(py, "@timestamp"), at)?;
+    body.set_item(intern!(py, "trace.id"), trace_id)?;
+    body.set_item(intern!(py, "span.id"), hop_id)?;
+    body.set_item(intern!(py, "service.name"), source_service)?;
+    body.set_item(intern!(py, "service.node.name"), source_node)?;
+    body.set_item(intern!(py, "event.duration"), client)?;
+    body.set_item(intern!(py, "event.outcome"), outcome)?;
+    for ((_, name), value) in names.iter().zip(&values) {
+        body.set_item(name.bind(py), value)?;
+    }
+    Ok(Some(PyTuple::new(py, [
+        PyString::new(py, &index).into_any(),
+        PyString::new(py, &id).into_any(),
+        body.into_any(),
+    ])?))
 }

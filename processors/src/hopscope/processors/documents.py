@@ -100,8 +100,12 @@ def failover_document(failover: Failover, prefix: str) -> Document:
 
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
+    # Hops, about one a span, are written by the native core when it is in use (as spans are);
+    # the table is the specification.
+    native = core.native()
     for hop in derived.hops:
-        yield _document(schema.HOPS, hop, prefix)
+        parts = None if native is None else native.hop_document(hop, prefix)
+        yield _document(schema.HOPS, hop, prefix) if parts is None else Document("hops", *parts)
     for failover in derived.failovers:
         yield _document(schema.FAILOVERS, failover, prefix)
     for delay in derived.coordination:
