@@ -1,6 +1,6 @@
 """The native per-span core against the Python reference, record for record and document for
-document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log and
-hop documents against the schema tables.
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop
+and coordination-delay documents against the schema tables.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
 from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
-from hopscope.processors.derive import Hop, derive_all
+from hopscope.processors.derive import CoordinationDelay, Hop, derive_all
 from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
 from hopscope.processors.records import LogRecord, SpanRecord
@@ -381,33 +381,55 @@ def test_what_the_native_core_does_not_take_goes_to_the_reference() -> None:
     assert d.decode_logs(bytearray(logs)) == d.decode_logs_reference(logs)  # type: ignore[arg-type]
 
 
-def same_hop_documents(hops: list[Hop]) -> None:
-    """The native hop documents equal the table's, field order included."""
+def same_derived_documents(hops: list[Hop], delays: list[CoordinationDelay]) -> None:
+    """The native hop and coordination-delay documents equal the tables', field order
+    included."""
     native = core.native()
     assert native is not None
-    for hop in hops:
-        parts = native.hop_document(hop, "p")
+    pairs: list[tuple[Any, schema.Table, Hop | CoordinationDelay]] = [
+        (native.hop_document, schema.HOPS, hop) for hop in hops
+    ]
+    pairs += [(native.coordination_document, schema.COORDINATION, delay) for delay in delays]
+    for write, table, record in pairs:
+        parts = write(record, "p")
         assert parts is not None
-        written = Document("hops", *parts)
-        expected = documents._document(schema.HOPS, hop, "p")
+        written = Document(table.index, *parts)
+        expected = documents._document(table, record, "p")
         assert written == expected
         assert list(written.body) == list(expected.body)
 
 
 @pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
-def test_hop_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
+def test_derived_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
+    """Hops and coordination delays of the simulator's traces: the tables' documents, and
+    ``derived_documents`` yields them."""
     spans, _ = scenario_payloads(scenario)
     by_trace: dict[str, list[SpanRecord]] = {}
     for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
         by_trace.setdefault(span.trace_id, []).append(span)
-    hops = [hop for trace in by_trace.values() for hop in derive_all(trace).hops]
-    assert hops
-    same_hop_documents(hops)
     derived = [derive_all(trace) for trace in by_trace.values()]
-    assert [h for r in derived for h in r.hops] == hops
-    for records in derived:  # what derived_documents yields for them
-        written = [doc for doc in documents.derived_documents(records, "p") if doc.kind == "hops"]
-        assert written == [documents._document(schema.HOPS, hop, "p") for hop in records.hops]
+    hops = [hop for records in derived for hop in records.hops]
+    delays = [delay for records in derived for delay in records.coordination]
+    assert hops
+    same_derived_documents(hops, delays)
+    for records in derived:
+        written = [
+            doc
+            for doc in documents.derived_documents(records, "p")
+            if doc.kind == "hops" or doc.body.get(schema.RECORD_FIELD) == "delay"
+        ]
+        expected = [documents._document(schema.HOPS, hop, "p") for hop in records.hops]
+        expected += [documents._document(schema.COORDINATION, delay, "p")
+                     for delay in records.coordination]  # fmt: skip
+        assert written == expected
+
+
+def test_coordination_delays_are_compared() -> None:
+    spans, _ = scenario_payloads(Scenario.BASELINE)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    assert any(derive_all(trace).coordination for trace in by_trace.values())
 
 
 optional_text = st.one_of(st.none(), texts)
@@ -428,4 +450,17 @@ optional_int = st.one_of(st.none(), integers)
 )  # fmt: skip
 @SETTINGS
 def test_random_hop_documents(hop: Hop) -> None:
-    same_hop_documents([hop])
+    same_derived_documents([hop], [])
+
+
+@given(
+    st.builds(
+        CoordinationDelay,
+        trace_id=texts, span_id=texts, parent_span_id=optional_text, name=texts, kind=texts,
+        service=texts, node=optional_text, resource=optional_text, participant=optional_text,
+        start_ns=times, duration_ns=integers, critical_ns=integers, error=st.booleans(),
+    )
+)  # fmt: skip
+@SETTINGS
+def test_random_coordination_documents(delay: CoordinationDelay) -> None:
+    same_derived_documents([], [delay])

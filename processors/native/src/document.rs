@@ -4,8 +4,9 @@
 //! this does not write the table's way (a time past year 9999, which the table fails on, or an
 //! attribute value of a type the decoders never produce) returns None: the table writes it.
 //!
-//! A hop's `hops` document (`schema.HOPS`): the derivation in Python computes the hop, this
-//! writes its document; a hop field of a type the table would convert returns None.
+//! A hop's `hops` document (`schema.HOPS`) and a coordination delay's (`schema.COORDINATION`):
+//! the derivations in Python compute the records, this writes their documents; a field of a
+//! type the table would convert returns None.
 //!
 //! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
 //! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
@@ -223,17 +224,63 @@ pub fn log_document<'py>(
     Ok(Some(PyTuple::new(py, [PyString::new(py, &index).into_any(), body.into_any()])?))
 }
 
-// The hop's own fields, in `schema.HOPS` order (under `hopscope.hop.`).
-const HOP_FIELDS: [&str; 22] = [
-    "trace_id", "hop_id", "kind", "source_service", "source_node", "target_service",
-    "target_node", "operation", "start_ns", "client_ns", "server_ns", "network_ns",
-    "request_leg_ns", "response_leg_ns", "clock_skew_suspected", "adjusted_request_leg_ns",
-    "adjusted_response_leg_ns", "queue_ns", "error", "attempt", "server_span_id",
-    "client_abandoned",
-];
+/// What a derived record's document is made of (`schema.HOPS`, `schema.COORDINATION`): its
+/// index kind, its own fields in the table's order (written under `namespace`), and the
+/// envelope fields before them, each the position of one own field.
+struct Derived {
+    index: &'static str,
+    namespace: &'static str,
+    fields: &'static [&'static str],
+    time: usize,
+    trace_id: usize,
+    local_id: usize,
+    // (document field, own field) in the table's order, then a field made from one.
+    envelope: &'static [(&'static str, usize)],
+    last: Last,
+}
 
-// (attribute, document field) of each of the hop's own fields, made once.
+/// The envelope's last field: hops an outcome, coordination delays the record's kind.
+enum Last {
+    Outcome(&'static str, usize),
+    Constant(&'static str, &'static str),
+}
+
+const HOPS: Derived = Derived {
+    index: "hops",
+    namespace: "hopscope.hop",
+    fields: &[
+        "trace_id", "hop_id", "kind", "source_service", "source_node", "target_service",
+        "target_node", "operation", "start_ns", "client_ns", "server_ns", "network_ns",
+        "request_leg_ns", "response_leg_ns", "clock_skew_suspected", "adjusted_request_leg_ns",
+        "adjusted_response_leg_ns", "queue_ns", "error", "attempt", "server_span_id",
+        "client_abandoned",
+    ],
+    time: 8,
+    trace_id: 0,
+    local_id: 1,
+    envelope: &[("trace.id", 0), ("span.id", 1), ("service.name", 3), ("service.node.name", 4),
+                ("event.duration", 9)],
+    last: Last::Outcome("event.outcome", 18),
+};
+
+const COORDINATION: Derived = Derived {
+    index: "coordination",
+    namespace: "hopscope.coordination",
+    fields: &[
+        "trace_id", "span_id", "parent_span_id", "name", "kind", "service", "node", "resource",
+        "participant", "start_ns", "duration_ns", "critical_ns", "error",
+    ],
+    time: 9,
+    trace_id: 0,
+    local_id: 1,
+    envelope: &[("trace.id", 0), ("span.id", 1), ("service.name", 5), ("service.node.name", 6),
+                ("event.duration", 10)],
+    last: Last::Constant("hopscope.record", "delay"),
+};
+
+// (attribute, document field) of each own field, per kind, made once.
 static HOP_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
+static COORDINATION_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
 
 /// Whether the table writes `value` as it is (`schema._plain` leaves it alone).
 fn scalar(value: &Bound<'_, PyAny>) -> bool {
@@ -244,41 +291,45 @@ fn scalar(value: &Bound<'_, PyAny>) -> bool {
         || value.is_exact_instance_of::<PyFloat>()
 }
 
-/// `(index, id, body)` of `hop`'s document under `prefix`, or None (module docstring).
-#[pyfunction]
-pub fn hop_document<'py>(
+/// `(index, id, body)` of a derived record's document, or None for a value the table would
+/// convert, a negative time or one past year 9999.
+fn derived_document<'py>(
     py: Python<'py>,
-    hop: &Bound<'py, PyAny>,
+    kind: &Derived,
+    names: &'static GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>>,
+    record: &Bound<'py, PyAny>,
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let names = HOP_NAMES.get_or_init(py, || {
-        HOP_FIELDS
+    let names = names.get_or_init(py, || {
+        kind.fields
             .iter()
             .map(|name| {
                 (PyString::intern(py, name).unbind(),
-                 PyString::intern(py, &format!("hopscope.hop.{name}")).unbind())
+                 PyString::intern(py, &format!("{}.{name}", kind.namespace)).unbind())
             })
             .collect()
     });
-    let mut values = Vec::with_capacity(HOP_FIELDS.len());
+    let mut values = Vec::with_capacity(names.len());
     for (name, _) in names {
-        let value = hop.getattr(name.bind(py))?;
+        let value = record.getattr(name.bind(py))?;
         if !scalar(&value) {
             return Ok(None);
         }
         values.push(value);
     }
-    let [trace_id, hop_id, _, source_service, source_node, _, _, _, start, client, ..] = &values[..] else {
-        unreachable!("HOP_FIELDS has 22 names")
-    };
-    let Ok(start_ns) = start.extract::<i128>() else { return Ok(None) };
-    if start_ns < 0 || !start.is_exact_instance_of::<PyInt>() {
+    let start = &values[kind.time];
+    if !start.is_exact_instance_of::<PyInt>() {
+        return Ok(None);
+    }
+    let start_ns: i128 = start.extract()?;
+    if start_ns < 0 {
         return Ok(None);
     }
     let Some(at) = timestamp(start_ns) else { return Ok(None) };
     let (year, month, day) = civil(start_ns / NS / DAY_S);
-    let index = format!("{prefix}-hops-{year:04}.{month:02}.{day:02}");
-    let Ok(local) = hop_id.downcast::<PyString>() else { return Ok(None) };
+    let index = format!("{prefix}-{}-{year:04}.{month:02}.{day:02}", kind.index);
+    let (trace_id, local_id) = (&values[kind.trace_id], &values[kind.local_id]);
+    let Ok(local) = local_id.downcast::<PyString>() else { return Ok(None) };
     let id = if trace_id.is_none() {
         local.to_str()?.to_string()
     } else if let Ok(trace) = trace_id.downcast::<PyString>() {
@@ -286,22 +337,25 @@ pub fn hop_document<'py>(
     } else {
         return Ok(None);
     };
-    let error = &values[18];
-    let outcome = if error.is_none() {
-        "unknown"
-    } else if error.is_truthy()? {
-        "failure"
-    } else {
-        "success"
-    };
     let body = PyDict::new(py);
     body.set_item(intern!(py, "@timestamp"), at)?;
-    body.set_item(intern!(py, "trace.id"), trace_id)?;
-    body.set_item(intern!(py, "span.id"), hop_id)?;
-    body.set_item(intern!(py, "service.name"), source_service)?;
-    body.set_item(intern!(py, "service.node.name"), source_node)?;
-    body.set_item(intern!(py, "event.duration"), client)?;
-    body.set_item(intern!(py, "event.outcome"), outcome)?;
+    for &(name, at) in kind.envelope {
+        body.set_item(PyString::intern(py, name), &values[at])?;
+    }
+    match kind.last {
+        Last::Outcome(name, at) => {
+            let error = &values[at];
+            let outcome = if error.is_none() {
+                "unknown"
+            } else if error.is_truthy()? {
+                "failure"
+            } else {
+                "success"
+            };
+            body.set_item(PyString::intern(py, name), outcome)?;
+        }
+        Last::Constant(name, value) => body.set_item(PyString::intern(py, name), value)?,
+    }
     for ((_, name), value) in names.iter().zip(&values) {
         body.set_item(name.bind(py), value)?;
     }
@@ -310,4 +364,24 @@ pub fn hop_document<'py>(
         PyString::new(py, &id).into_any(),
         body.into_any(),
     ])?))
+}
+
+/// `(index, id, body)` of `hop`'s document under `prefix`, or None (`derived_document`).
+#[pyfunction]
+pub fn hop_document<'py>(
+    py: Python<'py>,
+    hop: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    derived_document(py, &HOPS, &HOP_NAMES, hop, prefix)
+}
+
+/// `(index, id, body)` of a coordination delay's document under `prefix`, or None.
+#[pyfunction]
+pub fn coordination_document<'py>(
+    py: Python<'py>,
+    delay: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    derived_document(py, &COORDINATION, &COORDINATION_NAMES, delay, prefix)
 }

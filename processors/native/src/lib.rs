@@ -744,5 +744,6 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(document::span_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::log_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::hop_document, m)?)?;
+    m.add_function(wrap_pyfunction!(document::coordination_document, m)?)?;
     Ok(())
 }

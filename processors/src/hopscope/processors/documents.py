@@ -100,8 +100,8 @@ def failover_document(failover: Failover, prefix: str) -> Document:
 
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
-    # Hops, about one a span, are written by the native core when it is in use (as spans are);
-    # the table is the specification.
+    # Hops (about one a span) and coordination delays are written by the native core when it
+    # is in use, as spans are; the tables are the specification.
     native = core.native()
     for hop in derived.hops:
         parts = None if native is None else native.hop_document(hop, prefix)
@@ -109,7 +109,12 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
     for failover in derived.failovers:
         yield _document(schema.FAILOVERS, failover, prefix)
     for delay in derived.coordination:
-        yield _document(schema.COORDINATION, delay, prefix)
+        parts = None if native is None else native.coordination_document(delay, prefix)
+        yield (
+            _document(schema.COORDINATION, delay, prefix)
+            if parts is None
+            else Document("coordination", *parts)
+        )
     for commit in derived.two_phase_commits:
         yield _document(schema.TWO_PHASE_COMMITS, commit, prefix)
     yield _document(schema.TRACES, TraceRecord(derived.summary, derived.critical_path), prefix)
