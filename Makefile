@@ -22,16 +22,26 @@ $(BIN)/python:
 # pip is not quieted: a first install downloads for a minute or more, and its progress lines
 # are how a newcomer tells a slow download from a hang.
 LAYERS := core ingest processors analysis
-$(STAMP): pyproject.toml $(LAYERS:%=%/pyproject.toml) | $(BIN)/python
+# The processors' native per-span core (processors/native/, Rust): pip builds it with maturin,
+# which needs cargo; rustup's ~/.cargo/bin is put on PATH when it is there. Without cargo the
+# processors run their Python core (hopscope.processors.core), and make says so.
+ifneq ($(wildcard $(HOME)/.cargo/bin/cargo),)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
+NATIVE := $(if $(shell PATH="$(PATH)" command -v cargo),./processors/native,)
+NATIVE_SOURCES := processors/native/pyproject.toml processors/native/Cargo.toml \
+	$(wildcard processors/native/src/*.rs)
+$(STAMP): pyproject.toml $(LAYERS:%=%/pyproject.toml) $(NATIVE_SOURCES) | $(BIN)/python
 	@echo "make: installing hopscope into $(VENV) (pip's progress follows)"
-	$(BIN)/pip install $(LAYERS:%=-e ./%) -e '.[all]'
+	@$(if $(NATIVE),,echo "make: no cargo on PATH: the processors' native core is not built")
+	$(BIN)/pip install $(LAYERS:%=-e ./%) $(NATIVE) -e '.[all]'
 	touch $(STAMP)
 
 # The developer tools (pytest, ruff, mypy, the notebook kernel, ...): the `dev` extra, over the
 # same editable installs.
 $(DEV_STAMP): $(STAMP)
 	@echo "make: adding the developer tools to $(VENV)"
-	$(BIN)/pip install $(LAYERS:%=-e ./%) -e '.[all,dev]'
+	$(BIN)/pip install $(LAYERS:%=-e ./%) $(NATIVE) -e '.[all,dev]'
 	touch $(DEV_STAMP)
 
 install-runtime: $(STAMP)

@@ -16,7 +16,12 @@ messages the SDK writes. Then, in this process:
 and prints the ratios end to end / ceiling. On a shared machine compare the CPU figures:
 wall-clock rates move with the neighbours' load.
 
+``--core`` picks the per-span core of the ``after`` variant and the null sink
+(:mod:`hopscope.processors.core`): ``python``, ``native`` or ``both`` (each measured in turn, and
+their CPU-per-span ratio printed); ``before`` always runs the Python core.
+
     python benchmarks/processor_throughput.py [--traces 2000] [--variants before,after]
+        [--core python|native|both]
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from rich.table import Table
 from hopscope.core.es_security import es_client
 from hopscope.ingest.otlp_wire import encode_trace_request
 from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate
-from hopscope.processors import runtime
+from hopscope.processors import core, runtime
 from hopscope.processors import sink as sink_module
 from hopscope.processors.assembly import TraceAssembler
 from hopscope.processors.decode import decode_spans
@@ -136,7 +141,10 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=2000)
     parser.add_argument("--variants", default="before,after",
                         help="comma-separated: before, after (see variant())")  # fmt: skip
+    parser.add_argument("--core", choices=("python", "native", "both"), default="both",
+                        help="the after variant's and the null sink's core")  # fmt: skip
     args = parser.parse_args()
+    cores = ["python", "native"] if args.core == "both" else [args.core]
     console = Console()
     settings = resolve_settings()
     assert settings.kafka_bootstrap and settings.es_url
@@ -149,31 +157,42 @@ def main() -> None:
     # tunes the allocator for the rest of the process, as `hopscope process` does)
     e2e: dict[str, tuple[float, float, int]] = {}
     for name in sorted(args.variants.split(","), key=lambda v: v != "before"):
-        with console.status(f"end to end ({name})"), variant(name) as in_flight:
-            e2e[name] = end_to_end(messages, settings.kafka_bootstrap, settings.es_url,
-                                   f"{run_id}-{name}", in_flight)  # fmt: skip
+        for core_name in ["python"] if name == "before" else cores:
+            label = name if name == "before" else f"{name}, {core_name} core"
+            core.select(core_name)  # type: ignore[arg-type]
+            with console.status(f"end to end ({label})"), variant(name) as in_flight:
+                e2e[label] = end_to_end(messages, settings.kafka_bootstrap, settings.es_url,
+                                        f"{run_id}-{name}-{core_name}", in_flight)  # fmt: skip
 
     # 2. null sink, with the collector's thresholds of the processor's loop and its allocator
     saved = gc.get_threshold()
-    with console.status("null sink"):
-        tune_allocator()
-        gc.set_threshold(*runtime.GC_THRESHOLDS)
-        cpu = time.process_time()
-        null_s, documents = null_sink(messages, f"bench-null-{run_id}")
-        null_cpu = time.process_time() - cpu
+    null: dict[str, tuple[float, float]] = {}
+    for core_name in cores:
+        core.select(core_name)  # type: ignore[arg-type]
+        with console.status(f"null sink ({core_name} core)"):
+            tune_allocator()
+            gc.set_threshold(*runtime.GC_THRESHOLDS)
+            cpu = time.process_time()
+            null_s, documents = null_sink(messages, f"bench-null-{run_id}")
+            null[core_name] = (null_s, time.process_time() - cpu)
+            gc.set_threshold(*saved)
+    with console.status("bulk body"):
         cpu = time.process_time()
         body_bytes = sum(
             len(bulk_body(documents[i : i + BULK])) for i in range(0, len(documents), BULK)
         )
         json_cpu = time.process_time() - cpu
-        gc.set_threshold(*saved)
 
     table = Table("measure", "value", title=f"processor throughput ({spans:,} spans, "
                   f"{len(messages):,} messages, {len(documents):,} documents)")  # fmt: skip
-    table.add_row("null sink (decode, assemble, derive, documents)",
-                  f"{spans / null_s:,.0f} spans/s ({null_s:.1f} s); "
-                  f"{null_cpu / spans * 1e6:.0f} µs CPU/span, "
-                  f"{spans / null_cpu:,.0f} spans/CPU-s")  # fmt: skip
+    for core_name, (null_s, null_cpu) in null.items():
+        table.add_row(f"null sink (decode, assemble, derive, documents), {core_name} core",
+                      f"{spans / null_s:,.0f} spans/s ({null_s:.1f} s); "
+                      f"{null_cpu / spans * 1e6:.1f} µs CPU/span, "
+                      f"{spans / null_cpu:,.0f} spans/CPU-s")  # fmt: skip
+    if len(null) == 2:
+        table.add_row("null sink native / python",
+                      f"{null['native'][1] / null['python'][1]:.2f}x CPU per span")  # fmt: skip
     table.add_row(
         "bulk body (NDJSON) of those documents",
         f"{json_cpu / spans * 1e6:.1f} µs CPU/span, {body_bytes / spans:,.0f} B/span",
@@ -181,11 +200,16 @@ def main() -> None:
     for name, (wall_s, cpu_s, indexed) in e2e.items():
         table.add_row(f"end to end Kafka → processor → Elasticsearch ({name})",
                       f"{spans / wall_s:,.0f} spans/s ({wall_s:.1f} s; indexed {indexed:,} "
-                      f"documents); {cpu_s / spans * 1e6:.0f} µs CPU/span")  # fmt: skip
-    if "before" in e2e and "after" in e2e:
-        (before_s, before_cpu, _), (after_s, after_cpu, _) = e2e["before"], e2e["after"]
-        table.add_row("after / before", f"{before_s / after_s:.2f}x spans/s, "
+                      f"documents); {cpu_s / spans * 1e6:.1f} µs CPU/span")  # fmt: skip
+    afters = [label for label in e2e if label.startswith("after")]
+    if "before" in e2e and afters:
+        (before_s, before_cpu, _), (after_s, after_cpu, _) = e2e["before"], e2e[afters[0]]
+        table.add_row(f"{afters[0]} / before", f"{before_s / after_s:.2f}x spans/s, "
                       f"{after_cpu / before_cpu:.2f}x CPU per span")  # fmt: skip
+    if len(afters) == 2:
+        (python_s, python_cpu, _), (native_s, native_cpu, _) = (e2e[a] for a in afters)
+        table.add_row("end to end native / python", f"{python_s / native_s:.2f}x spans/s, "
+                      f"{native_cpu / python_cpu:.2f}x CPU per span")  # fmt: skip
 
     # 3. the raw bulk ceiling for the same documents, same bulk size
     es = es_client(settings.es_url, request_timeout=120)

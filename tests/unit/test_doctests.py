@@ -33,6 +33,7 @@ MODULES = (
     "hopscope.core.env",
     "hopscope.processors.settings",
     "hopscope.processors.foreign",
+    "hopscope.processors.core",
     "hopscope.processors.derive._common",
     "hopscope.dashboards.kibana.links",
     # The Maven command line of the local stack.

@@ -42,6 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from hopscope.ingest import conventions as c
 from hopscope.ingest.redaction import mask_pan_bytes, mask_pan_number, mask_pans
+from hopscope.processors import core
 from hopscope.processors import sanitize as s
 from hopscope.processors.errors import DecodeError
 from hopscope.processors.foreign import error_status, hex_id
@@ -455,6 +456,9 @@ def decode_span_message(
 ) -> DecodedSpans:
     """Every span of one ``otlp_spans`` message, resource flattened in, sanitized.
 
+    The native core decodes it when it is in use (:mod:`hopscope.processors.core`) and takes
+    the message; otherwise :func:`decode_span_message_reference`, the specification, does.
+
     Parameters:
         payload: the Kafka message value (OTLP protobuf or OTLP/JSON).
         received_ns: the message's Kafka timestamp; when given, implausible times are
@@ -467,6 +471,18 @@ def decode_span_message(
     Raises:
         DecodeError: the message is no OTLP traces request, or holds no span at all.
     """
+    native, native_limits = core.native(), core.native_limits(limits)
+    if native is not None and native_limits is not None and payload.__class__ is bytes:
+        spans: list[SpanRecord] | None = native.decode_spans(payload, received_ns, native_limits)
+        if spans is not None:
+            return DecodedSpans(spans)
+    return decode_span_message_reference(payload, received_ns=received_ns, limits=limits)
+
+
+def decode_span_message_reference(
+    payload: bytes, *, received_ns: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> DecodedSpans:
+    """:func:`decode_span_message` in Python: the readable specification of the native core."""
     message_flags: set[str] = set()
     request = _parse(payload, ExportTraceServiceRequest(), "traces", message_flags)
     lenient = type(request) is not ExportTraceServiceRequest
@@ -628,6 +644,18 @@ def decode_logs(
     Raises:
         DecodeError: the message is no OTLP logs request, or holds no log record at all.
     """
+    native, native_limits = core.native(), core.native_limits(limits)
+    if native is not None and native_limits is not None and payload.__class__ is bytes:
+        logs: list[LogRecord] | None = native.decode_logs(payload, received_ns, native_limits)
+        if logs is not None:
+            return logs
+    return decode_logs_reference(payload, received_ns=received_ns, limits=limits)
+
+
+def decode_logs_reference(
+    payload: bytes, *, received_ns: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> list[LogRecord]:
+    """:func:`decode_logs` in Python: the readable specification of the native core."""
     message_flags: set[str] = set()
     request = _parse(payload, ExportLogsServiceRequest(), "logs", message_flags)
     lenient = type(request) is not ExportLogsServiceRequest

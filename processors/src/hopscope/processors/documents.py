@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hopscope.processors import schema
+from hopscope.processors import core, schema
 from hopscope.processors.derive import DerivedRecords
 from hopscope.processors.derive.failovers import Failover
 from hopscope.processors.records import LogRecord, SpanRecord
@@ -62,16 +62,35 @@ def _document(table: Table, record: Any, prefix: str) -> Document:
 
 
 def span_document(span: SpanRecord, prefix: str) -> Document:
-    """A span as its ``spans`` document (id ``<trace id>-<span id>``)."""
+    """A span as its ``spans`` document (id ``<trace id>-<span id>``).
+
+    The native core writes it when it is in use (:mod:`hopscope.processors.core`); the table
+    (:data:`~hopscope.processors.schema.SPANS`) is the specification, and writes what the native
+    core hands back.
+    """
+    native = core.native()
+    if native is not None:
+        parts = native.span_document(span, prefix)
+        if parts is not None:
+            return Document("spans", *parts)
     return _document(schema.SPANS, span, prefix)
 
 
 def log_document(log: LogRecord, prefix: str) -> Document:
-    """A log record as its ``logs`` document (id: a hash of its content)."""
-    body = schema.LOGS.body(log)
+    """A log record as its ``logs`` document (id: a hash of its content).
+
+    The native core writes the index and the body when it is in use, as it does for spans;
+    the table (:data:`~hopscope.processors.schema.LOGS`) is the specification.
+    """
+    native = core.native()
+    parts = None if native is None else native.log_document(log, prefix)
+    if parts is not None:
+        index, body = parts
+    else:
+        index, body = index_name(prefix, "logs", log.time_ns), schema.LOGS.body(log)
     # Logs have no id of their own: the content is the identity (a replay is the same record).
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    return Document("logs", index_name(prefix, "logs", log.time_ns), digest[:40], body)
+    return Document("logs", index, digest[:40], body)
 
 
 def failover_document(failover: Failover, prefix: str) -> Document:
@@ -81,12 +100,21 @@ def failover_document(failover: Failover, prefix: str) -> Document:
 
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
+    # Hops (about one a span) and coordination delays are written by the native core when it
+    # is in use, as spans are; the tables are the specification.
+    native = core.native()
     for hop in derived.hops:
-        yield _document(schema.HOPS, hop, prefix)
+        parts = None if native is None else native.hop_document(hop, prefix)
+        yield _document(schema.HOPS, hop, prefix) if parts is None else Document("hops", *parts)
     for failover in derived.failovers:
         yield _document(schema.FAILOVERS, failover, prefix)
     for delay in derived.coordination:
-        yield _document(schema.COORDINATION, delay, prefix)
+        parts = None if native is None else native.coordination_document(delay, prefix)
+        yield (
+            _document(schema.COORDINATION, delay, prefix)
+            if parts is None
+            else Document("coordination", *parts)
+        )
     for commit in derived.two_phase_commits:
         yield _document(schema.TWO_PHASE_COMMITS, commit, prefix)
     yield _document(schema.TRACES, TraceRecord(derived.summary, derived.critical_path), prefix)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from hopscope.core.kafka_security import explained_connect_errors
 from hopscope.core.kafka_topics import ensure_topics
+from hopscope.processors import core
 from hopscope.processors.assembly import OpenTrace, TraceAssembler
 from hopscope.processors.checkpoint import Checkpoint
 from hopscope.processors.consumer import Consumer, KafkaSource, Message, TopicPartition
@@ -176,6 +177,7 @@ class Processor:
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> Processor:
         settings = self.settings
+        core.log_choice()
         try:
             if settings.metrics_port is not None:
                 server = self.metrics.serve(settings.metrics_port, settings.metrics_addr)

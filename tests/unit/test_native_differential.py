@@ -1,0 +1,466 @@
+"""The native per-span core against the Python reference, record for record and document for
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop
+and coordination-delay documents against the schema tables.
+
+Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
+numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
+corpus of the decoder's fuzz test (mutated seeds, arbitrary bytes) and every simulator
+scenario's output go through both. Where the native core hands a message back (it returns
+None), the dispatcher's outcome is the reference's by construction; the test still checks that
+outcome, the dead-letter reasons and payloads included, and that the simulator's traffic is
+decoded natively in full.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
+from hopscope.processors import core, documents, schema
+from hopscope.processors import decode as d
+from hopscope.processors.derive import CoordinationDelay, Hop, derive_all
+from hopscope.processors.documents import Document, log_document, span_document
+from hopscope.processors.errors import DecodeError
+from hopscope.processors.records import LogRecord, SpanRecord
+from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
+from tests.otlp_builders import any_value, key_values
+from tests.unit.test_fuzz_decode import LIMITS as SMALL_LIMITS
+from tests.unit.test_fuzz_decode import SEEDS, mutated
+
+pytestmark = pytest.mark.skipif(
+    core.native() is None,
+    reason="the native core is not in use (hopscope_native not built: `make install`, or "
+    "HOPSCOPE_NATIVE=0): nothing to compare",
+)
+
+RECEIVED = 1_775_030_460_000_000_000
+START = RECEIVED - 60_000_000_000
+# Card numbers in the shapes the masking rule knows (Luhn-valid unless noted).
+PANS = [
+    "4111111111111111",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "4111+1111+1111+1111",
+    "4111%201111%201111%201111",
+    "5500%2D0000%2d0000%2D0004",
+    "card%204111111111111111",
+    "\\u00414111111111111111",
+    "%4111111111111111",
+    "4111111111111112",  # not Luhn-valid
+    "4111 1111 1111 1111 123",
+    "378282246310005",
+    "6011111111111117 6011111111111117",
+    "12345678901234567890123",
+    "1%201234567890123",
+    "\\u41 4111111111111111",
+]
+
+
+def _native_raw(kind: str, payload: bytes, received: int | None, limits: Limits) -> Any:
+    native = core.native()
+    assert native is not None
+    decode = native.decode_spans if kind == "spans" else native.decode_logs
+    native_limits = core.native_limits(limits)
+    assert native_limits is not None
+    return decode(payload, received, native_limits)
+
+
+def table_document(span: SpanRecord) -> Document:
+    """The span's document as the schema table writes it (the native core's specification)."""
+    return documents._document(schema.SPANS, span, "p")
+
+
+def same_documents(spans: list[SpanRecord]) -> list[Document]:
+    """The native documents of ``spans`` equal the table's, field order included."""
+    native = core.native()
+    assert native is not None
+    written = [span_document(span, "p") for span in spans]
+    expected = [table_document(span) for span in spans]
+    assert written == expected
+    assert [list(d.body) for d in written] == [list(d.body) for d in expected]
+    return written
+
+
+def table_log_document(log: LogRecord) -> Document:
+    """The log record's document as the schema table writes it, the id hashed as
+    ``log_document`` hashes it."""
+    core.select("python")  # the test runs only while the native core is in use
+    try:
+        return log_document(log, "p")
+    finally:
+        core.select("native")
+
+
+def same_log_documents(logs: list[LogRecord]) -> list[Document]:
+    """The native log documents equal the table's, field order included."""
+    native = core.native()
+    assert native is not None
+    written = [log_document(log, "p") for log in logs]
+    expected = [table_log_document(log) for log in logs]
+    assert written == expected
+    assert [list(d.body) for d in written] == [list(d.body) for d in expected]
+    assert all(native.log_document(log, "p") is not None for log in logs)
+    return written
+
+
+def _spans_outcome(function: Any, payload: bytes, received: int | None, limits: Limits) -> Any:
+    try:
+        decoded = function(payload, received_ns=received, limits=limits)
+    except DecodeError as error:
+        return ("dead letter", str(error))
+    documents = [table_document(span) for span in decoded.spans]
+    rejected = [(r.reason, r.payload) for r in decoded.rejected]
+    return ("decoded", decoded.spans, documents, rejected)
+
+
+def _logs_outcome(function: Any, payload: bytes, received: int | None, limits: Limits) -> Any:
+    try:
+        logs = function(payload, received_ns=received, limits=limits)
+    except DecodeError as error:
+        return ("dead letter", str(error))
+    return ("decoded", logs, [table_log_document(log) for log in logs])
+
+
+def same_spans(payload: bytes, received: int | None, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Native and reference agree on ``payload``; True when the native core decoded it."""
+    reference = _spans_outcome(d.decode_span_message_reference, payload, received, limits)
+    assert _spans_outcome(d.decode_span_message, payload, received, limits) == reference
+    if reference[0] == "decoded":
+        same_documents(reference[1])  # spans the native decoder handed back too
+    raw = _native_raw("spans", payload, received, limits)
+    if raw is None:
+        return False
+    assert reference[0] == "decoded" and not reference[3], "native decoded a message with rejects"
+    assert raw == reference[1]
+    assert same_documents(raw) == reference[2]
+    return True
+
+
+def same_logs(payload: bytes, received: int | None, limits: Limits = DEFAULT_LIMITS) -> bool:
+    reference = _logs_outcome(d.decode_logs_reference, payload, received, limits)
+    assert _logs_outcome(d.decode_logs, payload, received, limits) == reference
+    if reference[0] == "decoded":
+        same_log_documents(reference[1])  # records the native decoder handed back too
+    raw = _native_raw("logs", payload, received, limits)
+    if raw is None:
+        return False
+    assert reference[0] == "decoded"
+    assert raw == reference[1]
+    assert same_log_documents(raw) == reference[2]
+    return True
+
+
+# -- strategies --------------------------------------------------------------------------------
+
+texts = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(PANS),
+    st.builds(
+        lambda a, p, b: f"{a}{p}{b}",
+        st.text(max_size=5),
+        st.sampled_from(PANS),
+        st.text(max_size=5),
+    ),
+    st.text(alphabet="0123456789 -+%2Du\\", max_size=40),
+    st.sampled_from(["", " ", "\t", "x" * 70, "é" * 40, "exception", "true"]),
+)
+integers = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.sampled_from([4111111111111111, -4111111111111111, 4111111111111112, 0, 503, 2]),
+)
+floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([4111111111111111.0, -0.0, 2.0**53, 1e20, 503.0, float("nan")]),
+)
+scalars = st.one_of(
+    texts,
+    st.booleans(),
+    integers,
+    floats,
+    st.binary(max_size=30),
+    st.sampled_from([b"4111111111111111", b"\xff4111 1111 1111 1111\x00"]),
+)
+keys = st.one_of(
+    st.sampled_from(["k", "payment.id", "error", "http.response.status_code", "http.status_code",
+                     "rpc.grpc.status_code", "event.name", "service.name", "", " "]),
+    st.text(max_size=12),
+)  # fmt: skip
+# Keys every decoder takes as they are (the "clean" requests).
+plain_keys = st.one_of(
+    st.sampled_from(["k", "payment.id", "error", "http.response.status_code", "event.name"]),
+    st.text(alphabet="abcdefghij._-é", min_size=1, max_size=12).filter(lambda k: k[0] != " "),
+)
+
+
+def value_strategy(key_strategy: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(key_strategy, inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+values = value_strategy(keys)
+attribute_maps = st.dictionaries(keys, values, max_size=7)
+clean_maps = st.dictionaries(plain_keys, value_strategy(plain_keys), max_size=7)
+ids16 = st.one_of(st.binary(min_size=16, max_size=16), st.sampled_from([bytes(16), b"\x01"]))
+ids8 = st.one_of(st.binary(min_size=8, max_size=8), st.sampled_from([bytes(8), b"", b"\x01" * 9]))
+times = st.one_of(
+    st.integers(START - 10**9, START + 10**9),
+    st.sampled_from([0, 1, 2**64 - 1, RECEIVED + 2 * 86_400 * 10**9]),
+)
+
+
+@st.composite
+def span_requests(draw: st.DrawFn, clean: bool = False) -> bytes:
+    """Random trace requests; ``clean``: valid ids, plain keys, a span in every scope (what
+    the native core decodes rather than hands back)."""
+    maps = clean_maps if clean else attribute_maps
+    good16 = st.binary(min_size=16, max_size=16).filter(any)
+    good8 = st.binary(min_size=8, max_size=8).filter(any)
+    request = ExportTraceServiceRequest()
+    for _ in range(draw(st.integers(1, 2))):
+        resource_spans = request.resource_spans.add()
+        resource = draw(st.dictionaries(plain_keys if clean else keys, values, max_size=3))
+        resource.update(draw(st.fixed_dictionaries({}, optional={
+            "service.name": st.one_of(texts, integers, st.just([1, 2])),
+            "service.instance.id": st.one_of(texts, integers),
+        })))  # fmt: skip
+        resource_spans.resource.attributes.extend(key_values(resource))
+        for _ in range(draw(st.integers(1, 2))):
+            scope = resource_spans.scope_spans.add()
+            scope.scope.name = draw(st.text(max_size=5))
+            for _ in range(draw(st.integers(1 if clean else 0, 3))):
+                span = scope.spans.add()
+                span.trace_id = draw(good16 if clean else st.one_of(ids16, st.just(bytes(16))))
+                span.span_id = draw(good8 if clean else ids8)
+                span.parent_span_id = draw(ids8)
+                span.name = draw(texts)
+                span.kind = draw(st.integers(0, 7))  # type: ignore[assignment]
+                span.start_time_unix_nano = draw(times)
+                span.end_time_unix_nano = draw(times)
+                span.attributes.extend(key_values(draw(maps)))
+                for _ in range(draw(st.integers(0, 4))):
+                    event = span.events.add()
+                    event.name = draw(st.one_of(texts, st.just("exception")))
+                    event.time_unix_nano = draw(times)
+                    event.attributes.extend(key_values(draw(maps)))
+                for _ in range(draw(st.integers(0, 4))):
+                    link = span.links.add()
+                    link.trace_id, link.span_id = draw(ids16), draw(ids8)
+                    link.attributes.extend(key_values(draw(maps)))
+                span.status.code = draw(st.integers(0, 3))  # type: ignore[assignment]
+                span.status.message = draw(texts)
+    return bytes(request.SerializeToString())
+
+
+@st.composite
+def log_requests(draw: st.DrawFn) -> bytes:
+    request = ExportLogsServiceRequest()
+    for _ in range(draw(st.integers(1, 2))):
+        resource_logs = request.resource_logs.add()
+        resource_logs.resource.attributes.extend(key_values(draw(attribute_maps)))
+        scope = resource_logs.scope_logs.add()
+        for _ in range(draw(st.integers(0, 3))):
+            record = scope.log_records.add()
+            record.time_unix_nano = draw(times)
+            record.observed_time_unix_nano = draw(times)
+            record.severity_number = draw(st.integers(0, 26))  # type: ignore[assignment]
+            record.severity_text = draw(st.one_of(st.just(""), texts))
+            if draw(st.booleans()):
+                record.body.CopyFrom(any_value(draw(values)))
+            record.attributes.extend(key_values(draw(attribute_maps)))
+            record.trace_id = draw(st.one_of(st.just(b""), ids16))
+            record.span_id = draw(st.one_of(st.just(b""), ids8))
+            record.event_name = draw(st.one_of(st.just(""), texts))
+    return bytes(request.SerializeToString())
+
+
+received_times = st.sampled_from([None, RECEIVED])
+limit_sets = st.sampled_from([DEFAULT_LIMITS, SMALL_LIMITS])
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
+
+
+@given(st.one_of(span_requests(), span_requests(clean=True)), received_times, limit_sets)
+@SETTINGS
+def test_random_span_requests(payload: bytes, received: int | None, limits: Limits) -> None:
+    same_spans(payload, received, limits)
+
+
+@given(log_requests(), received_times, limit_sets)
+@SETTINGS
+def test_random_log_requests(payload: bytes, received: int | None, limits: Limits) -> None:
+    same_logs(payload, received, limits)
+
+
+@given(st.one_of(mutated(), st.binary(max_size=300)), received_times)
+@SETTINGS
+def test_bad_input_corpus(payload: bytes, received: int | None) -> None:
+    """Mutated seeds of the decoder's fuzz test and arbitrary bytes: the same records, the
+    same dead-letter reasons, the same rejected spans."""
+    same_spans(payload, received, SMALL_LIMITS)
+    same_logs(payload, received, SMALL_LIMITS)
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_bad_input_seeds(seed: int) -> None:
+    for limits in (DEFAULT_LIMITS, SMALL_LIMITS):
+        same_spans(SEEDS[seed], RECEIVED, limits)
+        same_logs(SEEDS[seed], RECEIVED, limits)
+
+
+def test_the_random_requests_are_mostly_decoded_natively() -> None:
+    """The comparison means something: most clean random requests are not handed back."""
+    outcomes: list[bool] = []
+
+    @given(span_requests(clean=True))
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=SLOW_OK)
+    def decode(payload: bytes) -> None:
+        outcomes.append(same_spans(payload, RECEIVED))
+
+    decode()
+    assert sum(outcomes) >= len(outcomes) // 3, (
+        f"{sum(outcomes)} of {len(outcomes)} decoded natively"
+    )
+
+
+@functools.cache
+def scenario_payloads(scenario: Scenario) -> tuple[bytes, bytes]:
+    span_exporter, log_exporter = InMemorySpanExporter(), InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    config = SimulationConfig(start_ns=START, scenario=scenario, seed=11, run_id="native",
+                              traces=60)  # fmt: skip
+    simulate(config, span_processors=[SimpleSpanProcessor(span_exporter)],
+             log_processors=[SimpleLogRecordProcessor(log_exporter)])  # fmt: skip
+    spans = encode_spans(span_exporter.get_finished_spans()).SerializeToString()
+    logs = encode_logs(log_exporter.get_finished_logs()).SerializeToString()
+    return spans, logs
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_every_simulator_scenario(scenario: Scenario) -> None:
+    """The simulator's traffic is decoded natively in full, to the reference's records."""
+    spans, logs = scenario_payloads(scenario)
+    for received in (None, RECEIVED):
+        assert same_spans(spans, received), "the native core handed simulated spans back"
+        assert same_logs(logs, received), "the native core handed simulated logs back"
+
+
+@given(texts)
+@settings(max_examples=500, deadline=None)
+def test_masking(text: str) -> None:
+    from hopscope.ingest.redaction import mask_pans
+
+    native = core.native()
+    assert native is not None
+    assert native.mask_pans(text) == mask_pans(text)
+
+
+def test_what_the_native_core_does_not_take_goes_to_the_reference() -> None:
+    """A payload that is no ``bytes`` and limits past 64-bit counting: the reference decodes."""
+    spans, logs = scenario_payloads(Scenario.BASELINE)
+    huge = Limits(max_value_chars=10**30)
+    assert core.native_limits(huge) is None
+    reference = d.decode_span_message_reference(spans, limits=huge)
+    assert d.decode_span_message(spans, limits=huge) == reference
+    assert d.decode_span_message(bytearray(spans)) == d.decode_span_message_reference(spans)  # type: ignore[arg-type]
+    assert d.decode_logs(bytearray(logs)) == d.decode_logs_reference(logs)  # type: ignore[arg-type]
+
+
+def same_derived_documents(hops: list[Hop], delays: list[CoordinationDelay]) -> None:
+    """The native hop and coordination-delay documents equal the tables', field order
+    included."""
+    native = core.native()
+    assert native is not None
+    pairs: list[tuple[Any, schema.Table, Hop | CoordinationDelay]] = [
+        (native.hop_document, schema.HOPS, hop) for hop in hops
+    ]
+    pairs += [(native.coordination_document, schema.COORDINATION, delay) for delay in delays]
+    for write, table, record in pairs:
+        parts = write(record, "p")
+        assert parts is not None
+        written = Document(table.index, *parts)
+        expected = documents._document(table, record, "p")
+        assert written == expected
+        assert list(written.body) == list(expected.body)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_derived_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
+    """Hops and coordination delays of the simulator's traces: the tables' documents, and
+    ``derived_documents`` yields them."""
+    spans, _ = scenario_payloads(scenario)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    derived = [derive_all(trace) for trace in by_trace.values()]
+    hops = [hop for records in derived for hop in records.hops]
+    delays = [delay for records in derived for delay in records.coordination]
+    assert hops
+    same_derived_documents(hops, delays)
+    for records in derived:
+        written = [
+            doc
+            for doc in documents.derived_documents(records, "p")
+            if doc.kind == "hops" or doc.body.get(schema.RECORD_FIELD) == "delay"
+        ]
+        expected = [documents._document(schema.HOPS, hop, "p") for hop in records.hops]
+        expected += [documents._document(schema.COORDINATION, delay, "p")
+                     for delay in records.coordination]  # fmt: skip
+        assert written == expected
+
+
+def test_coordination_delays_are_compared() -> None:
+    spans, _ = scenario_payloads(Scenario.BASELINE)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    assert any(derive_all(trace).coordination for trace in by_trace.values())
+
+
+optional_text = st.one_of(st.none(), texts)
+optional_int = st.one_of(st.none(), integers)
+
+
+@given(
+    st.builds(
+        Hop,
+        trace_id=texts, hop_id=texts, kind=texts, source_service=texts,
+        source_node=optional_text, target_service=optional_text, target_node=optional_text,
+        operation=texts, start_ns=times, client_ns=integers, server_ns=optional_int,
+        network_ns=optional_int, request_leg_ns=optional_int, response_leg_ns=optional_int,
+        clock_skew_suspected=st.booleans(), adjusted_request_leg_ns=optional_int,
+        adjusted_response_leg_ns=optional_int, queue_ns=optional_int, error=st.booleans(),
+        attempt=optional_int, server_span_id=optional_text, client_abandoned=st.booleans(),
+    )
+)  # fmt: skip
+@SETTINGS
+def test_random_hop_documents(hop: Hop) -> None:
+    same_derived_documents([hop], [])
+
+
+@given(
+    st.builds(
+        CoordinationDelay,
+        trace_id=texts, span_id=texts, parent_span_id=optional_text, name=texts, kind=texts,
+        service=texts, node=optional_text, resource=optional_text, participant=optional_text,
+        start_ns=times, duration_ns=integers, critical_ns=integers, error=st.booleans(),
+    )
+)  # fmt: skip
+@SETTINGS
+def test_random_coordination_documents(delay: CoordinationDelay) -> None:
+    same_derived_documents([], [delay])
