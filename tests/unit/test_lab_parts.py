@@ -5,6 +5,7 @@ proxy's latency (real sockets on loopback), the fault catalogue, missing-tool me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -61,11 +62,18 @@ def test_the_users_semconv_and_process_tables_reach_the_labs_processors(tmp_path
     assert endpoint_map(CONFIG) == endpoint_map(CONFIG, {})
 
 
-@pytest.fixture
-def echo_port() -> Iterator[int]:
+@contextlib.contextmanager
+def _server(prefix: bytes = b"") -> Iterator[int]:
+    """A TCP server on loopback answering each connection's requests with ``prefix`` + the
+    request; yields its port."""
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while request := conn.recv(1024):
+                conn.sendall(prefix + request)
 
     def serve() -> None:
         server.settimeout(0.2)
@@ -74,15 +82,51 @@ def echo_port() -> Iterator[int]:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
-            with conn:
-                conn.sendall(conn.recv(1024))
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=serve)
     thread.start()
-    yield port
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    with _server() as port:
+        yield port
+
+
+@contextlib.contextmanager
+def _running(proxy: Proxy) -> Iterator[int]:
+    """``proxy`` serving on a loopback port (yielded) in a thread of its own."""
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncio.start_server(proxy.handle, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    watcher = loop.create_task(proxy.watch())
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        yield port
+    finally:
+
+        async def close() -> None:
+            watcher.cancel()
+            server.close()
+            for writers in list(proxy.open):  # sessions the test left open
+                for writer in writers:
+                    writer.close()
+            await server.wait_closed()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 def _round_trip(port: int) -> float:
@@ -95,29 +139,28 @@ def _round_trip(port: int) -> float:
 
 def test_proxy_relays_and_delays_requests(echo_port: int, tmp_path: Path) -> None:
     control = tmp_path / "control.json"
-    proxy = Proxy(echo_port, control)
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(asyncio.start_server(proxy.handle, "127.0.0.1", 0))
-    port = server.sockets[0].getsockname()[1]
-    watcher = loop.create_task(proxy.watch())
-    thread = threading.Thread(target=loop.run_forever)
-    thread.start()
-    try:
+    with _running(Proxy(echo_port, control)) as port:
         assert _round_trip(port) < 0.15
         control.write_text(json.dumps({"latency_ms": 300}))
         time.sleep(0.5)  # the control file is re-read every 0.2 s
         assert _round_trip(port) >= 0.3
-    finally:
 
-        async def close() -> None:
-            watcher.cancel()
-            server.close()
-            await server.wait_closed()
 
-        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
+def test_proxy_moves_to_a_new_target_and_closes_the_open_sessions(tmp_path: Path) -> None:
+    """The switchover fault's address move: new connections reach the new server, a session
+    opened before the move is closed (its server is the old one)."""
+    control = tmp_path / "control.json"
+    with _server(b"old:") as old, _server(b"new:") as new, _running(Proxy(old, control)) as port:
+        before = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with before:
+            before.sendall(b"ping")
+            assert before.recv(16) == b"old:ping"
+            control.write_text(json.dumps({"target_port": new}))
+            time.sleep(0.5)  # the control file is re-read every 0.2 s
+            assert before.recv(16) == b""  # closed by the proxy
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as after:
+            after.sendall(b"ping")
+            assert after.recv(16) == b"new:ping"
 
 
 def test_every_fault_has_ground_truth_fields() -> None:

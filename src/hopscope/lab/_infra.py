@@ -164,6 +164,11 @@ def start_postgres(state: LabState, primary_port: int, replica_port: int) -> dic
     return {
         "primary": {"host": "127.0.0.1", "port": primary_port},
         "replica": {"host": "127.0.0.1", "port": replica_port},
+        # The clusters themselves (``primary`` above may become an address in front of them).
+        "clusters": {
+            "primary": {"port": primary_port, "data": str(primary)},
+            "replica": {"port": replica_port, "data": str(replica)},
+        },
         "dbname": "ledger",
         "user": "postgres",
         "psql": psql,
@@ -191,11 +196,24 @@ def stop_postgres(state: LabState) -> None:
         )  # fmt: skip
 
 
+def switch_primary(state: LabState) -> None:
+    """A primary switchover: ``pg_ctl stop -m fast`` on the primary (its sessions end), then
+    ``pg_ctl promote`` on the replica, which returns once the replica accepts writes."""
+    pg_ctl = str(Path(state.postgres_bin) / "pg_ctl")
+    clusters = state.config["postgres"]["clusters"]
+    _run(_as_postgres([pg_ctl, "-D", clusters["primary"]["data"], "-m", "fast", "-w", "stop"]),
+         "pg_ctl stop on the primary")  # fmt: skip
+    _run(_as_postgres([pg_ctl, "-D", clusters["replica"]["data"], "-w", "-t", "60", "promote"]),
+         "pg_ctl promote on the replica")  # fmt: skip
+
+
 def psql(config: dict[str, Any], role: str, sql: str) -> str:
-    """Run ``sql`` on the primary or the replica; its output (unaligned, tuples only)."""
+    """Run ``sql`` on the primary or the replica cluster; its output (unaligned, tuples
+    only)."""
     pg = config["postgres"]
+    port = pg["clusters"][role]["port"]
     return _run(
-        _as_postgres([pg["psql"], "-h", "127.0.0.1", "-p", str(pg[role]["port"]), "-U",
+        _as_postgres([pg["psql"], "-h", "127.0.0.1", "-p", str(port), "-U",
                       "postgres", "-d", pg["dbname"], "-At", "-c", sql]),
         f"psql on the {role}",
     )  # fmt: skip

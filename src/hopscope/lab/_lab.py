@@ -131,6 +131,14 @@ def up(options: LabOptions) -> LabState:
     state.save()
     try:
         config["postgres"] = start_postgres(state, free_port(), free_port())
+        # The services reach the primary through an address of its own (the lab's proxy, as a
+        # virtual IP or a pooler in front of a database), which a switchover moves.
+        postgres_control = options.state_dir / "proxy-postgres.json"
+        postgres_control.write_text(json.dumps({"latency_ms": 0}), encoding="utf-8")
+        config["proxies"]["postgres"] = {"port": free_port(), "control": str(postgres_control)}
+        config["postgres"]["primary"] = {
+            "host": "127.0.0.1", "port": config["proxies"]["postgres"]["port"]
+        }  # fmt: skip
         start_redis(state, config["redis"]["port"])
         start_collector(state, binary, port=otlp_port, brokers=brokers,
                         spans_topic=options.spans_topic, logs_topic=options.logs_topic)  # fmt: skip
@@ -146,11 +154,14 @@ def up(options: LabOptions) -> LabState:
         (options.state_dir / "hopscope.toml").write_text(
             endpoint_map(config, user_config(options.config)), encoding="utf-8"
         )
-        proxy = config["proxies"]["bank"]
-        started = state.start("proxy-bank", [
-            sys.executable, "-m", "hopscope.lab.proxy", "--listen", str(proxy["port"]),
-            "--target", str(config["bank"]["port"]), "--control", str(control)])  # fmt: skip
-        wait_port(proxy["port"], timeout_s=20, what="the bank proxy", pid=started.pid)
+        targets = {"bank": config["bank"]["port"],
+                   "postgres": config["postgres"]["clusters"]["primary"]["port"]}  # fmt: skip
+        for name, target in targets.items():
+            proxy = config["proxies"][name]
+            started = state.start(f"proxy-{name}", [
+                sys.executable, "-m", "hopscope.lab.proxy", "--listen", str(proxy["port"]),
+                "--target", str(target), "--control", proxy["control"]])  # fmt: skip
+            wait_port(proxy["port"], timeout_s=20, what=f"the {name} proxy", pid=started.pid)
         for service, node in [("issuer", "issuer-1"), ("bank", "bank-1"), ("ledger", "ledger-1"),
                               ("risk", "risk-1")]:  # fmt: skip
             start_service(state, service, node)

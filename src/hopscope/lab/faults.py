@@ -11,6 +11,10 @@
   hot account rows; ledger / the primary's ``accounts`` rows.
 - ``replica-lag``: ``recovery_min_apply_delay`` on the replica (``ALTER SYSTEM`` + reload):
   the ledger's reads see stale rows and move to the primary; ledger / the replica.
+- ``switchover``: a primary switchover: the Postgres primary stopped (``pg_ctl stop -m fast``),
+  the replica promoted (``pg_ctl promote``), the primary's address (the lab's proxy, as a virtual
+  IP) moved to it; the ledger's open primary sessions break and its next ones go to the new
+  primary, which also serves the reads that went to the replica; ledger / the primary.
 - ``cache-flush``: ``FLUSHALL`` on Redis every half second; risk / redis.
 - ``cache-down``: the Redis server stopped (``SIGSTOP``: connections hang until the client's
   timeout); risk / redis.
@@ -32,11 +36,12 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hopscope.lab._infra import psql, tool
+from hopscope.lab._infra import psql, switch_primary, tool
 from hopscope.lab._procs import LabState, stop_pid
 from hopscope.lab.errors import LabError
 
@@ -160,6 +165,16 @@ class Fault:
         psql(state.config, "replica", "ALTER SYSTEM RESET recovery_min_apply_delay")
         psql(state.config, "replica", "SELECT pg_reload_conf()")
 
+    # switchover: the primary's address follows the promoted replica, as an operator's
+    # switchover or a failover manager moves it.
+    def _inject_switchover(self, state: LabState) -> None:
+        started = time.monotonic()
+        switch_primary(state)
+        promoted = state.config["postgres"]["clusters"]["replica"]["port"]
+        control = Path(state.config["proxies"]["postgres"]["control"])
+        control.write_text(json.dumps({"latency_ms": 0, "target_port": promoted}))
+        self.measured = {"switch_s": round(time.monotonic() - started, 2)}
+
     # cache-flush / cache-down
     def _inject_cache_flush(self, state: LabState) -> None:
         cli = tool("redis-cli", "redis-tools")
@@ -271,6 +286,11 @@ FAULTS: dict[str, tuple[str, str | None, str | None, str | None, str]] = {
     "replica-lag": (
         f"replica applies WAL {REPLICA_DELAY} late (recovery_min_apply_delay)",
         "ledger", "postgres-replica", "streaming replication", "ALTER SYSTEM",
+    ),
+    "switchover": (
+        "Postgres primary switchover: the primary stopped, the replica promoted, the primary's "
+        "address moved to it",
+        "ledger", "postgres-primary", "postgres primary", "pg_ctl stop + promote",
     ),
     "cache-flush": ("risk cache flushed every 0.5 s", "risk", "redis", "rules cache", "FLUSHALL"),
     "cache-down": ("risk cache stopped", "risk", "redis", "rules cache", "SIGSTOP"),
