@@ -143,13 +143,23 @@ def two_proportion_test(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
         >>> two_proportion_test(0, 50, 0, 60)
         1.0
     """
+    z = proportion_z(hits_a, n_a, hits_b, n_b)
+    return 1.0 if z is None else two_sided_p(z)
+
+
+def proportion_z(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float | None:
+    """The pooled two-proportion ``z`` of ``hits_a/n_a`` against ``hits_b/n_b``; None when a
+    group is empty or the pooled rate is 0 or 1 (no variation, nothing to test).
+
+    >>> round(proportion_z(30, 100, 10, 100), 4)
+    3.5355
+    """
     if n_a <= 0 or n_b <= 0:
-        return 1.0
+        return None
     pooled = (hits_a + hits_b) / (n_a + n_b)
     if pooled <= 0.0 or pooled >= 1.0:
-        return 1.0
-    z = (hits_a / n_a - hits_b / n_b) / math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    return two_sided_p(z)
+        return None
+    return (hits_a / n_a - hits_b / n_b) / math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
 
 
 def _log_binomial_pmf(k: int, n: int, p: float) -> float:

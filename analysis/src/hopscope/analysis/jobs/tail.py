@@ -36,7 +36,7 @@ from hopscope.analysis.findings import Finding, Impact, JobResult
 from hopscope.analysis.ids import TraceCodes
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
-from hopscope.analysis.stats import CONFIDENCE, wilson_interval
+from hopscope.analysis.stats import CONFIDENCE, proportion_z, wilson_interval
 
 JOB: Final = "tail"
 KIND: Final = "tail_attribute"
@@ -126,13 +126,8 @@ def proportion_p_value(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
         >>> round(proportion_p_value(30, 100, 10, 100), 6)  # z = 3.5355
         0.000203
     """
-    if n_a <= 0 or n_b <= 0:
-        return 1.0
-    pooled = (hits_a + hits_b) / (n_a + n_b)
-    if pooled <= 0.0 or pooled >= 1.0:
-        return 1.0
-    z = (hits_a / n_a - hits_b / n_b) / math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+    z = proportion_z(hits_a, n_a, hits_b, n_b)
+    return 1.0 if z is None else 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def _ks_gap(n: pl.Expr) -> pl.Expr:
