@@ -98,6 +98,16 @@ TIMEOUT_RATE: Final = 0.01
 _EDGE: Final = ("source_service", "target_service", "operation", "hop_kind")
 
 
+def _edge_subject(edge: dict[str, Any]) -> dict[str, Any]:
+    """What an edge finding names: caller, callee, operation and hop kind."""
+    return {
+        "source_service": edge["source_service"],
+        "target_service": edge["target_service"],
+        "operation": edge["operation"],
+        "hop_kind": edge["hop_kind"],
+    }
+
+
 def bucket_ns(start: datetime | None, end: datetime | None, buckets: int = TARGET_BUCKETS) -> int:
     """A bucket width giving ``buckets`` buckets over the window, rounded up to two
     significant digits so the axis stays readable (310 ms, not 310.071 ms).
@@ -423,12 +433,7 @@ def _slow_edges(
                 title=f"{source} → {target}: +{ms(excess_p50)} network per call ({operation})",
                 impact="high" if bounded else "medium",
                 gain_ns=gain_ns,
-                subject={
-                    "source_service": source,
-                    "target_service": target,
-                    "operation": operation,
-                    "hop_kind": edge["hop_kind"],
-                },
+                subject=_edge_subject(edge),
                 evidence={
                     "calls": edge["calls"],
                     "traces": edge["traces"],
@@ -531,12 +536,7 @@ def _timeouts(hops: pl.LazyFrame, edges: pl.DataFrame, rate: float) -> list[Find
                 f"({edge['timeout_rate']:.0%}, {operation})",
                 impact="medium",
                 gain_ns=waited,
-                subject={
-                    "source_service": source,
-                    "target_service": target,
-                    "operation": operation,
-                    "hop_kind": edge["hop_kind"],
-                },
+                subject=_edge_subject(edge),
                 evidence={
                     "calls": edge["calls"],
                     "timeouts": edge["timeouts"],
