@@ -199,3 +199,55 @@ def test_baseline_has_no_finding() -> None:
     result = failovers.run(simulated("baseline").dataset)
     assert result.findings == []
     assert result.tables["failovers"].is_empty()
+
+
+def _hop(trace: str, at_ms: int, kind: str, source: tuple[str, str], target: tuple[str, str]):
+    return {
+        "time": START + at_ms * MS,
+        "trace_id": trace,
+        "hop_kind": kind,
+        "source_service": source[0],
+        "source_node": source[1],
+        "target_service": target[0],
+        "target_node": target[1],
+        "client_ns": 5 * MS,
+        "error": True,
+    }
+
+
+def test_failovers_that_started_below_the_nodes_are_charged_there() -> None:
+    """A database switchover: each payment node's call to the ledger failed because the
+    ledger's statement on its primary failed, and the gateway failed over to another payment
+    node (three times). A dead node (payment-9: its attempt's error is the call to it) keeps
+    its node_failure."""
+    rows, hops = [], []
+    for i, (node, other) in enumerate([("payment-1", "payment-2"), ("payment-2", "payment-3"),
+                                       ("payment-3", "payment-1")]):  # fmt: skip
+        trace, at_ms = f"s{i}", 1_000 + 100 * i
+        rows.append(failover(trace, at_ms + 30, node, other, 30, 40, reason="502"))
+        hops += [
+            _hop(trace, at_ms, "rpc", ("gateway", "gateway-1"), ("payment", node)),
+            _hop(trace, at_ms + 2, "rpc", ("payment", node), ("ledger", "ledger-1")),
+            _hop(trace, at_ms + 3, "db", ("ledger", "ledger-1"), ("postgres", "ledger-primary")),
+        ]
+    for i in range(3):
+        trace, at_ms = f"d{i}", 3_000 + 100 * i
+        rows.append(failover(trace, at_ms + 250, "payment-9", "payment-1", 250, 260))
+        hops.append(
+            _hop(trace, at_ms, "virtual", ("gateway", "gateway-1"), ("payment", "payment-9"))
+        )
+    traces = [{"time": START + i * SECOND, "trace_id": f"x{i}", "duration_ns": 1} for i in range(5)]
+    data = dataset(failovers=frame("failovers", rows), hops=frame("hops", hops),
+                   traces=frame("traces", traces))  # fmt: skip
+    result = failovers.run(data)
+    by_kind = {(f.kind, f.subject.get("node")): f for f in result.findings}
+    assert set(by_kind) == {("node_failure", "payment-9"), ("dependency_failure", "ledger-primary")}
+    below = by_kind[("dependency_failure", "ledger-primary")]
+    assert below.impact == "high" and below.evidence["failovers"] == 3
+    assert below.subject == {"service": "ledger", "source_service": "ledger",
+                             "target_service": "postgres", "node": "ledger-primary"}  # fmt: skip
+    assert below.evidence["from_nodes"] == ["payment-1", "payment-2", "payment-3"]
+    table = result.tables["downstream"]
+    assert table.select("origin_service", "origin_node", "failovers").rows() == [
+        ("postgres", "ledger-primary", 3)
+    ]

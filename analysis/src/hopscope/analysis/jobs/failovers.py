@@ -17,10 +17,23 @@ Tables:
 - ``timeline``: failovers per time bucket and from_node, zero buckets included, over the
   window of the dataset's traces (else of the failovers).
 
+- ``downstream``: per place where failed attempts' errors started below the node the caller
+  gave up on (see "Downstream failures"): failovers, from_nodes, payments, unrecovered.
+
 Findings (``node_failure``): a node that callers failed over from, ``high`` from
 :data:`HIGH_FAILOVERS` failovers on, else ``medium``. The evidence adds, from the hops, the
 failed calls to the node that never got an answer (one-sided hops with an error: connect
 timeouts) and their duration — the timeout the callers waited out.
+
+Downstream failures (``dependency_failure``): a node answers with an error when something it
+calls failed (its database, a service below it), and its caller fails over to another node
+that calls the same thing. The origin of a failover is the end of the error chain under its
+failed attempts: among the trace's failed hops that began between the first failed attempt and
+the failover, the one whose callee made no failed call itself (the latest such). When it is
+not the node given up on, the failover started downstream. A node most of whose failovers
+(:data:`DOWNSTREAM_SHARE`) started downstream gets no ``node_failure``: the origin gets a
+``dependency_failure`` instead, ``high`` from :data:`HIGH_FAILOVERS` failovers on, naming the
+calling service and the failing callee (a database, a cache or a service).
 """
 
 from __future__ import annotations
@@ -43,6 +56,9 @@ TARGET_BUCKETS: Final = 20
 # Three failovers from one node within a window are no blip: callers kept finding it dead.
 # Fewer are noted as ``medium`` (a single timeout, a deploy's restart).
 HIGH_FAILOVERS: Final = 3
+# A node at least this share of whose failovers started downstream did not fail itself.
+DOWNSTREAM_SHARE: Final = 0.5
+_ORIGIN: Final = ("origin_kind", "origin_source", "origin_service", "origin_node")
 
 _COLUMNS: Final = (
     "time",
@@ -181,6 +197,72 @@ def _per_node(failovers: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _origins(failovers: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
+    """Per failover (trace_id, failover_id): where its failed attempts' errors started (the
+    module docstring's rule), as ``origin_*`` columns, and ``downstream``: not at the node
+    given up on."""
+    attempts = failovers.select(
+        "trace_id",
+        "failover_id",
+        "from_node",
+        "time",
+        (pl.col("time") - pl.duration(nanoseconds=pl.col("detection_ns").fill_null(0))).alias(
+            "since"
+        ),
+    )
+    failed = hops.filter(pl.col("error").fill_null(False)).select(
+        "trace_id",
+        pl.col("time").alias("hop_time"),
+        pl.col("hop_kind").alias("origin_kind"),
+        pl.col("source_service").alias("origin_source"),
+        pl.col("source_node"),
+        pl.col("target_service").alias("origin_service"),
+        pl.col("target_node").alias("origin_node"),
+    )
+    chain = attempts.join(failed, on="trace_id").filter(
+        pl.col("hop_time") >= pl.col("since"), pl.col("hop_time") < pl.col("time")
+    )
+    callers = chain.select(
+        "trace_id", "failover_id", pl.col("source_node").alias("origin_node")
+    ).unique()
+    return (
+        chain.join(callers, on=["trace_id", "failover_id", "origin_node"], how="anti")
+        .sort("hop_time")
+        .group_by("trace_id", "failover_id")
+        .last()
+        .select(
+            "trace_id",
+            "failover_id",
+            *_ORIGIN,
+            (pl.col("origin_node").fill_null("") != pl.col("from_node")).alias("downstream"),
+        )
+    )
+
+
+def _downstream(failovers: pl.LazyFrame, hops: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The failovers with their origin, and per origin of downstream ones: failovers,
+    from_nodes, payments, unrecovered, first and last time."""
+    located = failovers.join(
+        _origins(failovers, hops), on=["trace_id", "failover_id"], how="left"
+    ).with_columns(pl.col("downstream").fill_null(False))
+    per_origin = (
+        located.filter("downstream")
+        .group_by(*_ORIGIN, "target_service")
+        .agg(
+            pl.len().alias("failovers"),
+            pl.col("from_node").drop_nulls().unique().sort().alias("from_nodes"),
+            pl.col("trace_id").drop_nulls().n_unique().alias("payments"),
+            (pl.col("outcome") == "failed").sum().alias("unrecovered"),
+            _quantile("added_ns", 0.99, "added_p99_ns"),
+            pl.col("time").min().alias("first_time"),
+            pl.col("time").max().alias("last_time"),
+            example_traces("added_ns").alias("examples"),
+        )
+        .sort(["failovers", *_ORIGIN], descending=[True, False, False, False, False])
+    )
+    return located, per_origin
+
+
 def run(
     data: Dataset, *, bucket: int | None = None, high_failovers: int = HIGH_FAILOVERS
 ) -> JobResult:
@@ -218,18 +300,43 @@ def run(
             .row(0)
         )
     every = bucket or bucket_ns(start, end)
-    table, by_node, timeline, per_node = pl.collect_all(
+    located, per_origin = _downstream(failovers, data.hops)
+    shares = located.group_by("target_service", "from_node").agg(
+        pl.col("downstream").mean().alias("downstream_share")
+    )
+    table, by_node, timeline, per_node, downstream = pl.collect_all(
         [
             failovers.select(*_COLUMNS).sort("time", "trace_id"),
             _by_node(failovers),
             _timeline(failovers, start, end, every),
-            _per_node(failovers, data.hops),
+            _per_node(failovers, data.hops).join(
+                shares, on=["target_service", "from_node"], how="left"
+            ),
+            per_origin,
         ]
     )
+    own = [
+        _finding(row, high_failovers)
+        for row in per_node.iter_rows(named=True)
+        if (row["downstream_share"] or 0.0) < DOWNSTREAM_SHARE
+    ]
+    moved = {row["from_node"] for row in per_node.iter_rows(named=True)} - {
+        finding.subject["node"] for finding in own
+    }
+    below = [
+        _dependency_finding(row, high_failovers)
+        for row in downstream.iter_rows(named=True)
+        if set(row["from_nodes"]) & moved
+    ]
     return JobResult(
         job=JOB,
-        tables={"failovers": table, "by_node": by_node, "timeline": timeline},
-        findings=[_finding(row, high_failovers) for row in per_node.iter_rows(named=True)],
+        tables={
+            "failovers": table,
+            "by_node": by_node,
+            "timeline": timeline,
+            "downstream": downstream.drop("examples"),
+        },
+        findings=[*own, *below],
     )
 
 
@@ -282,6 +389,59 @@ def _finding(row: dict[str, Any], high_failovers: int) -> Finding:
         gain=(
             f"failing over before the timeout removes up to {ms(added_p99)} at p99 from the "
             f"{row['payments']} affected payments"
+        ),
+        example_traces=tuple(row["examples"]),
+    )
+
+
+def _dependency_finding(row: dict[str, Any], high_failovers: int) -> Finding:
+    """The failovers that started below the nodes given up on, charged where they started: a
+    database or cache call (``db`` hop) to the service that made it and its callee, a
+    service's call to the callee."""
+    count, nodes = row["failovers"], row["from_nodes"]
+    caller, callee, node = row["origin_source"], row["origin_service"], row["origin_node"]
+    where = f"{callee} ({node})" if node else str(callee)
+    owner = caller if row["origin_kind"] == "db" else callee
+    unrecovered = row["unrecovered"]
+    lost = f", {unrecovered} payments failed all the same" if unrecovered else ""
+    return Finding(
+        job=JOB,
+        kind="dependency_failure",
+        title=(
+            f"{caller} → {where} failed: {count} failovers between {row['target_service']} "
+            f"nodes ({', '.join(nodes)}) started there{lost}"
+        ),
+        impact="high" if count >= high_failovers else "medium",
+        gain_ns=int(row["added_p99_ns"] or 0),
+        subject={
+            "service": owner,
+            "source_service": caller,
+            "target_service": callee,
+            "node": node,
+        },
+        evidence={
+            "failovers": count,
+            "from_nodes": nodes,
+            "payments": row["payments"],
+            "unrecovered": unrecovered,
+            "added_p99_ns": row["added_p99_ns"],
+            "first_time": _iso(row["first_time"]),
+            "last_time": _iso(row["last_time"]),
+            "hop_kind": row["origin_kind"],
+        },
+        recommendation=(
+            f"The {row['target_service']} nodes were healthy: they answered with errors because "
+            f"their calls to {where} failed, and retrying on another "
+            f"{row['target_service']} node reached the same {callee}. Look at {where} between "
+            f"{_iso(row['first_time'])} and {_iso(row['last_time'])} (a restart, a switchover, "
+            f"a full connection pool); in {caller}, retry a broken connection once on a fresh "
+            "one (a pool's pre-ping or retry on disconnect) so a dependency's restart does not "
+            "reach the payment, and do not count these errors against the nodes in the load "
+            "balancer's outlier detection."
+        ),
+        gain=(
+            f"retrying on a fresh connection in {caller} keeps these {row['payments']} "
+            "payments from failing over"
         ),
         example_traces=tuple(row["examples"]),
     )

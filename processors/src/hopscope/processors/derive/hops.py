@@ -251,7 +251,10 @@ def _one_sided(client: SpanRecord, target: str, kind: str) -> Hop:
         source_service=client.service,
         source_node=client.node,
         target_service=target,
-        target_node=attr_str(client.attributes, c.SERVER_ADDRESS),
+        # The endpoint map's node for the address (a database's primary, a cache), else the
+        # address the client called.
+        target_node=attr_str(client.attributes, c.PEER_NODE)
+        or attr_str(client.attributes, c.SERVER_ADDRESS),
         operation=call_operation(client),
         start_ns=client.start_ns,
         client_ns=duration(client),
