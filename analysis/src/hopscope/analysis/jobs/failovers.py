@@ -28,12 +28,12 @@ timeouts) and their duration — the timeout the callers waited out.
 Downstream failures (``dependency_failure``): a node answers with an error when something it
 calls failed (its database, a service below it), and its caller fails over to another node
 that calls the same thing. The origin of a failover is the end of the error chain under its
-failed attempts: among the trace's failed hops that began between the first failed attempt and
-the failover, the one whose callee made no failed call itself (the latest such). When it is
-not the node given up on, the failover started downstream. A node most of whose failovers
-(:data:`DOWNSTREAM_SHARE`) started downstream gets no ``node_failure``: the origin gets a
-``dependency_failure`` instead, ``high`` from :data:`HIGH_FAILOVERS` failovers on, naming the
-calling service and the failing callee (a database, a cache or a service).
+failed attempts: among the trace's failed hops that began between the first failed attempt
+and the failover, the one whose callee's service made no failed call itself (the latest such).
+When it is not the node given up on, the failover started downstream. A node most of whose
+failovers (:data:`DOWNSTREAM_SHARE`) started downstream gets no ``node_failure``: the origin
+gets a ``dependency_failure`` instead, ``high`` from :data:`HIGH_FAILOVERS` failovers on,
+naming the calling service and the failing callee (a database, a cache or a service).
 """
 
 from __future__ import annotations
@@ -215,18 +215,19 @@ def _origins(failovers: pl.LazyFrame, hops: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("time").alias("hop_time"),
         pl.col("hop_kind").alias("origin_kind"),
         pl.col("source_service").alias("origin_source"),
-        pl.col("source_node"),
         pl.col("target_service").alias("origin_service"),
         pl.col("target_node").alias("origin_node"),
     )
     chain = attempts.join(failed, on="trace_id").filter(
         pl.col("hop_time") >= pl.col("since"), pl.col("hop_time") < pl.col("time")
     )
+    # By service, not node: the hops' source nodes stay unread (jobs.UNREAD), and a failed
+    # call's callee service making a failed call of its own is what continues the chain.
     callers = chain.select(
-        "trace_id", "failover_id", pl.col("source_node").alias("origin_node")
+        "trace_id", "failover_id", pl.col("origin_source").alias("origin_service")
     ).unique()
     return (
-        chain.join(callers, on=["trace_id", "failover_id", "origin_node"], how="anti")
+        chain.join(callers, on=["trace_id", "failover_id", "origin_service"], how="anti")
         .sort("hop_time")
         .group_by("trace_id", "failover_id")
         .last()

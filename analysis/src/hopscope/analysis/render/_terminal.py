@@ -60,6 +60,8 @@ DEFAULT_COLUMNS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "by_node": ("from_node", "target_service", "reason", "failovers", "detection_p99_ns",
                     "added_p99_ns", "payments"),
         "timeline": ("bucket", "from_node", "failovers"),
+        "downstream": ("origin_source", "origin_service", "origin_node", "failovers",
+                       "from_nodes", "payments", "unrecovered"),
     },
     "coordination": {
         "by_kind": ("coordination_kind", "waits", "total_ns", "p50_ns", "p99_ns", "critical_ns",
