@@ -313,7 +313,9 @@ def test_a_wire_grown_in_the_payments_that_failed_over_charges_the_stalled_node(
     first = suspects(result)[0]
     assert first.kind == "suspect_network"
     assert first.subject["service"] == "payment" and first.subject["node"] == "payment-2"
-    assert first.title.startswith("payment-2 (payment) stalled: gateway → payment: network")
+    assert first.title.startswith(
+        "payment-2 (payment) stopped answering: gateway → payment: network"
+    )
     assert first.impact == "high"
     # The held attempt's wire is 300 − 1 ms (its server span): 20 · 299 ms / 40 more.
     assert first.evidence["change_ns"] == 149_500_000

@@ -1221,8 +1221,8 @@ def _failed_over_nodes(
             finding=dataclasses.replace(
                 finding,
                 title=(
-                    f"{node} ({service}) stalled: {finding.title}; {share:.0%} of it in the "
-                    f"{payments} payments that failed over away from {node}"
+                    f"{node} ({service}) stopped answering: {finding.title}; {share:.0%} of "
+                    f"it in the {payments} payments that failed over away from {node}"
                 ),
                 subject={**finding.subject, "service": service, "node": node},
                 evidence=evidence,
