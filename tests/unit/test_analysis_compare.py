@@ -499,3 +499,50 @@ def test_findings_already_in_the_baseline_follow_the_new_ones() -> None:
     assert changed == [grown, other]
     assert [f.evidence for f in standing] == [{"in_baseline": True}]
     assert standing[0].title == "lock_contention (also in the baseline window)"
+
+
+def fan_trace(trace: str, start: int, request_d: int, request_e: int) -> list[SpanRecord]:
+    """c calls d, then e: each callee works 1 ms; the request legs are given, each response
+    leg 0.25 ms."""
+    spans = []
+    begin = start + SELF_NS
+    for callee, request in (("d", request_d), ("e", request_e)):
+        call_ns = request + SELF_NS + WIRE_NS // 2
+        spans.append(SpanRecord(trace, f"{callee}s", f"{callee}c", f"{callee}/op", "server",
+                                begin + request, begin + request + SELF_NS, callee))  # fmt: skip
+        spans.append(SpanRecord(trace, f"{callee}c", "cs", f"{callee}/op", "client", begin,
+                                begin + call_ns, "c"))  # fmt: skip
+        begin += call_ns
+    spans.append(SpanRecord(trace, "cs", None, "c/op", "server", start, begin, "c"))
+    return spans
+
+
+def fan_window(traces: int, offset: int, request_d: int, request_e: int) -> Dataset:
+    spans = [
+        span
+        for k in range(traces)
+        for span in fan_trace(
+            f"{offset + k:032x}", START + (offset + k) * 100 * MS, request_d, request_e
+        )
+    ]
+    return dataset_from_records(spans, [])
+
+
+def test_a_late_request_leg_to_one_callee_only_names_the_callee() -> None:
+    # c's requests to e leave on time, those to d arrive 20 ms late: the path to d or d's
+    # door (a proxy in front of it), not c's egress.
+    before = fan_window(20, 0, WIRE_NS // 2, WIRE_NS // 2)
+    after = fan_window(20, 100, 20 * MS, WIRE_NS // 2)
+    (finding,) = suspects(compare.run(after, before))
+    assert finding.subject["edge"] == "c → d" and finding.subject["service"] == "d"
+    assert finding.evidence["delayed_at"] == "path"
+    assert finding.evidence["quiet_wires_to"] == ["e"]
+    assert "in front of d" in finding.recommendation
+
+
+def test_late_requests_to_every_callee_name_the_caller() -> None:
+    before = fan_window(20, 0, WIRE_NS // 2, WIRE_NS // 2)
+    after = fan_window(20, 100, 20 * MS, 20 * MS)
+    found = suspects(compare.run(after, before))
+    assert {f.subject["edge"] for f in found} == {"c → d", "c → e"}
+    assert all(f.subject["service"] == "c" and "delayed_at" not in f.evidence for f in found)

@@ -141,6 +141,9 @@ NODE_SHARE: Final = 0.5
 # ... and the node stands out: at least this many times the failed-over payments of any other
 # node of its service (when every node times out, the cause is downstream of them all).
 NODE_RATIO: Final = 3.0
+# A caller's request leg to one callee grew while those to its other callees grew by less than
+# this share of it: the delay is on that one path (see _one_path_only).
+QUIET_LEG_SHARE: Final = 0.1
 
 
 @dataclass(frozen=True)
@@ -657,7 +660,64 @@ def _latency_suspects(
             _Suspect(row["cause"], row["subject"], service, impact,
                      change / reference, finding, table_row)
         )  # fmt: skip
-    return suspects
+    return _one_path_only(suspects, leg_means)
+
+
+def _one_path_only(
+    suspects: list[_Suspect], leg_means: Mapping[tuple[str, str, bool], Mapping[str, Any]]
+) -> list[_Suspect]:
+    """A request leg grown on one wire of a caller whose requests to its other callees did
+    not grow (each by under :data:`QUIET_LEG_SHARE` of this wire's growth): the caller sends on
+    time to everyone else, so the delay sits on the path to the callee or at its door (a
+    proxy, a load balancer, a sidecar, its listen queue), and the callee is the suspect. A
+    caller whose requests leave late everywhere stays the suspect (its egress)."""
+
+    def request_growth(source: str, target: str) -> float | None:
+        before, after = (leg_means.get((source, target, flag)) for flag in (False, True))
+        if not before or not after:
+            return None
+        return float(after["request_leg_ns"] or 0.0) - float(before["request_leg_ns"] or 0.0)
+
+    callees: dict[str, set[str]] = {}
+    for source, target, _ in leg_means:
+        callees.setdefault(source, set()).add(target)
+    out = []
+    for suspect in suspects:
+        finding = suspect.finding
+        if finding is None or finding.evidence.get("delayed_leg") != "request":
+            out.append(suspect)
+            continue
+        source, _, target = suspect.subject.partition(" → ")
+        grown = request_growth(source, target) or 0.0
+        others = {
+            other: request_growth(source, other)
+            for other in sorted(callees.get(source, set()) - {target})
+        }
+        quiet = [other for other, growth in others.items() if growth is not None]
+        if (
+            grown <= 0
+            or not quiet
+            or any((others[other] or 0.0) >= QUIET_LEG_SHARE * grown for other in quiet)
+        ):
+            out.append(suspect)
+            continue
+        out.append(dataclasses.replace(
+            suspect, service=target, row={**suspect.row, "service": target},
+            finding=dataclasses.replace(
+                finding,
+                subject={**finding.subject, "service": target},
+                evidence={**finding.evidence, "delayed_at": "path", "quiet_wires_to": quiet},
+                recommendation=(
+                    f"Only {source}'s requests to {target} travel late: its requests to "
+                    f"{', '.join(quiet)} did not slow, so {source} sends on time and the delay "
+                    f"sits on the path to {target} or at its door. Look at what stands in "
+                    f"front of {target} (a proxy, a load balancer, a sidecar, a firewall), "
+                    f"its accept queue and connection limits, then the path (packet loss, "
+                    "retransmits)."
+                ),
+            ),
+        ))  # fmt: skip
+    return out
 
 
 def _latency_finding(
