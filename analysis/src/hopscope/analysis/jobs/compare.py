@@ -20,8 +20,9 @@ Attribution (why the callers that only waited are not blamed)
 
     Separating the two gives CPU slowness and network delay different causes and
     recommendations. A wire is charged to the sender of the leg that grew (:func:`delayed_leg`:
-    a caller whose requests leave late is the suspect, not the callee that answered on time),
-    else to its callee. Waits inherit (:func:`_inherited_waits`): a service whose growth is
+    a caller whose requests leave late is the suspect, not the callee that answered on time,
+    unless its requests to its other callees left on time: :func:`_one_path_only`), else to
+    its callee. Waits inherit (:func:`_inherited_waits`): a service whose growth is
     mostly queue, pool or lock waiting under a callee that is itself a suspect drops a level.
     Errors are attributed the same way: a failed span none of whose children
     failed is where the error *originated* (a failed client span without a server span counts
