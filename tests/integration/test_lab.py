@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.lab]
 # payment rate: about 200 payments in each fault window, enough for the comparison's tests.
 FAULT_S = 44.0
 RATE = 10.0
-FAULTS = ("node-kill", "latency", "lock-contention", "replica-lag", "cache-flush")
+# The switchover last: it leaves the lab without a replica.
+FAULTS = ("node-kill", "latency", "lock-contention", "replica-lag", "cache-flush", "switchover")
 # Where each fault's cause must show: (finding subject key, value) pairs, one of which a
 # finding among the top three carries.
 EXPECTED: dict[str, list[tuple[str, str]]] = {
@@ -42,6 +43,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "lock-contention": [("service", "ledger")],
     "replica-lag": [("service", "ledger")],
     "cache-flush": [("service", "risk")],
+    "switchover": [("node", "ledger-primary")],
 }
 TOP = 3
 # The load generator's card numbers: its test issuer prefixes and 16 digits in all, standing
