@@ -87,6 +87,33 @@ fn flat<'py>(py: Python<'py>, map: &Bound<'py, PyAny>) -> PyResult<Option<Bound<
 }
 
 /// `(index, id, body)` of `span`'s document under `prefix`, or None (module docstring).
+/// The daily index of a document of `kind` under `prefix` for a time in ns since the epoch.
+fn daily_index(prefix: &str, kind: &str, time_ns: i128) -> String {
+    let (year, month, day) = civil(time_ns / NS / DAY_S);
+    format!("{prefix}-{kind}-{year:04}.{month:02}.{day:02}")
+}
+
+/// `(index, id, body)` as the Python side unpacks it.
+fn parts<'py>(
+    py: Python<'py>,
+    index: &str,
+    id: &str,
+    body: Bound<'py, PyDict>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let items = [PyString::new(py, index).into_any(), PyString::new(py, id).into_any(), body.into_any()];
+    Ok(Some(PyTuple::new(py, items)?))
+}
+
+/// `record.<name>` when it is exactly a tuple (events, links, flags), else None: the record
+/// was not built by a decoder, and the table writes its document.
+fn tuple_field<'py>(record: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let value = record.getattr(name)?;
+    if !value.is_exact_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    Ok(Some(value.downcast_into::<PyTuple>()?))
+}
+
 #[pyfunction]
 pub fn span_document<'py>(
     py: Python<'py>,
@@ -99,8 +126,7 @@ pub fn span_document<'py>(
     if start < 0 {
         return Ok(None);
     }
-    let (year, month, day) = civil(start / NS / DAY_S);
-    let index = format!("{prefix}-spans-{year:04}.{month:02}.{day:02}");
+    let index = daily_index(prefix, "spans", start);
     let trace_id = span.getattr(intern!(py, "trace_id"))?;
     let span_id = span.getattr(intern!(py, "span_id"))?;
     let (Ok(trace), Ok(local)) = (trace_id.downcast::<PyString>(), span_id.downcast::<PyString>()) else {
@@ -125,11 +151,7 @@ pub fn span_document<'py>(
     body.set_item(intern!(py, "span.status.message"), span.getattr(intern!(py, "status_message"))?)?;
     body.set_item(intern!(py, "attributes"), attributes)?;
     body.set_item(intern!(py, "resource"), resource)?;
-    let events = span.getattr(intern!(py, "events"))?;
-    if !events.is_exact_instance_of::<PyTuple>() {
-        return Ok(None);
-    }
-    let events = events.downcast_into::<PyTuple>()?;
+    let Some(events) = tuple_field(span, intern!(py, "events"))? else { return Ok(None) };
     if !events.is_empty() {
         let list = PyList::empty(py);
         for event in events.iter() {
@@ -143,11 +165,7 @@ pub fn span_document<'py>(
         }
         body.set_item(intern!(py, "span.events"), list)?;
     }
-    let links = span.getattr(intern!(py, "links"))?;
-    if !links.is_exact_instance_of::<PyTuple>() {
-        return Ok(None);
-    }
-    let links = links.downcast_into::<PyTuple>()?;
+    let Some(links) = tuple_field(span, intern!(py, "links"))? else { return Ok(None) };
     if !links.is_empty() {
         let list = PyList::empty(py);
         for link in links.iter() {
@@ -158,11 +176,7 @@ pub fn span_document<'py>(
         }
         body.set_item(intern!(py, "span.links"), list)?;
     }
-    let flags = span.getattr(intern!(py, "flags"))?;
-    if !flags.is_exact_instance_of::<PyTuple>() {
-        return Ok(None);
-    }
-    let flags = flags.downcast_into::<PyTuple>()?;
+    let Some(flags) = tuple_field(span, intern!(py, "flags"))? else { return Ok(None) };
     if !flags.is_empty() {
         body.set_item(intern!(py, "hopscope.sanitized"), PyList::new(py, flags.iter())?)?;
     }
@@ -175,11 +189,7 @@ pub fn span_document<'py>(
             body.set_item(name, value.str()?)?;
         }
     }
-    Ok(Some(PyTuple::new(py, [
-        PyString::new(py, &index).into_any(),
-        PyString::new(py, &id).into_any(),
-        body.into_any(),
-    ])?))
+    parts(py, &index, &id, body)
 }
 
 /// `(index, body)` of `log`'s `logs` document under `prefix`, or None (module docstring).
@@ -194,15 +204,10 @@ pub fn log_document<'py>(
         return Ok(None);
     }
     let Some(at) = timestamp(time) else { return Ok(None) };
-    let (year, month, day) = civil(time / NS / DAY_S);
-    let index = format!("{prefix}-logs-{year:04}.{month:02}.{day:02}");
+    let index = daily_index(prefix, "logs", time);
     let Some(attributes) = flat(py, &log.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
     let Some(resource) = flat(py, &log.getattr(intern!(py, "resource"))?)? else { return Ok(None) };
-    let flags = log.getattr(intern!(py, "flags"))?;
-    if !flags.is_exact_instance_of::<PyTuple>() {
-        return Ok(None);
-    }
-    let flags = flags.downcast_into::<PyTuple>()?;
+    let Some(flags) = tuple_field(log, intern!(py, "flags"))? else { return Ok(None) };
     let body = PyDict::new(py);
     body.set_item(intern!(py, "@timestamp"), at)?;
     body.set_item(intern!(py, "trace.id"), log.getattr(intern!(py, "trace_id"))?)?;
@@ -326,8 +331,7 @@ fn derived_document<'py>(
         return Ok(None);
     }
     let Some(at) = timestamp(start_ns) else { return Ok(None) };
-    let (year, month, day) = civil(start_ns / NS / DAY_S);
-    let index = format!("{prefix}-{}-{year:04}.{month:02}.{day:02}", kind.index);
+    let index = daily_index(prefix, kind.index, start_ns);
     let (trace_id, local_id) = (&values[kind.trace_id], &values[kind.local_id]);
     let Ok(local) = local_id.downcast::<PyString>() else { return Ok(None) };
     let id = if trace_id.is_none() {
@@ -359,11 +363,7 @@ fn derived_document<'py>(
     for ((_, name), value) in names.iter().zip(&values) {
         body.set_item(name.bind(py), value)?;
     }
-    Ok(Some(PyTuple::new(py, [
-        PyString::new(py, &index).into_any(),
-        PyString::new(py, &id).into_any(),
-        body.into_any(),
-    ])?))
+    parts(py, &index, &id, body)
 }
 
 /// `(index, id, body)` of `hop`'s document under `prefix`, or None (`derived_document`).

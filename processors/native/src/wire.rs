@@ -158,8 +158,8 @@ pub fn any_value(buf: &[u8]) -> Parsed<Any<'_>> {
             2 => Any::Bool(varint(value)? != 0),
             3 => Any::Int(varint(value)? as i64),
             4 => Any::Double(f64::from_bits(fixed64(value)?)),
-            5 => Any::Array(values(bytes(value)?)?),
-            6 => Any::Kvlist(key_values_of(bytes(value)?)?),
+            5 => Any::Array(repeated(bytes(value)?, any_value)?),
+            6 => Any::Kvlist(repeated(bytes(value)?, key_value)?),
             7 => Any::Bytes(bytes(value)?),
             _ => continue,
         };
@@ -167,25 +167,14 @@ pub fn any_value(buf: &[u8]) -> Parsed<Any<'_>> {
     Ok(out)
 }
 
-/// ArrayValue.values.
-fn values(buf: &[u8]) -> Parsed<Vec<Any<'_>>> {
+/// The messages of a repeated field 1 (`values` of ArrayValue and KeyValueList), each parsed
+/// by `parse`.
+fn repeated<'a, T>(buf: &'a [u8], parse: fn(&'a [u8]) -> Parsed<T>) -> Parsed<Vec<T>> {
     let mut fields = Fields::new(buf);
     let mut out = Vec::new();
     while let Some((number, value)) = fields.next_field()? {
         if number == 1 {
-            out.push(any_value(bytes(value)?)?);
-        }
-    }
-    Ok(out)
-}
-
-/// KeyValueList.values.
-fn key_values_of(buf: &[u8]) -> Parsed<Vec<KeyValue<'_>>> {
-    let mut fields = Fields::new(buf);
-    let mut out = Vec::new();
-    while let Some((number, value)) = fields.next_field()? {
-        if number == 1 {
-            out.push(key_value(bytes(value)?)?);
+            out.push(parse(bytes(value)?)?);
         }
     }
     Ok(out)
