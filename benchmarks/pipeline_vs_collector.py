@@ -51,7 +51,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +61,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from processor_throughput import generate
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hopscope.core.es_security import es_client
 from hopscope.ingest.otlp_wire import encode_trace_request
-from hopscope.ingest.simulator import SimulationConfig, parse_iso8601_ns, simulate
 from hopscope.stack import resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,17 +154,6 @@ def telemetrygen_messages(traces: int, children: int) -> tuple[list[tuple[bytes,
         messages.append((key, encode_trace_request(spans)))
     provider.shutdown()
     return messages, traces * (children + 1)
-
-
-def payment_messages(traces: int) -> tuple[list[tuple[bytes, bytes]], int]:
-    """The simulator's baseline payments, one message per trace."""
-    memory = InMemorySpanExporter()
-    config = SimulationConfig(start_ns=parse_iso8601_ns("2026-05-04T10:00:00Z"), traces=traces)
-    result = simulate(config, span_processors=[SimpleSpanProcessor(memory)])
-    by_trace = defaultdict(list)
-    for span in memory.get_finished_spans():
-        by_trace[format(span.context.trace_id, "032x")].append(span)
-    return [(k.encode(), encode_trace_request(v)) for k, v in by_trace.items()], result.spans
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -313,7 +301,7 @@ def main() -> None:
         if args.traffic == "telemetrygen":
             messages, spans = telemetrygen_messages(args.traces, args.child_spans)
         else:
-            messages, spans = payment_messages(args.traces)
+            messages, spans = generate(args.traces)  # the simulator's baseline payments
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     hopscope_topics = [f"bench-cmp-logs-{run_id}", f"bench-cmp-dlq-{run_id}"]
