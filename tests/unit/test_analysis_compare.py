@@ -186,6 +186,24 @@ def test_waits_that_grow_under_a_slower_callee_are_inherited() -> None:
     assert second.recommendation.startswith("Most of the growth is waiting")
 
 
+def test_waits_far_larger_than_the_callees_growth_are_not_inherited() -> None:
+    # The worker's queue wait grows 1 → 100 ms while store slowed 1 → 3 ms (2 % of it): store
+    # cannot have filled the queue (a lock held by another, not slower work below), so the
+    # worker stays high and leads.
+    def queued(offset: int, queue_ns: int, store_ns: int) -> Dataset:
+        return dataset_from_records([
+            span
+            for k in range(20)
+            for span in queued_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
+                                     queue_ns=queue_ns + k * 1000, store_ns=store_ns + k * 1000)
+        ])  # fmt: skip
+
+    result = compare.run(queued(100, 100 * MS, 3 * MS), queued(0, MS, MS))
+    first = suspects(result)[0]
+    assert (first.subject, first.impact) == ({"service": "worker"}, "high")
+    assert "callee_suspects" not in first.evidence
+
+
 def cached_trace(trace: str, start: int, *, miss: bool) -> list[SpanRecord]:
     """api → risk; risk reads its cache (0.2 ms) and, on a miss, the database (5 ms, no server
     span: the call is charged to postgres); api and risk work 1 ms each, wires 0.5 ms."""
