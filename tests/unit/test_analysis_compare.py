@@ -164,17 +164,20 @@ def queued_trace(trace: str, start: int, *, queue_ns: int, store_ns: int) -> lis
     ]  # fmt: skip
 
 
+def queued(offset: int, queue_ns: int, store_ns: int) -> Dataset:
+    """20 of :func:`queued_trace` from the ``offset``-th on: queue and store times growing by
+    1 µs a trace."""
+    return dataset_from_records([
+        span
+        for k in range(20)
+        for span in queued_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
+                                 queue_ns=queue_ns + k * 1000, store_ns=store_ns + k * 1000)
+    ])  # fmt: skip
+
+
 def test_waits_that_grow_under_a_slower_callee_are_inherited() -> None:
     # The worker's queue wait grows 1 → 40 ms because store slowed 1 → 20 ms: store leads,
     # the worker follows one level lower, naming store.
-    def queued(offset: int, queue_ns: int, store_ns: int) -> Dataset:
-        return dataset_from_records([
-            span
-            for k in range(20)
-            for span in queued_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
-                                     queue_ns=queue_ns + k * 1000, store_ns=store_ns + k * 1000)
-        ])  # fmt: skip
-
     result = compare.run(queued(100, 40 * MS, 20 * MS), queued(0, MS, MS))
     first, second = suspects(result)
     assert (first.subject, first.impact) == ({"service": "store"}, "high")
@@ -190,14 +193,6 @@ def test_waits_far_larger_than_the_callees_growth_are_not_inherited() -> None:
     # The worker's queue wait grows 1 → 100 ms while store slowed 1 → 3 ms (2 % of it): store
     # cannot have filled the queue (a lock held by another, not slower work below), so the
     # worker stays high and leads.
-    def queued(offset: int, queue_ns: int, store_ns: int) -> Dataset:
-        return dataset_from_records([
-            span
-            for k in range(20)
-            for span in queued_trace(f"{offset + k:032x}", START + (offset + k) * 100 * MS,
-                                     queue_ns=queue_ns + k * 1000, store_ns=store_ns + k * 1000)
-        ])  # fmt: skip
-
     result = compare.run(queued(100, 100 * MS, 3 * MS), queued(0, MS, MS))
     first = suspects(result)[0]
     assert (first.subject, first.impact) == ({"service": "worker"}, "high")
