@@ -7,8 +7,14 @@
    service gets by default, OpenTelemetry's ``BatchSpanProcessor`` and OTLP/HTTP exporter
    (to a local sink that answers every request, in a process of its own); and the SDK with
    hopscope's export queue and Kafka exporter. The two queues are sized to hold every span of
-   the phase, so neither exports meanwhile: this is the request thread's own cost.
-2. Exporter throughput, per producer codec (``--codecs``, lz4 is the exporter's): spans/s
+   the phase, so neither exports meanwhile: this is the request thread's own cost. The queues
+   then hold hundreds of thousands of spans, which every full garbage collection traverses:
+   a service whose exporter is stuck, the worst case.
+2. Steady state: the same three providers with their default queue bounds, each exporting as
+   it goes (hopscope to the broker, OpenTelemetry's to the local OTLP/HTTP sink), while the
+   calling thread records spans at ``--rate`` spans/s (it sleeps between traces, which its CPU
+   time does not count): the cost a service pays in normal operation, queues short.
+3. Exporter throughput, per producer codec (``--codecs``, lz4 is the exporter's): spans/s
    from the queue into the real broker (``--bootstrap`` or ``HOPSCOPE_KAFKA_BOOTSTRAP`` or
    the local stack), in batches of 2,000, OTLP-encoded, redacted, compressed, acknowledged;
    and this process's CPU per span meanwhile (the export thread's work, on the service's
@@ -17,7 +23,8 @@
 Goals (issue 15): at most 5 µs added per span on the calling thread, at least 50,000 spans/s
 exported. Needs the OTLP/HTTP exporter (``pip install -e '.[lab]'``).
 
-    python benchmarks/sdk_overhead.py [--spans 50000] [--rounds 5] [--bootstrap HOST:PORT]
+    python benchmarks/sdk_overhead.py [--spans 50000] [--rounds 5] [--rate 5000]
+        [--steady-spans 20000] [--bootstrap HOST:PORT]
 """
 
 from __future__ import annotations
@@ -47,10 +54,13 @@ ATTRIBUTES = {"payment.id": "pay-0001", "rpc.system": "grpc", "rpc.method": "Aut
 SPANS_PER_TRACE = 10  # a payment: one incoming request and nine calls below it
 
 
-def per_span_ns(provider: TracerProvider, spans: int) -> float:
-    """Calling-thread time per span, recording traces of SPANS_PER_TRACE spans."""
+def per_span_ns(provider: TracerProvider, spans: int, rate: float | None = None) -> float:
+    """Calling-thread time per span, recording traces of SPANS_PER_TRACE spans; ``rate``:
+    at most that many spans/s (sleeping between traces), else as fast as it goes."""
     tracer = provider.get_tracer("bench")
     traces = spans // SPANS_PER_TRACE
+    period = SPANS_PER_TRACE / rate if rate else 0.0
+    due = time.perf_counter()
     # The calling thread's CPU time, not the wall clock: on a shared machine the wall clock
     # counts the other processes' turns on the core too (no other thread of this process
     # runs meanwhile: the export workers sleep during phase 1).
@@ -60,6 +70,9 @@ def per_span_ns(provider: TracerProvider, spans: int) -> float:
             for _ in range(SPANS_PER_TRACE - 1):
                 with tracer.start_as_current_span("risk/Score", attributes=ATTRIBUTES):
                     pass
+        if period:
+            due += period
+            time.sleep(max(0.0, due - time.perf_counter()))
     return (time.thread_time_ns() - started) / (traces * SPANS_PER_TRACE)
 
 
@@ -84,9 +97,10 @@ def _serve(port: Any) -> None:
     server.serve_forever()
 
 
-def otlp_provider(total: int) -> tuple[TracerProvider, object, multiprocessing.Process]:
+def otlp_provider(total: int | None) -> tuple[TracerProvider, object, multiprocessing.Process]:
     """The plain SDK with BatchSpanProcessor + OTLP/HTTP exporter to a local sink process;
-    the queue holds ``total`` spans and waits an hour, as hopscope's does in phase 1."""
+    the queue holds ``total`` spans and waits an hour, as hopscope's does in phase 1 (None:
+    OpenTelemetry's default bounds, exporting as it goes)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -97,11 +111,46 @@ def otlp_provider(total: int) -> tuple[TracerProvider, object, multiprocessing.P
         time.sleep(0.01)
     exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port.value}/v1/traces")
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(
-        exporter, max_queue_size=total, max_export_batch_size=total,
-        schedule_delay_millis=3_600_000,
-    ))  # fmt: skip
+    bounds: dict[str, Any] = {} if total is None else {
+        "max_queue_size": total, "max_export_batch_size": total,
+        "schedule_delay_millis": 3_600_000,
+    }  # fmt: skip
+    provider.add_span_processor(BatchSpanProcessor(exporter, **bounds))
     return provider, exporter, sink
+
+
+def steady_state(
+    bootstrap: str, topic: str, spans: int, rounds: int, rate: float
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Phase 2: median calling-thread ns per span of each provider at ``rate`` spans/s, every
+    queue at its default bounds and exporting; and the hopscope queue's books."""
+    pipeline = KafkaPipeline(ExportSettings(
+        kafka_bootstrap=bootstrap, spans_topic=topic, logs_topic=topic + "-logs",
+        send_timeout_s=60,
+    ))  # fmt: skip
+    ours, _ = node_providers("bench", "bench-1", span_processors=[pipeline.span_processor])
+    otlp, exporter, sink = otlp_provider(None)
+    providers = {"baseline": TracerProvider(), "otlp": otlp, "hopscope": ours}
+    runs: dict[str, list[float]] = {name: [] for name in providers}
+    try:
+        for provider in providers.values():
+            per_span_ns(provider, 2_000, rate)
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"steady state, {rate:,.0f} spans/s",
+                                     total=rounds * len(providers))  # fmt: skip
+            for _ in range(rounds):
+                for name, provider in providers.items():
+                    runs[name].append(per_span_ns(provider, spans, rate))
+                    progress.advance(task)
+        pipeline.force_flush(60)
+        books = dict(pipeline.stats()["spans"])
+    finally:
+        pipeline.shutdown(30)
+        exporter.shutdown()  # type: ignore[attr-defined]
+        otlp.shutdown()
+        sink.terminate()
+        sink.join()
+    return {name: statistics.median(values) for name, values in runs.items()}, books
 
 
 def delete_topics(bootstrap: str, topics: list[str]) -> None:
@@ -152,8 +201,20 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bootstrap", default=None)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=5_000,
+        help="spans/s the calling thread records in the steady phase",
+    )
+    parser.add_argument(
+        "--steady-spans",
+        type=int,
+        default=20_000,
+        help="spans per provider and round in the steady phase",
+    )
     parser.add_argument("--codecs", default="lz4,gzip",
-                        help="producer codecs of phase 2, comma-separated")  # fmt: skip
+                        help="producer codecs of phase 3, comma-separated")  # fmt: skip
     args = parser.parse_args()
     console = Console()
     bootstrap = args.bootstrap or resolve_settings().kafka_bootstrap
@@ -199,9 +260,10 @@ def main() -> None:
     otlp.shutdown()
     sink.terminate()
     sink.join()
+    steady, steady_books = steady_state(bootstrap, topic, args.steady_spans, 3, args.rate)
     encode_ours, encode_official = encoder_cost()
 
-    # Phase 2, throughput: recorded spans handed to a pipeline with batches of 2,000 (the
+    # Phase 3, throughput: recorded spans handed to a pipeline with batches of 2,000 (the
     # worker exports while they are handed over), until the broker acknowledged all of them.
     spans = recorded_spans(args.spans)
     exported = {}
@@ -236,6 +298,14 @@ def main() -> None:
                   f"{nogc['hopscope'] / 1000:.2f} µs/span (baseline / OTLP / hopscope): "
                   f"hopscope adds {(nogc['hopscope'] - nogc['baseline']) / 1000:.2f} µs, "
                   f"OTLP {(nogc['otlp'] - nogc['baseline']) / 1000:.2f} µs")  # fmt: skip
+    table.add_row(f"steady state at {args.rate:,.0f} spans/s, default queues exporting "
+                  "(baseline / OTLP / hopscope)",
+                  f"{steady['baseline'] / 1000:.2f} / {steady['otlp'] / 1000:.2f} / "
+                  f"{steady['hopscope'] / 1000:.2f} µs/span: hopscope adds "
+                  f"{(steady['hopscope'] - steady['baseline']) / 1000:.2f} µs (goal ≤ 5), "
+                  f"OTLP {(steady['otlp'] - steady['baseline']) / 1000:.2f} µs; hopscope "
+                  f"exported {steady_books['exported']:,} of {steady_books['offered']:,}, "
+                  f"dropped {steady_books['offered'] - steady_books['exported']:,}")  # fmt: skip
     table.add_row("OTLP encoding (hopscope wire encoder vs official)",
                   f"{encode_ours:.1f} vs {encode_official:.1f} µs/span "
                   f"(ratio {encode_official / encode_ours:.1f}×)")  # fmt: skip
