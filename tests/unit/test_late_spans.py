@@ -21,6 +21,7 @@ import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator import Scenario, SimulationConfig, parse_iso8601_ns, simulate
+from hopscope.processors.archive import ParquetArchive
 from hopscope.processors.assembly import DERIVED_KEY_BYTES, TraceAssembler
 from hopscope.processors.decode import decode_spans
 from hopscope.processors.documents import Document, deletion
@@ -212,3 +214,11 @@ def test_a_flushed_trace_is_charged_for_the_documents_it_remembers() -> None:
     derive_trace(trace, PREFIX)
     assert assembler.held_spans == len(spans)
     assert assembler.held_bytes == open_bytes + DERIVED_KEY_BYTES * len(spans)
+
+
+def test_the_archive_skips_deletions(tmp_path: Path) -> None:
+    archive = ParquetArchive(tmp_path)
+    archive.setup()
+    gone = deletion("coordination", "hopscope-coordination-2026.05.04", "2pc-t-None-tx-1")
+    assert archive.write([gone]).acknowledged == 1
+    assert archive.files_written == 0 and not any(tmp_path.iterdir())
