@@ -62,13 +62,9 @@ shell: install-runtime
 	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh}
 
 # Every test, the cluster fault cases included (tests/faults/test_cluster_faults.py starts a
-# cluster of its own, three brokers and three Elasticsearch nodes: about ten minutes of the run),
-# but kafka-broker-kill: in one run of about eight its derived records had one coordination
-# record more than a clean replay (the group coordinator and the KRaft controller killed at
-# once); `make reliability-cluster` runs it until that is fixed.
+# cluster of its own, three brokers and three Elasticsearch nodes: about ten minutes of the run).
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS) \
-	  --deselect tests/faults/test_cluster_faults.py::test_kafka_broker_kill
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fault suite alone; rewrites the measured ledger table in docs/RELIABILITY.md.
 reliability: install

@@ -69,3 +69,26 @@ def test_bulk_index_and_search(services: Services, es_client: Any, index_prefix:
         "ledger": 166,
     }
     assert all(b["p99"]["values"]["99.0"] > 0 for b in aggs)
+
+
+def test_the_sink_deletes_stale_derived_documents(es_client: Any, index_prefix: str) -> None:
+    """What a trace derived again sends (processors/pipeline.py ``derive_trace``): the new
+    document and the deletion of the stale one, in one bulk request; a deletion of a document
+    that is not there (its first write was dead-lettered) is acknowledged too."""
+    from hopscope.processors.documents import Document, deletion
+    from hopscope.processors.sink import ElasticsearchSink
+
+    es: Elasticsearch = es_client
+    sink = ElasticsearchSink(es, index_prefix)
+    sink.install_templates()
+    index = f"{index_prefix}-coordination-2026.11.26"
+    body = {"@timestamp": "2026-11-26T10:00:00.000Z", "trace.id": "t", "hopscope.record": "2pc"}
+    stale = Document("coordination", index, "2pc-t-None-tx-1", body)
+    assert sink.write([stale]).acknowledged == 1
+    fresh = Document("coordination", index, "2pc-t-s-tx-1", body)
+    outcome = sink.write([fresh, deletion("coordination", index, stale.id),
+                          deletion("coordination", index, "2pc-t-None-tx-2")])  # fmt: skip
+    assert (outcome.acknowledged, outcome.rejected) == (3, [])
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, query={"match_all": {}}, size=10)["hits"]["hits"]
+    assert [h["_id"] for h in hits] == ["2pc-t-s-tx-1"]

@@ -240,6 +240,34 @@ def test_least_privilege_processor_and_reader_over_tls_with_basic_auth(
         client.search(index=f"{case.prefix}-*")
 
 
+def test_the_processor_deletes_stale_derived_records_and_cannot_delete_spans(
+    node: SecuredNode, admin: Elasticsearch
+) -> None:
+    """A trace derived again deletes what its new derivation no longer gives (a late span,
+    docs/DESIGN.md §4): the role allows it on the derived records' indices, never on spans.
+    The prefix is the role's own (``FAMILY``), whose ``delete`` patterns name the kinds."""
+    from hopscope.processors.documents import Document, deletion
+    from hopscope.processors.sink import ElasticsearchSink
+
+    derived, spans = f"{FAMILY}-coordination-2026.11.26", f"{FAMILY}-spans-2026.11.26"
+    body = {"@timestamp": "2026-11-26T10:00:00.000Z", "trace.id": "t"}
+    try:
+        with es_client(node.url, node.users[PROCESSOR]) as client:
+            sink = ElasticsearchSink(client, FAMILY)
+            sink.install_templates()
+            written = sink.write([Document("coordination", derived, "2pc-t-None-tx-1", body),
+                                  Document("spans", spans, "t-s", body)])  # fmt: skip
+            assert written.acknowledged == 2
+            assert sink.write([deletion("coordination", derived, "2pc-t-None-tx-1")]).acknowledged
+            with pytest.raises(SinkAccessError):
+                sink.write([deletion("spans", spans, "t-s")])
+        admin.indices.refresh(index=f"{derived},{spans}")
+        assert admin.count(index=derived)["count"] == 0
+        assert admin.count(index=spans)["count"] == 1
+    finally:
+        admin.indices.delete(index=f"{derived},{spans}", ignore_unavailable=True)
+
+
 def test_an_api_key_reaches_the_node_and_its_refusal_is_clear(
     node: SecuredNode, services: Services, case: Case, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip

@@ -24,6 +24,7 @@ from elasticsearch import AuthenticationException, AuthorizationException, NotFo
 from hopscope.analysis.loaders.elasticsearch import _RawSearch
 from hopscope.core.errors import SettingsError
 from hopscope.core.es_security import (
+    DERIVED_KINDS,
     ENV_ES_API_KEY,
     ENV_ES_CA_CERTS,
     ENV_ES_PASSWORD,
@@ -262,6 +263,16 @@ def test_security_doc_quotes_the_roles_the_code_defines() -> None:
     blocks = _json_blocks((REPO / "docs" / "SECURITY.md").read_text(), "## Elasticsearch")
     assert blocks[:2] == [processor_role(), reader_role()]
     assert processor_role("prod")["indices"][0]["names"] == ["prod-*"]
+
+
+def test_the_processor_may_delete_derived_records_but_never_spans_or_logs() -> None:
+    from hopscope.processors.schema import INDEX_KINDS
+
+    assert set(DERIVED_KINDS) == set(INDEX_KINDS) - {"spans", "logs"}
+    (deletable,) = [
+        g["names"] for g in processor_role("prod")["indices"] if "delete" in g["privileges"]
+    ]
+    assert deletable == [f"prod-{kind}-*" for kind in DERIVED_KINDS]
 
 
 def test_the_module_does_not_import_the_elasticsearch_client() -> None:

@@ -65,6 +65,9 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 # enough for a node that is still binding its port, short enough that a wrong URL is reported
 # while the user is still looking at the terminal.
 REACH_TIMEOUT_S: Final = 4.0
+# The record kinds derived from spans (hopscope.processors.schema): their documents may be
+# deleted by the processor (a trace derived again, see processor_role); spans and logs not.
+DERIVED_KINDS: Final = ("hops", "traces", "failovers", "coordination")
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
@@ -385,9 +388,11 @@ def processor_role(index_prefix: str = DEFAULT_INDEX_PREFIX) -> dict[str, Any]:
     Cluster ``manage_index_templates``: the processor installs its composable templates at
     start. On its indices: ``auto_configure`` (the first bulk write of the day creates the
     daily index, and new attributes add fields to its mapping) and ``index`` (bulk ``index``
-    operations, which overwrite on replay). Nothing to read, delete or manage. Elasticsearch
-    8 still lets ``index`` update mappings, with a deprecation warning saying the next major
-    release will not: ``auto_configure`` is that explicit privilege.
+    operations, which overwrite on replay). ``delete`` on the derived records' indices only:
+    a trace derived again (a late span) deletes the records of its earlier derivation that the
+    new one does not give; spans and logs are never deleted. Nothing to read or manage.
+    Elasticsearch 8 still lets ``index`` update mappings, with a deprecation warning saying the
+    next major release will not: ``auto_configure`` is that explicit privilege.
     """
     return {
         "cluster": ["manage_index_templates"],
@@ -395,7 +400,11 @@ def processor_role(index_prefix: str = DEFAULT_INDEX_PREFIX) -> dict[str, Any]:
             {
                 "names": [f"{index_prefix}-*"],
                 "privileges": ["auto_configure", "index"],
-            }
+            },
+            {
+                "names": [f"{index_prefix}-{kind}-*" for kind in DERIVED_KINDS],
+                "privileges": ["delete"],
+            },
         ],
     }
 

@@ -3,7 +3,10 @@
 Written after Elasticsearch acknowledged the documents and before the offsets are committed, so
 the archive holds only durable records; a replay after a crash may write a record twice (in two
 part files), and readers keep the newest version of each ``_id`` (ids are deterministic; part
-files are named in write order).
+files are named in write order). Deletions are not archived: a derived record that a later
+derivation of its trace no longer produces (a late span, see
+:mod:`hopscope.processors.assembly`) is deleted from Elasticsearch but stays in the part file
+that holds it.
 
 Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<write ns>-<random>.parquet``, one part
 file per kind and hour per bulk write. Columns:
@@ -128,6 +131,8 @@ class ParquetArchive:
 
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for document in documents:
+            if document.delete:  # module docstring: deletions are not archived
+                continue
             groups[(document.kind, _partition(document))].append(_row(document))
         for (kind, partition), rows in groups.items():
             directory = self.root / kind / partition

@@ -21,9 +21,16 @@ remembered (a bounded set of ids, not spans) for that.
 
 A span that arrives after its trace completed and was flushed (a late span) reopens the trace
 from a memory of recently flushed traces, so its records are derived again from all its spans
-(the deterministic ids make the new documents replace the old ones). That memory counts towards
-the bounds too, and is given up first: past a bound, the oldest flushed traces are forgotten
-before any open trace is evicted.
+and logs. The deterministic ids make most new documents replace the old ones, but not all: a
+record of the partial trace can have an id the whole trace does not give (a 2PC transaction
+whose coordinator span came late was keyed on no coordinator; a record whose time moved to
+another day is in another daily index). So a flushed trace also remembers where the documents
+of its derivation are (:attr:`OpenTrace.derived`, set by
+:func:`hopscope.processors.pipeline.derive_trace`), and the new derivation deletes those it no
+longer produces: the trace ends with exactly the records of its spans taken whole. That memory
+counts towards the bounds too, and is given up first: past a bound, the oldest flushed traces
+are forgotten before any open trace is evicted (a span of a forgotten trace starts a trace of
+its own, as it would after a rebalance: the memory is per process).
 
 Duplicate span ids: an identical copy (a redelivery) is ignored; a different copy replaces the
 earlier one, which is what Elasticsearch does with the documents of both (same id, the later
@@ -58,6 +65,10 @@ BASELINE_BYTES: Final = 128 * 1024 * 1024
 # 4 MB at most (part of BASELINE_BYTES); late spans come within seconds, and a flood evicts
 # far more traces than any of them could be waiting for.
 EVICTED_IDS: Final = 20_000
+# A remembered derived document's (kind, index, id) (OpenTrace.derived): a tuple, its id and
+# index strings, its slot in the set. A trace has about as many derived documents as spans
+# (hops, coordination delays), so a flushed trace is charged this much per span.
+DERIVED_KEY_BYTES: Final = 250
 
 
 def footprint(span: SpanRecord) -> int:
@@ -123,15 +134,18 @@ class OpenTrace:
     bytes: int = TRACE_BYTES
     # Reason codes for the trace summary (sanitize): span_limit, duplicate_span_ids.
     flags: set[str] = field(default_factory=set)
+    # (kind, index, id) of the derived documents of its last derivation (pipeline.derive_trace
+    # sets it): a trace reopened by a late span deletes those its new derivation does not give.
+    derived: frozenset[tuple[str, str, str]] = frozenset()
 
 
 @dataclass
 class _Flushed:
-    """A flushed trace kept for late spans: its spans, their bytes, its flags."""
+    """A flushed trace kept for late spans, and the bytes charged for it (its own, and its
+    derived documents' keys once derived: :data:`DERIVED_KEY_BYTES`)."""
 
-    spans: dict[str, SpanRecord]
+    trace: OpenTrace
     bytes: int
-    flags: set[str]
 
 
 class TraceAssembler:
@@ -249,12 +263,15 @@ class TraceAssembler:
         earlier = self._flushed.pop(trace_id, None)
         if earlier is not None:  # a late span: bring the rest of its trace back
             self.late_spans += 1
-            self._flushed_spans -= len(earlier.spans)
+            flushed = earlier.trace
+            self._flushed_spans -= len(flushed.spans)
             self._flushed_bytes -= earlier.bytes
-            trace.spans.update(earlier.spans)
-            trace.bytes = earlier.bytes
-            trace.flags = earlier.flags
-            self._open_spans += len(earlier.spans)
+            trace.spans.update(flushed.spans)
+            trace.logs = list(flushed.logs)
+            trace.bytes = flushed.bytes
+            trace.flags = flushed.flags
+            trace.derived = flushed.derived
+            self._open_spans += len(flushed.spans)
         self._open_bytes += trace.bytes
         self._open[trace_id] = trace
         return trace
@@ -290,17 +307,20 @@ class TraceAssembler:
         return trace
 
     def _remember(self, trace: OpenTrace) -> None:
-        """Keep a flushed trace's spans for late spans (at most ``remember_flushed`` traces;
-        :meth:`due` forgets the oldest first when the bounds are passed)."""
-        self._flushed[trace.trace_id] = _Flushed(trace.spans, trace.bytes, trace.flags)
+        """Keep a flushed trace for late spans (at most ``remember_flushed`` traces;
+        :meth:`due` forgets the oldest first when the bounds are passed). The trace is kept
+        as handed out, so what its derivation records on it (:attr:`OpenTrace.derived`) is
+        remembered too."""
+        charged = trace.bytes + DERIVED_KEY_BYTES * len(trace.spans)
+        self._flushed[trace.trace_id] = _Flushed(trace, charged)
         self._flushed_spans += len(trace.spans)
-        self._flushed_bytes += trace.bytes
+        self._flushed_bytes += charged
         while len(self._flushed) > self._remember_flushed:
             self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         _, forgotten = self._flushed.popitem(last=False)
-        self._flushed_spans -= len(forgotten.spans)
+        self._flushed_spans -= len(forgotten.trace.spans)
         self._flushed_bytes -= forgotten.bytes
 
     def over_bound(self) -> bool:

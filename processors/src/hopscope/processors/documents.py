@@ -15,6 +15,10 @@ What the processor sanitized (:mod:`hopscope.processors.sanitize`) is visible in
 ``hopscope.sanitized`` lists the reason codes of a span, a log record or a trace (its
 anomalies), and a replaced time keeps its recorded value in ``hopscope.original.start_ns`` /
 ``end_ns`` (logs: ``time_ns``), as text, since a uint64 may not fit Elasticsearch's long.
+
+A :class:`Document` may also stand for a deletion (:func:`deletion`): the derived document of
+an earlier derivation of a trace that its new derivation no longer produces (a late span
+reopened the trace, see :mod:`hopscope.processors.assembly`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from hopscope.processors.templates import index_name
 
 __all__ = [
     "Document",
+    "deletion",
     "derived_documents",
     "failover_document",
     "log_document",
@@ -44,12 +49,32 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One document to index: its kind (spans, logs, hops...), index, id and body."""
+    """One document to index: its kind (spans, logs, hops...), index, id and body.
+
+    ``delete``: the document at ``index`` and ``id`` is to be deleted instead (``body`` is
+    empty); made by :func:`deletion`. A deletion of a document that is not there succeeds.
+    """
 
     kind: str
     index: str
     id: str
     body: dict[str, Any]
+    delete: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(kind, index, id)``: where the document lives."""
+        return self.kind, self.index, self.id
+
+
+def deletion(kind: str, index: str, doc_id: str) -> Document:
+    """The deletion of the ``kind`` document ``doc_id`` in ``index``.
+
+    >>> gone = deletion("coordination", "hopscope-coordination-2026.05.04", "2pc-t-None-tx-1")
+    >>> gone.key, gone.delete, gone.body
+    (('coordination', 'hopscope-coordination-2026.05.04', '2pc-t-None-tx-1'), True, {})
+    """
+    return Document(kind, index, doc_id, {}, delete=True)
 
 
 def _document(table: Table, record: Any, prefix: str) -> Document:

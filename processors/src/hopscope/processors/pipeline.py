@@ -43,6 +43,7 @@ from hopscope.processors.derive.failovers import Failover, derive_failovers
 from hopscope.processors.derive.semconv import configured_rules, enrich_spans, infer_cache
 from hopscope.processors.documents import (
     Document,
+    deletion,
     derived_documents,
     failover_document,
     log_document,
@@ -193,6 +194,11 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
 
     Cache reads get their outcome from their siblings (derive/semconv.py, step 4): those
     spans are written again with it (same id: the earlier document is overwritten).
+
+    A trace derived before (reopened by a late span) also gets the deletion of every document
+    of its earlier derivation that this one does not produce (``trace.derived``, which is then
+    set to this derivation's documents): what stays in Elasticsearch is what the trace's spans
+    taken whole give, no record of the partial trace (see :mod:`hopscope.processors.assembly`).
     """
     cache_reads = infer_cache(trace.spans.values())
     for span in cache_reads:
@@ -200,10 +206,13 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
     records = derive_all(
         trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
     )
+    documents = list(derived_documents(records, prefix))
+    keys = frozenset(d.key for d in documents)
+    stale = [deletion(*key) for key in sorted(trace.derived - keys)]
+    trace.derived = keys
     return DerivedTrace(
         records=records,
-        documents=[span_document(s, prefix) for s in cache_reads]
-        + list(derived_documents(records, prefix)),
+        documents=[span_document(s, prefix) for s in cache_reads] + documents + stale,
         sources=trace.sources,
         complete=trace.complete,
         bytes=DERIVED_BYTES_PER_SPAN * (len(trace.spans) + 1),
@@ -293,7 +302,8 @@ class Batch:
 
 
 def written(documents: Sequence[Document], rejected: Iterable[Document]) -> Counter[str]:
-    """Documents acknowledged per kind: all of ``documents`` but the ``rejected``."""
-    counts = Counter(d.kind for d in documents)
-    counts.subtract(d.kind for d in rejected)
+    """Documents indexed per kind: all of ``documents`` but the ``rejected`` and the
+    deletions."""
+    counts = Counter(d.kind for d in documents if not d.delete)
+    counts.subtract(d.kind for d in rejected if not d.delete)
     return counts

@@ -9,9 +9,13 @@ deterministic, so writing a batch twice overwrites, never duplicates.
 
 The Elasticsearch sink: templates at start, bulk writes with every item checked.
 
+A deletion (:func:`~hopscope.processors.documents.deletion`: a stale derived document of a
+trace derived again) is a ``delete`` action in the same bulk request.
+
 A bulk answer is sorted item by item:
 
-- ``2xx`` (and ``409``, an already-present version): acknowledged;
+- ``2xx`` (and ``409``, an already-present version; ``404`` for a deletion: already gone):
+  acknowledged;
 - ``429``, ``5xx``: retryable, the whole request's fate until Elasticsearch recovers;
 - ``401``, ``403`` (credentials rejected, a privilege missing): :class:`SinkAccessError`, for
   the whole request; these are not the document's fault and must not fill the dead-letter topic;
@@ -189,9 +193,9 @@ class ElasticsearchSink:
         retryable = 0
         denied: list[str] = []
         for doc, item in zip(documents, answer["items"], strict=True):
-            result = item.get("index", {})
+            result = item.get("delete" if doc.delete else "index", {})
             status = int(result.get("status", 500))
-            if status < 300 or status == 409:
+            if status < 300 or status == 409 or (status == 404 and doc.delete):
                 outcome.acknowledged += 1
             elif status in RETRYABLE:
                 retryable += 1
@@ -237,13 +241,17 @@ def _dumps(value: Any) -> bytes:
 
 def bulk_lines(documents: Sequence[Document]) -> Iterator[bytes]:
     """The lines of the ``_bulk`` request (NDJSON) that indexes ``documents``, made as they
-    are read: one action line and one source line per document, without their newlines.
+    are read: one action line and one source line per document, without their newlines (a
+    deletion has its action line alone).
 
     Serializing is a large share of the processor's CPU: the client's per-line ``json.dumps``
     costs ~20 µs per span of our documents, orjson ~3. The client joins the lines into its
     request buffer as it reads them, so the body is held once, not once more as lines.
     """
     for doc in documents:
+        if doc.delete:
+            yield _dumps({"delete": {"_index": doc.index, "_id": doc.id}})
+            continue
         yield _dumps({"index": {"_index": doc.index, "_id": doc.id}})
         yield _dumps(doc.body)
 
@@ -261,7 +269,7 @@ def bulk_body(documents: Sequence[Document]) -> bytes:
 
 class InMemorySink:
     """A :class:`Sink` double: documents kept by (index, id), last write wins, as in
-    Elasticsearch. For unit tests of the code around the sink.
+    Elasticsearch; a deletion removes the document. For unit tests of the code around the sink.
 
     ``unavailable``: while true, every write raises :class:`SinkUnavailableError` (an outage);
     ``reject``: documents it returns a reason for are rejected (a mapping error);
@@ -291,7 +299,10 @@ class InMemorySink:
         for document in documents:
             reason = self.reject(document) if self.reject else None
             if reason is None:
-                self.documents[(document.index, document.id)] = document
+                if document.delete:
+                    self.documents.pop((document.index, document.id), None)
+                else:
+                    self.documents[(document.index, document.id)] = document
                 outcome.acknowledged += 1
             else:
                 outcome.rejected.append((document, reason))
