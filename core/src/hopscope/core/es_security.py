@@ -60,15 +60,16 @@ ENV_ES_CA_CERTS: Final = "HOPSCOPE_ES_CA_CERTS"
 ENV_ES_VERIFY_CERTS: Final = "HOPSCOPE_ES_VERIFY_CERTS"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 # How long a command waits for an Elasticsearch that never answered since it started: long
 # enough for a node that is still binding its port, short enough that a wrong URL is reported
 # while the user is still looking at the terminal.
 REACH_TIMEOUT_S: Final = 4.0
+
 # The record kinds derived from spans (hopscope.processors.schema): their documents may be
 # deleted by the processor (a trace derived again, see processor_role); spans and logs not.
 DERIVED_KINDS: Final = ("hops", "traces", "failovers", "coordination")
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 class EsUnreachableError(HopscopeError):
