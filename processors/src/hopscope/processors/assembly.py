@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -200,12 +200,25 @@ class TraceAssembler:
         remembered traces together: what the bounds limit."""
         return self._open_bytes + self._flushed_bytes
 
-    def add_spans(self, spans: Iterable[SpanRecord], source: TopicPartitionOffset) -> set[str]:
+    def add_spans(
+        self,
+        spans: Sequence[SpanRecord],
+        source: TopicPartitionOffset,
+        sizes: Sequence[int] | None = None,
+    ) -> set[str]:
         """Add the spans of one message; return the ids of the traces they feed (each holds
-        ``source`` until its records are written)."""
+        ``source`` until its records are written).
+
+        ``sizes`` are the spans' :func:`footprint`, one per span, when the caller has them
+        already (the processor counts them for its batch estimate): each is computed once.
+        """
         now = self._clock()
         touched: set[str] = set()
-        for span in spans:
+        if sizes is None:
+            sizes = [footprint(span) for span in spans]
+        elif len(sizes) != len(spans):
+            raise ValueError(f"sizes must give one footprint a span: {len(sizes)} for {len(spans)}")
+        for span, size in zip(spans, sizes, strict=True):
             trace = self._open.get(span.trace_id)
             if trace is None:
                 if span.trace_id in self._evicted:
@@ -224,13 +237,12 @@ class TraceAssembler:
                     self.unassembled_spans += 1
                     continue
                 trace.spans[span.span_id] = span
-                size = footprint(span)
                 trace.bytes += size
                 self._open_spans += 1
                 self._open_bytes += size
             elif known != span:
                 trace.spans[span.span_id] = span  # the later copy, as in Elasticsearch
-                size = footprint(span) - footprint(known)
+                size -= footprint(known)
                 trace.bytes += size
                 self._open_bytes += size
                 trace.flags.add(sanitize.DUPLICATE_SPAN_IDS)

@@ -213,6 +213,8 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     >>> dict(enrich_span(span, rules).attributes)["hopscope.coordination.kind"]
     'lock_wait'
     """
+    if not _may_enrich(span, rules):
+        return span
     attributes = dict(span.attributes)
     added: list[str] = []
     # Step 1: the names the jobs read.
@@ -242,6 +244,23 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
         return span
     attributes[INFERRED] = [*list(attributes.get(INFERRED) or []), *added]
     return replace(span, attributes=attributes)
+
+
+def _may_enrich(span: SpanRecord, rules: SemconvRules) -> bool:
+    """Whether any step of :func:`enrich_span` reads an attribute the span has; most spans
+    (no database call, no peer address) have none, and are passed on without a copy."""
+    attributes = span.attributes
+    return (
+        c.DB_SYSTEM in attributes
+        or DB_SYSTEM_NAME in attributes
+        or DB_STATEMENT_OLD in attributes
+        or DB_NAME_OLD in attributes
+        or (
+            bool(rules.endpoints)
+            and span.kind != SERVER
+            and (c.SERVER_ADDRESS in attributes or c.SERVER_PORT in attributes)
+        )
+    )
 
 
 def _cache_system(attributes: Mapping[str, Any]) -> bool:
