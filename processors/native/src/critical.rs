@@ -265,6 +265,15 @@ fn sorted_ids<'py>(py: Python<'py>, mut ids: Vec<String>) -> PyResult<Bound<'py,
     PyTuple::new(py, ids)
 }
 
+/// A segment kind as an interned Python string.
+fn segment_kind<'py>(py: Python<'py>, kind: &str) -> &'py Bound<'py, PyString> {
+    match kind {
+        SELF => intern!(py, SELF),
+        NETWORK => intern!(py, NETWORK),
+        _ => intern!(py, COORDINATION),
+    }
+}
+
 /// What a span on the path is: its service, operation key and segment kind, as Python objects.
 struct Info {
     service: String,
@@ -342,7 +351,7 @@ fn walked<'py>(
             tree.nodes[at].id.clone().into_any().unbind(),
             about.service_obj.clone_ref(py),
             about.operation_obj.clone_ref(py),
-            PyString::new(py, about.kind).into_any().unbind(),
+            segment_kind(py, about.kind).clone().into_any().unbind(),
             int(py, start)?,
             int(py, end)?,
         ])?);
@@ -380,11 +389,11 @@ fn walked<'py>(
     }
     let by_kind_dict = PyDict::new(py);
     for (name, total) in [SELF, NETWORK, COORDINATION].into_iter().zip(by_kind) {
-        by_kind_dict.set_item(PyString::intern(py, name), int(py, total)?)?;
+        by_kind_dict.set_item(segment_kind(py, name), int(py, total)?)?;
     }
     let by_operation_kind_dict = PyDict::new(py);
     for ((_, kind), (total, operation)) in by_operation_kind {
-        let key = PyTuple::new(py, [operation.clone_ref(py), PyString::intern(py, kind).into_any().unbind()])?;
+        let key = PyTuple::new(py, [operation.clone_ref(py), segment_kind(py, kind).clone().into_any().unbind()])?;
         by_operation_kind_dict.set_item(key, int(py, total)?)?;
     }
 

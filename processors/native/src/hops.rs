@@ -76,9 +76,8 @@ impl<'py> Span<'py> {
     }
 
     /// `attr_str`: the attribute as a non-empty string, or None.
-    fn attr_str(&self, key: &str) -> Built<Option<Bound<'py, PyAny>>> {
-        let py = self.record.py();
-        let Some(value) = self.attributes.get_item(PyString::intern(py, key))? else {
+    fn attr_str(&self, key: &Bound<'py, PyString>) -> Built<Option<Bound<'py, PyAny>>> {
+        let Some(value) = self.attributes.get_item(key)? else {
             return Ok(None);
         };
         if value.is_exact_instance_of::<PyString>() {
@@ -92,9 +91,9 @@ impl<'py> Span<'py> {
 
     /// `attr_int`: an int (no bool) as it is, None for what is neither an int nor text; text
     /// (digits, as some exporters send) is left to the reference.
-    fn attr_int(&self, key: &str) -> Built<Bound<'py, PyAny>> {
+    fn attr_int(&self, key: &Bound<'py, PyString>) -> Built<Bound<'py, PyAny>> {
         let py = self.record.py();
-        match self.attributes.get_item(PyString::intern(py, key))? {
+        match self.attributes.get_item(key)? {
             Some(value) if value.is_instance_of::<PyBool>() => Ok(py.None().into_bound(py)),
             Some(value) if value.is_instance_of::<PyInt>() => Ok(value),
             Some(value) if value.is_instance_of::<PyString>() => Err(Stop::Reference),
@@ -105,7 +104,8 @@ impl<'py> Span<'py> {
     /// `failed`: error status, or `error.type` set.
     fn failed(&self) -> Built<bool> {
         let py = self.record.py();
-        Ok(self.get(intern!(py, "status"))?.eq("error")? || self.attr_str(ERROR_TYPE)?.is_some())
+        Ok(is_text(&self.get(intern!(py, "status"))?, "error")?
+            || self.attr_str(intern!(py, ERROR_TYPE))?.is_some())
     }
 }
 
@@ -119,8 +119,8 @@ fn text(value: &Bound<'_, PyAny>) -> Built<String> {
 fn call_operation<'py>(client: &Span<'py>, server: Option<&Span<'py>>) -> Built<Bound<'py, PyAny>> {
     let py = client.record.py();
     for span in std::iter::once(client).chain(server) {
-        if let Some(method) = span.attr_str(RPC_METHOD)? {
-            return Ok(match span.attr_str(RPC_SERVICE)? {
+        if let Some(method) = span.attr_str(intern!(py, RPC_METHOD))? {
+            return Ok(match span.attr_str(intern!(py, RPC_SERVICE))? {
                 Some(service) => {
                     PyString::new(py, &format!("{}/{}", text(&service)?, text(&method)?)).into_any()
                 }
@@ -176,12 +176,15 @@ fn rpc_hop<'py>(client: &Span<'py>, server: &Span<'py>) -> Built<Fields> {
     let target_node = if server_node.is_truthy()? {
         server_node.unbind()
     } else {
-        client.attr_str(SERVER_ADDRESS)?.map_or_else(|| py.None(), Bound::unbind)
+        client.attr_str(intern!(py, SERVER_ADDRESS))?.map_or_else(|| py.None(), Bound::unbind)
     };
     Ok([
         client.get(intern!(py, "trace_id"))?.unbind(),
         client.get(intern!(py, "span_id"))?.unbind(),
-        PyString::intern(py, if client.attr_str(DB_SYSTEM)?.is_some() { DB } else { RPC }).into_any().unbind(),
+        if client.attr_str(intern!(py, DB_SYSTEM))?.is_some() { intern!(py, DB) } else { intern!(py, RPC) }
+            .clone()
+            .into_any()
+            .unbind(),
         client.get(intern!(py, "service"))?.unbind(),
         client.get(intern!(py, "node"))?.unbind(),
         server.get(intern!(py, "service"))?.unbind(),
@@ -198,24 +201,24 @@ fn rpc_hop<'py>(client: &Span<'py>, server: &Span<'py>) -> Built<Fields> {
         optional_int(py, adjusted.1)?,
         py.None(),
         boolean(py, client.failed()? || server.failed()?),
-        client.attr_int(HTTP_RESEND_COUNT)?.unbind(),
+        client.attr_int(intern!(py, HTTP_RESEND_COUNT))?.unbind(),
         server.get(intern!(py, "span_id"))?.unbind(),
         boolean(py, abandoned),
     ])
 }
 
-fn one_sided<'py>(client: &Span<'py>, target: Bound<'py, PyAny>, kind: &str) -> Built<Fields> {
+fn one_sided<'py>(client: &Span<'py>, target: Bound<'py, PyAny>, kind: &Bound<'py, PyString>) -> Built<Fields> {
     let py = client.record.py();
     // The endpoint map's node for the address (a database's primary, a cache), else the
     // address the client called.
-    let target_node = match client.attr_str(PEER_NODE)? {
+    let target_node = match client.attr_str(intern!(py, PEER_NODE))? {
         Some(node) => Some(node),
-        None => client.attr_str(SERVER_ADDRESS)?,
+        None => client.attr_str(intern!(py, SERVER_ADDRESS))?,
     };
     Ok([
         client.get(intern!(py, "trace_id"))?.unbind(),
         client.get(intern!(py, "span_id"))?.unbind(),
-        PyString::intern(py, kind).into_any().unbind(),
+        kind.clone().into_any().unbind(),
         client.get(intern!(py, "service"))?.unbind(),
         client.get(intern!(py, "node"))?.unbind(),
         target.unbind(),
@@ -232,13 +235,13 @@ fn one_sided<'py>(client: &Span<'py>, target: Bound<'py, PyAny>, kind: &str) -> 
         py.None(),
         py.None(),
         boolean(py, client.failed()?),
-        client.attr_int(HTTP_RESEND_COUNT)?.unbind(),
+        client.attr_int(intern!(py, HTTP_RESEND_COUNT))?.unbind(),
         py.None(),
         boolean(py, false),
     ])
 }
 
-fn first_of<'py>(span: &Span<'py>, keys: &[&str]) -> Built<Option<Bound<'py, PyAny>>> {
+fn first_of<'py>(span: &Span<'py>, keys: &[&Bound<'py, PyString>]) -> Built<Option<Bound<'py, PyAny>>> {
     for key in keys {
         if let Some(value) = span.attr_str(key)? {
             return Ok(Some(value));
@@ -248,19 +251,30 @@ fn first_of<'py>(span: &Span<'py>, keys: &[&str]) -> Built<Option<Bound<'py, PyA
 }
 
 fn virtual_hop<'py>(client: &Span<'py>) -> Built<Option<Fields>> {
-    let Some(target) = first_of(client, &[PEER_SERVICE, DB_SYSTEM, SERVER_ADDRESS])? else {
+    let py = client.record.py();
+    let keys = [intern!(py, PEER_SERVICE), intern!(py, DB_SYSTEM), intern!(py, SERVER_ADDRESS)];
+    let Some(target) = first_of(client, &keys)? else {
         return Ok(None);
     };
-    let kind = if client.attr_str(DB_SYSTEM)?.is_some() { DB } else { VIRTUAL };
+    let kind = if client.attr_str(intern!(py, DB_SYSTEM))?.is_some() {
+        intern!(py, DB)
+    } else {
+        intern!(py, VIRTUAL)
+    };
     Ok(Some(one_sided(client, target, kind)?))
 }
 
 fn messaging_hop<'py>(producer: &Span<'py>, consumer: Option<&Span<'py>>) -> Built<Option<Fields>> {
     let py = producer.record.py();
     let Some(consumer) = consumer else {
-        let keys = [PEER_SERVICE, MESSAGING_DESTINATION, MESSAGING_SYSTEM, SERVER_ADDRESS];
+        let keys = [
+            intern!(py, PEER_SERVICE),
+            intern!(py, MESSAGING_DESTINATION),
+            intern!(py, MESSAGING_SYSTEM),
+            intern!(py, SERVER_ADDRESS),
+        ];
         return match first_of(producer, &keys)? {
-            Some(target) => Ok(Some(one_sided(producer, target, MESSAGING)?)),
+            Some(target) => Ok(Some(one_sided(producer, target, intern!(py, MESSAGING))?)),
             None => Ok(None),
         };
     };
@@ -269,12 +283,12 @@ fn messaging_hop<'py>(producer: &Span<'py>, consumer: Option<&Span<'py>>) -> Bui
     let target_node = if consumer_node.is_truthy()? {
         consumer_node.unbind()
     } else {
-        producer.attr_str(SERVER_ADDRESS)?.map_or_else(|| py.None(), Bound::unbind)
+        producer.attr_str(intern!(py, SERVER_ADDRESS))?.map_or_else(|| py.None(), Bound::unbind)
     };
     Ok(Some([
         producer.get(intern!(py, "trace_id"))?.unbind(),
         producer.get(intern!(py, "span_id"))?.unbind(),
-        PyString::intern(py, MESSAGING).into_any().unbind(),
+        intern!(py, MESSAGING).clone().into_any().unbind(),
         producer.get(intern!(py, "service"))?.unbind(),
         producer.get(intern!(py, "node"))?.unbind(),
         consumer.get(intern!(py, "service"))?.unbind(),
@@ -291,14 +305,22 @@ fn messaging_hop<'py>(producer: &Span<'py>, consumer: Option<&Span<'py>>) -> Bui
         py.None(),
         int(py, queue)?,
         boolean(py, producer.failed()? || consumer.failed()?),
-        producer.attr_int(HTTP_RESEND_COUNT)?.unbind(),
+        producer.attr_int(intern!(py, HTTP_RESEND_COUNT))?.unbind(),
         consumer.get(intern!(py, "span_id"))?.unbind(),
         boolean(py, false),
     ]))
 }
 
+/// `value == text`, without a Python string made for the comparison when `value` is a `str`.
+fn is_text(value: &Bound<'_, PyAny>, text: &str) -> PyResult<bool> {
+    match value.downcast_exact::<PyString>() {
+        Ok(string) => Ok(string.to_str().is_ok_and(|s| s == text)),
+        Err(_) => value.eq(text),
+    }
+}
+
 fn kind_is(span: &Bound<'_, PyAny>, kind: &str) -> PyResult<bool> {
-    span.getattr(intern!(span.py(), "kind"))?.eq(kind)
+    is_text(&span.getattr(intern!(span.py(), "kind"))?, kind)
 }
 
 /// `hops._earliest`: the span that starts first, ties to the smallest id, the first such in
@@ -374,13 +396,13 @@ fn derive<'py>(
     let mut links: Option<Bound<'py, PyDict>> = None;
     for record in spans.iter() {
         let kind = record.getattr(intern!(py, "kind"))?;
-        let fields = if kind.eq("client")? {
+        let fields = if is_text(&kind, "client")? {
             let client = Span::new(&record)?;
             match server_of.get_item(record.getattr(intern!(py, "span_id"))?)? {
                 Some(server) => Some(rpc_hop(&client, &Span::new(&server)?)?),
                 None => virtual_hop(&client)?,
             }
-        } else if kind.eq("producer")? {
+        } else if is_text(&kind, "producer")? {
             let producer = Span::new(&record)?;
             let id = record.getattr(intern!(py, "span_id"))?;
             let trace_id = record.getattr(intern!(py, "trace_id"))?;
