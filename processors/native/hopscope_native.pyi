@@ -1,4 +1,5 @@
 # The native core's Python API (src/lib.rs); hopscope.processors.core is its one caller.
+from collections.abc import Sequence
 from typing import Any
 
 Limits = tuple[int, int, int, int, int, int, int, int, int]
@@ -29,3 +30,7 @@ def hops(
 ) -> list[Any] | None: ...
 
 HOP_KEYS: list[str]
+
+def footprints(spans: Sequence[Any]) -> list[int] | None: ...
+
+FOOTPRINT_BYTES: list[int]

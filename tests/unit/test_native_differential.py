@@ -1,6 +1,8 @@
 """The native per-span core against the Python reference, record for record and document for
 document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop
-and coordination-delay documents against the schema tables.
+and coordination-delay documents against the schema tables, the critical path's walk against
+``critical_path._walked``, the hops against ``hops._hops``, the footprints against
+``assembly.footprint``.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -9,11 +11,20 @@ scenario's output go through both. Where the native core hands a message back (i
 None), the dispatcher's outcome is the reference's by construction; the test still checks that
 outcome, the dead-letter reasons and payloads included, and that the simulator's traffic is
 decoded natively in full.
+
+The derivations are compared on random span trees (intervals drawn around their parents':
+clock skew within and past the 1 % allowance, clipped and dropped children, tolerated overlaps,
+ties, asynchronous consumers), random call traces (every attribute shape the hops read, links),
+the derivation fuzz test's forests (cycles, duplicates, unknown parents), every simulator
+scenario and edge cases (missing parents, zero-length and end-before-start spans, 20k-span
+chains and fan-outs); what the native core hands back (times past 64 bits, text that is no
+UTF-8) is checked to be derived by the reference.
 """
 
 from __future__ import annotations
 
 import functools
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -31,6 +42,13 @@ from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
 from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
+from hopscope.processors.assembly import (
+    ATTRIBUTE_BYTES,
+    EVENT_BYTES,
+    SPAN_BYTES,
+    footprint,
+    footprints,
+)
 from hopscope.processors.derive import CoordinationDelay, CoordinationRule, Hop, derive_all
 from hopscope.processors.derive._common import TraceIndex
 from hopscope.processors.derive.critical_path import PathSegment, _Walked, _walked
@@ -45,6 +63,7 @@ from hopscope.processors.records import (
     PRODUCER,
     SERVER,
     LogRecord,
+    SpanEvent,
     SpanLink,
     SpanRecord,
 )
@@ -907,3 +926,63 @@ def test_what_the_native_hops_do_not_take_go_to_the_reference() -> None:
     index = TraceIndex(spans)
     args = (index.spans, index.server_of, index.raw_children, index.by_id)
     assert native.hops(*args, Hop) is None
+
+
+# -- footprints --------------------------------------------------------------------------------
+
+
+def same_footprints(spans: list[SpanRecord]) -> bool:
+    """The native footprints of ``spans`` equal the reference's; True when the native core
+    counted them."""
+    native = core.native()
+    assert native is not None
+    sizes = native.footprints(spans)
+    if sizes is None:
+        return False
+    assert sizes == [footprint(span) for span in spans]
+    return True
+
+
+def test_the_native_footprints_use_the_assemblers_constants() -> None:
+    native = core.native()
+    assert native is not None
+    assert native.FOOTPRINT_BYTES == [SPAN_BYTES, ATTRIBUTE_BYTES, EVENT_BYTES]
+
+
+@given(st.one_of(span_requests(), span_requests(clean=True)), limit_sets)
+@SETTINGS
+def test_random_footprints(payload: bytes, limits: Limits) -> None:
+    """Spans of every shape (attribute values, events, links, status messages) as decoded."""
+    try:
+        spans = d.decode_span_message_reference(payload, received_ns=RECEIVED, limits=limits).spans
+    except DecodeError:
+        return
+    assert same_footprints(spans)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_footprints_of_every_simulator_scenario(scenario: Scenario) -> None:
+    spans, _ = scenario_payloads(scenario)
+    assert same_footprints(d.decode_span_message(spans, received_ns=RECEIVED).spans)
+
+
+def test_footprint_edge_cases() -> None:
+    native = core.native()
+    assert native is not None
+    event = SpanEvent("e", 1, {"k": "vé", "n": 3})
+    spans = [
+        _span("a", None, SERVER, 0, 1, attributes={"k": ["v"], "n": None, "é": "ü" * 10}),
+        _span("b", None, SERVER, 0, 1, status_message="", events=(event, SpanEvent("f", 2, {}))),
+        _span("c", None, SERVER, 0, 1, status_message="timeout", links=(SpanLink("t", "a", {}),)),
+        _span("d", None, SERVER, 0, 1, events=(SpanEvent("g", 2, ("not", "a", "dict")),)),  # type: ignore[arg-type]
+    ]
+    assert same_footprints(spans)
+    assert native.footprints(()) == []
+    # A map that is no dict: the reference counts it; unsized keys raise as in the reference.
+    frozen = _span("e", None, SERVER, 0, 1, attributes=MappingProxyType({"k": "v"}))
+    assert native.footprints([spans[0], frozen]) is None
+    assert footprints([frozen]) == [footprint(frozen)]
+    with pytest.raises(TypeError):
+        native.footprints([_span("f", None, SERVER, 0, 1, attributes={1: "v"})])
+    with pytest.raises(TypeError):
+        footprint(_span("f", None, SERVER, 0, 1, attributes={1: "v"}))

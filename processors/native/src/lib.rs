@@ -11,6 +11,7 @@
 
 mod critical;
 mod document;
+mod footprint;
 mod hops;
 mod mask;
 mod wire;
@@ -750,5 +751,7 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(critical::critical_path, m)?)?;
     m.add_function(wrap_pyfunction!(hops::hops, m)?)?;
     m.add("HOP_KEYS", hops::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(footprint::footprints, m)?)?;
+    m.add("FOOTPRINT_BYTES", footprint::CONSTANTS.to_vec())?;
     Ok(())
 }

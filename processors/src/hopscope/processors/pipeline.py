@@ -35,7 +35,7 @@ from hopscope.processors.assembly import (
     OpenTrace,
     TopicPartitionOffset,
     TraceAssembler,
-    footprint,
+    footprints,
 )
 from hopscope.processors.decode import RejectedSpan, decode_logs, decode_span_message
 from hopscope.processors.derive import DerivedRecords, derive_all
@@ -155,7 +155,7 @@ def take_message(
     for record_kind, records in (("spans", spans), ("logs", logs)):
         for record in records:
             taken.sanitized.update((record_kind, flag) for flag in record.flags)
-    sizes = [footprint(span) for span in spans]  # once: the assembler counts them too
+    sizes = footprints(spans)  # once: the assembler counts them too
     taken.bytes = sum(sizes) + LOG_BYTES * len(logs)
     taken.bytes += sum(len(letter.value) for letter in taken.dead_letters)
     # Step 2: the records' own documents.

@@ -292,9 +292,15 @@ def _is_cache(span: SpanRecord) -> bool:
 def infer_cache(spans: Iterable[SpanRecord]) -> list[SpanRecord]:
     """Step 4 of the module docstring: the cache reads of one trace with their outcome set
     (only those that changed); the others are not returned."""
+    spans = list(spans)
+    # Only the siblings of a cache call can change (most parents have none): group those alone.
+    parents = {span.parent_id for span in spans if _is_cache(span)}
+    if not parents:
+        return []
     children: dict[str | None, list[SpanRecord]] = defaultdict(list)
     for span in spans:
-        children[span.parent_id].append(span)
+        if span.parent_id in parents:
+            children[span.parent_id].append(span)
     changed: list[SpanRecord] = []
     for siblings in children.values():
         ordered = sorted(siblings, key=lambda s: (s.start_ns, s.span_id))
