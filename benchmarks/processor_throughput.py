@@ -20,8 +20,10 @@ wall-clock rates move with the neighbours' load.
 (:mod:`hopscope.processors.core`): ``python``, ``native`` or ``both`` (each measured in turn, and
 their CPU-per-span ratio printed); ``before`` always runs the Python core.
 
+``--null-only`` runs step 1 alone, without Kafka or Elasticsearch.
+
     python benchmarks/processor_throughput.py [--traces 2000] [--variants before,after]
-        [--core python|native|both]
+        [--core python|native|both] [--null-only]
 """
 
 from __future__ import annotations
@@ -143,11 +145,16 @@ def main() -> None:
                         help="comma-separated: before, after (see variant())")  # fmt: skip
     parser.add_argument("--core", choices=("python", "native", "both"), default="both",
                         help="the after variant's and the null sink's core")  # fmt: skip
+    parser.add_argument("--null-only", action="store_true",
+                        help="null sink and bulk body only: no Kafka, no ES")  # fmt: skip
     args = parser.parse_args()
     cores = ["python", "native"] if args.core == "both" else [args.core]
     console = Console()
-    settings = resolve_settings()
-    assert settings.kafka_bootstrap and settings.es_url
+    if args.null_only:
+        args.variants = ""
+    else:
+        settings = resolve_settings()
+        assert settings.kafka_bootstrap and settings.es_url
     run_id = uuid.uuid4().hex[:8]
 
     with console.status("generating the workload"):
@@ -156,7 +163,7 @@ def main() -> None:
     # 1. end to end through Kafka and the processor, once per variant ("before" first: "after"
     # tunes the allocator for the rest of the process, as `hopscope process` does)
     e2e: dict[str, tuple[float, float, int]] = {}
-    for name in sorted(args.variants.split(","), key=lambda v: v != "before"):
+    for name in sorted(filter(None, args.variants.split(",")), key=lambda v: v != "before"):
         for core_name in ["python"] if name == "before" else cores:
             label = name if name == "before" else f"{name}, {core_name} core"
             core.select(core_name)  # type: ignore[arg-type]
@@ -210,6 +217,10 @@ def main() -> None:
         (python_s, python_cpu, _), (native_s, native_cpu, _) = (e2e[a] for a in afters)
         table.add_row("end to end native / python", f"{python_s / native_s:.2f}x spans/s, "
                       f"{native_cpu / python_cpu:.2f}x CPU per span")  # fmt: skip
+
+    if args.null_only:
+        console.print(table)
+        return
 
     # 3. the raw bulk ceiling for the same documents, same bulk size
     es = es_client(settings.es_url, request_timeout=120)

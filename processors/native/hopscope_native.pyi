@@ -1,4 +1,5 @@
 # The native core's Python API (src/lib.rs); hopscope.processors.core is its one caller.
+from collections.abc import Sequence
 from typing import Any
 
 Limits = tuple[int, int, int, int, int, int, int, int, int]
@@ -13,3 +14,23 @@ def span_document(span: Any, prefix: str) -> tuple[str, str, dict[str, Any]] | N
 def log_document(log: Any, prefix: str) -> tuple[str, dict[str, Any]] | None: ...
 def hop_document(hop: Any, prefix: str) -> tuple[str, str, dict[str, Any]] | None: ...
 def coordination_document(delay: Any, prefix: str) -> tuple[str, str, dict[str, Any]] | None: ...
+def critical_path(
+    root: Any,
+    children: dict[str, list[Any]],
+    coordinating: dict[str, str],
+    server_of: dict[str, Any],
+    segment: type,
+) -> tuple[Any, ...] | None: ...
+def hops(
+    spans: list[Any],
+    server_of: dict[str, Any],
+    raw_children: dict[str, list[Any]],
+    by_id: dict[str, Any],
+    hop: type,
+) -> list[Any] | None: ...
+
+HOP_KEYS: list[str]
+
+def footprints(spans: Sequence[Any]) -> list[int] | None: ...
+
+FOOTPRINT_BYTES: list[int]

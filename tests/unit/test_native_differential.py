@@ -1,6 +1,8 @@
 """The native per-span core against the Python reference, record for record and document for
 document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop
-and coordination-delay documents against the schema tables.
+and coordination-delay documents against the schema tables, the critical path's walk against
+``critical_path._walked``, the hops against ``hops._hops``, the footprints against
+``assembly.footprint``.
 
 Random OTLP requests (hypothesis: traces, attributes of every shape, card numbers as text,
 numbers and bytes, bad ids, implausible times, limits small enough to cut), the bad-input
@@ -9,11 +11,20 @@ scenario's output go through both. Where the native core hands a message back (i
 None), the dispatcher's outcome is the reference's by construction; the test still checks that
 outcome, the dead-letter reasons and payloads included, and that the simulator's traffic is
 decoded natively in full.
+
+The derivations are compared on random span trees (intervals drawn around their parents':
+clock skew within and past the 1 % allowance, clipped and dropped children, tolerated overlaps,
+ties, asynchronous consumers), random call traces (every attribute shape the hops read, links),
+the derivation fuzz test's forests (cycles, duplicates, unknown parents), every simulator
+scenario and edge cases (missing parents, zero-length and end-before-start spans, 20k-span
+chains and fan-outs); what the native core hands back (times past 64 bits, text that is no
+UTF-8) is checked to be derived by the reference.
 """
 
 from __future__ import annotations
 
 import functools
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -27,17 +38,40 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from hopscope.ingest import conventions as c
 from hopscope.ingest.simulator import Scenario, SimulationConfig, simulate
 from hopscope.processors import core, documents, schema
 from hopscope.processors import decode as d
-from hopscope.processors.derive import CoordinationDelay, Hop, derive_all
+from hopscope.processors.assembly import (
+    ATTRIBUTE_BYTES,
+    EVENT_BYTES,
+    SPAN_BYTES,
+    footprint,
+    footprints,
+)
+from hopscope.processors.derive import CoordinationDelay, CoordinationRule, Hop, derive_all
+from hopscope.processors.derive._common import TraceIndex
+from hopscope.processors.derive.critical_path import PathSegment, _Walked, _walked
+from hopscope.processors.derive.hops import _hops
 from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
-from hopscope.processors.records import LogRecord, SpanRecord
+from hopscope.processors.pipeline import derive_gathered
+from hopscope.processors.records import (
+    CLIENT,
+    CONSUMER,
+    INTERNAL,
+    PRODUCER,
+    SERVER,
+    LogRecord,
+    SpanEvent,
+    SpanLink,
+    SpanRecord,
+)
 from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
 from tests.otlp_builders import any_value, key_values
 from tests.unit.test_fuzz_decode import LIMITS as SMALL_LIMITS
 from tests.unit.test_fuzz_decode import SEEDS, mutated
+from tests.unit.test_fuzz_derive import forests
 
 pytestmark = pytest.mark.skipif(
     core.native() is None,
@@ -464,3 +498,491 @@ def test_random_hop_documents(hop: Hop) -> None:
 @SETTINGS
 def test_random_coordination_documents(delay: CoordinationDelay) -> None:
     same_derived_documents([], [delay])
+
+
+# -- the critical path -------------------------------------------------------------------------
+
+
+def same_critical_path(spans: list[SpanRecord], rules: tuple[CoordinationRule, ...] = ()) -> bool:
+    """The native walk of ``spans``' trace equals the reference's (``critical_path._walked``),
+    dict order included; True when the native core walked it."""
+    native = core.native()
+    assert native is not None
+    index = TraceIndex(spans)
+    root = index.main_root
+    if root is None:
+        return False
+    coordinating = index.coordination_kinds(rules)
+    expected = _walked(index, root, coordinating)
+    parts = native.critical_path(root, index.children, coordinating, index.server_of, PathSegment)
+    if parts is None:
+        return False
+    walked = _Walked(*parts)
+    assert walked == expected
+    for name in ("exclusive_ns", "by_operation", "by_service", "by_kind", "by_operation_kind"):
+        assert list(getattr(walked, name).items()) == list(getattr(expected, name).items()), name
+    assert [type(v) for v in walked.by_kind.values()] == [int, int, int]
+    # What derive_all gives through the dispatcher: the same record as the Python core's.
+    assert derive_all(spans, rules=rules) == python_core(derive_all, spans, rules=rules)
+    return True
+
+
+def python_core(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function`` run with the Python core (the test runs only while the native one is in
+    use)."""
+    core.select("python")
+    try:
+        return function(*args, **kwargs)
+    finally:
+        core.select("native")
+
+
+CP_KINDS = [CLIENT, SERVER, PRODUCER, CONSUMER, INTERNAL]
+CP_T0 = 1_775_030_400_000_000_000
+
+
+# Where a child starts and how long it lasts, in thousandths of its parent's length: anywhere
+# in and around it, or on the marks that make ties, touching siblings, skew within and past
+# CRISP's 1 %, and overlaps within and past its 1 %.
+PER_MILLE_STARTS = st.one_of(
+    st.integers(-50, 1050), st.sampled_from([-20, -5, 0, 0, 300, 495, 500, 505, 995, 1000])
+)
+PER_MILLE_LENGTHS = st.one_of(
+    st.integers(-20, 1050), st.sampled_from([0, 0, 5, 200, 500, 505, 1000, 1005, 1010, 1011])
+)
+
+
+@st.composite
+def span_trees(draw: st.DrawFn) -> list[SpanRecord]:
+    """Up to 80 spans, each under an earlier one (now and then a root, or under a missing
+    parent), its interval drawn around its parent's (:data:`PER_MILLE_STARTS`): inside,
+    touching, sticking out by a little (clock skew, the 1 % allowances) or a lot, zero-length,
+    ending before it starts."""
+    count = draw(st.integers(1, 80))
+    spans: list[SpanRecord] = []
+    for i in range(count):
+        at = draw(st.integers(-2, i - 1)) if i else -1
+        if at >= 0:
+            parent = spans[at]
+            p_start, length = parent.start_ns, max(parent.end_ns - parent.start_ns, 0)
+            parent_id: str | None = parent.span_id
+        else:
+            p_start, length = CP_T0 + draw(st.integers(0, 1000)), draw(st.integers(0, 10**9))
+            parent_id = None if at == -1 else "f" * 16
+        start = p_start + length * draw(PER_MILLE_STARTS) // 1000
+        end = start + length * draw(PER_MILLE_LENGTHS) // 1000
+        spans.append(
+            SpanRecord(
+                "a" * 32,
+                f"{i:016x}",
+                parent_id,
+                draw(st.sampled_from(["op", "pay/Auth", "lock", "é/ü"])),
+                draw(st.sampled_from(CP_KINDS)),
+                start,
+                end,
+                draw(st.sampled_from(["gw", "pay", "ledger"])),
+                attributes=draw(
+                    st.sampled_from(
+                        [{}, {}, {c.COORDINATION_KIND: c.LOCK_WAIT}, {c.PEER_SERVICE: "x"}]
+                    )
+                ),
+            )
+        )
+    if draw(st.booleans()):  # any order, duplicates
+        spans = draw(st.permutations(spans)) + draw(st.lists(st.sampled_from(spans), max_size=3))
+    return spans
+
+
+CP_RULES = (CoordinationRule("lock_wait", name="^lock"),)
+
+
+@given(span_trees(), st.sampled_from([(), CP_RULES]))
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
+def test_random_critical_paths(
+    spans: list[SpanRecord], rules: tuple[CoordinationRule, ...]
+) -> None:
+    assert same_critical_path(spans, rules)
+
+
+@given(forests())
+@SETTINGS
+def test_critical_paths_of_random_forests(spans: list[SpanRecord]) -> None:
+    """Cycles, self-parents, unknown parents, duplicate ids (the derivation fuzz test's)."""
+    same_critical_path(spans)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_critical_paths_of_every_simulator_scenario(scenario: Scenario) -> None:
+    """Every trace of every scenario is walked natively, to the reference's path, and
+    ``derive_gathered`` (what the file loaders and ``documents_from_records`` derive) agrees."""
+    spans, logs = scenario_payloads(scenario)
+    records = d.decode_span_message(spans, received_ns=RECEIVED).spans
+    log_records = d.decode_logs(logs, received_ns=RECEIVED)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in records:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    assert all(same_critical_path(trace) for trace in by_trace.values())
+    assert derive_gathered(records, log_records) == python_core(
+        derive_gathered, records, log_records
+    )
+
+
+def _chain(length: int, step: int = 10) -> list[SpanRecord]:
+    return [
+        SpanRecord(
+            "t",
+            f"{i:08x}",
+            f"{i - 1:08x}" if i else None,
+            "op",
+            INTERNAL,
+            CP_T0 + i * step,
+            CP_T0 + 2 * length * step - i * step,
+            "svc",
+        )
+        for i in range(length)
+    ]
+
+
+def _span(
+    span_id: str, parent: str | None, kind: str, start: int, end: int, **kw: Any
+) -> SpanRecord:
+    return SpanRecord(
+        "t", span_id, parent, kw.pop("name", "op"), kind, start, end, kw.pop("service", "svc"), **kw
+    )
+
+
+CP_EDGES = {
+    "empty": [],
+    "one span": [_span("r", None, SERVER, 0, 100)],
+    "zero length": [
+        _span("r", None, SERVER, 5, 5),
+        _span("a", "r", CLIENT, 5, 5),
+        _span("b", "a", SERVER, 5, 5),
+    ],
+    "zero-length children between": [
+        _span("r", None, SERVER, 0, 100),
+        _span("a", "r", INTERNAL, 10, 40),
+        _span("z", "r", INTERNAL, 40, 40),
+        _span("y", "r", INTERNAL, 40, 40),
+        _span("b", "r", INTERNAL, 40, 90),
+    ],
+    "end before start": [_span("r", None, SERVER, 0, 100), _span("a", "r", INTERNAL, 50, 20)],
+    "missing parents": [
+        _span("o1", "gone", SERVER, 0, 100),
+        _span("o2", "gone", SERVER, 0, 100),
+        _span("a", "o1", INTERNAL, 10, 20),
+    ],
+    "skew within 1 %": [
+        _span("c", None, CLIENT, 0, 1000),
+        _span("s", "c", SERVER, 995, 2004),
+        _span("k", "s", INTERNAL, 1000, 1500),
+    ],
+    "skew past 1 %": [_span("c", None, CLIENT, 0, 1000), _span("s", "c", SERVER, 990, 2020)],
+    "clipped and dropped": [
+        _span("r", None, SERVER, 0, 100),
+        _span("a", "r", INTERNAL, -50, 30),
+        _span("b", "r", INTERNAL, 100, 130),
+        _span("c", "r", INTERNAL, 90, 120),
+    ],
+    "tolerated overlap": [
+        _span("r", None, SERVER, 0, 10_000),
+        _span("a", "r", INTERNAL, 100, 5_050),
+        _span("b", "r", INTERNAL, 5_000, 9_000),
+    ],
+    "overlap with a third child inside": [
+        _span("r", None, SERVER, 0, 10_000),
+        _span("a", "r", INTERNAL, 100, 5_050),
+        _span("x", "r", INTERNAL, 5_010, 5_020),
+        _span("b", "r", INTERNAL, 5_000, 9_000),
+    ],
+    "ties": [_span("r", None, SERVER, 0, 100)]
+    + [_span(f"t{i}", "r", INTERNAL, 10 * (i % 2), 90) for i in range(6)],
+    "async consumer": [
+        _span("r", None, SERVER, 0, 100),
+        _span("p", "r", PRODUCER, 10, 20),
+        _span("q", "p", CONSUMER, 30, 500),
+    ],
+    "parent cycle": [_span("a", "b", SERVER, 0, 100), _span("b", "a", INTERNAL, 10, 20)],
+    "paired client": [
+        _span("r", None, SERVER, 0, 100, service="gw"),
+        _span("c", "r", CLIENT, 10, 90, service="gw", name="pay"),
+        _span("s", "c", SERVER, 20, 80, service="pay", name="pay"),
+        _span(
+            "l", "s", CLIENT, 30, 70, service="pay", attributes={c.COORDINATION_KIND: "lock_wait"}
+        ),
+    ],
+    "non-ASCII ids and names": [
+        _span("é", None, SERVER, 0, 100, name="ü"),
+        _span("e", "é", INTERNAL, 10, 20, service="ß"),
+    ],
+    "deep chain": _chain(20_000),
+    "wide fan-out": [_span("r", None, SERVER, 0, 10**9)]
+    + [
+        _span(f"{i:06d}", "r", CLIENT, i * 37 % 10**6, i * 37 % 10**6 + 5_000 + i % 7)
+        for i in range(20_000)
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(CP_EDGES))
+def test_critical_path_edge_cases(name: str) -> None:
+    spans = CP_EDGES[name]
+    assert same_critical_path(spans) == bool(spans)
+
+
+def test_what_the_native_walk_does_not_take_goes_to_the_reference() -> None:
+    """Times past 64 bits and a service that is not text: the reference walks the trace."""
+    native = core.native()
+    assert native is not None
+    for spans in (
+        [_span("r", None, SERVER, 0, 2**64), _span("a", "r", INTERNAL, 2**63, 2**64 - 1)],
+        [_span("r", None, SERVER, 0, 100, service=7)],  # type: ignore[arg-type]
+        [_span("r", None, SERVER, 0, 100, name="\ud800")],
+    ):
+        index = TraceIndex(spans)
+        assert index.main_root is not None
+        args = (index.main_root, index.children, index.coordination_kinds(), index.server_of)
+        assert native.critical_path(*args, PathSegment) is None
+        assert derive_all(spans) == python_core(derive_all, spans)
+
+
+# -- hops --------------------------------------------------------------------------------------
+
+
+def same_hops(spans: list[SpanRecord]) -> bool:
+    """The native hops of ``spans``' trace equal the reference's (``hops._hops``); True when
+    the native core derived them."""
+    native = core.native()
+    assert native is not None
+    index = TraceIndex(spans)
+    expected = _hops(index)
+    derived = native.hops(index.spans, index.server_of, index.raw_children, index.by_id, Hop)
+    if derived is None:
+        return False
+    assert derived == expected
+    assert [type(h.network_ns) for h in derived] == [type(h.network_ns) for h in expected]
+    assert derive_all(spans) == python_core(derive_all, spans)
+    return True
+
+
+# Attribute values the hops read, in the shapes other exporters send.
+HOP_VALUES = st.one_of(
+    st.sampled_from(["", "risk", "pg-primary", "ledger.Ledger", "Post", "é"]),
+    st.sampled_from([None, 0, 3, True, False, 2.5, ["a"], b"x"]),
+)
+
+
+@st.composite
+def call_traces(draw: st.DrawFn) -> list[SpanRecord]:
+    """Up to 40 spans of every kind under earlier ones, linking back to producers now and then,
+    with the attributes the hops read (of every shape) and nodes, statuses, times to match."""
+    count = draw(st.integers(1, 40))
+    spans: list[SpanRecord] = []
+    for i in range(count):
+        at = draw(st.integers(-2, i - 1)) if i else -1
+        parent_id = spans[at].span_id if at >= 0 else (None if at == -1 else "f" * 16)
+        start = CP_T0 + draw(st.integers(0, 10**7))
+        end = start + draw(st.one_of(st.integers(-1000, 10**7), st.sampled_from([0, 2_000_001])))
+        attributes = draw(
+            st.dictionaries(st.sampled_from(list(native_hop_keys())), HOP_VALUES, max_size=4)
+        )
+        links = tuple(
+            SpanLink(draw(st.sampled_from(["a" * 32, "b" * 32])), spans[j].span_id, {})
+            for j in draw(st.lists(st.integers(0, max(i - 1, 0)), max_size=2))
+            if spans
+        )
+        spans.append(
+            SpanRecord(
+                "a" * 32,
+                f"{i:016x}",
+                parent_id,
+                draw(st.sampled_from(["op", "risk/Score", "SELECT"])),
+                draw(st.sampled_from(CP_KINDS)),
+                start,
+                end,
+                draw(st.sampled_from(["gw", "pay", "ledger"])),
+                node=draw(st.sampled_from([None, "", "n1", "n2"])),
+                status=draw(st.sampled_from(["unset", "error", "ok"])),
+                attributes=attributes,
+                links=links,
+            )
+        )
+    return draw(st.permutations(spans))
+
+
+def native_hop_keys() -> tuple[str, ...]:
+    native = core.native()
+    return () if native is None else tuple(native.HOP_KEYS)
+
+
+def test_the_native_hops_read_the_conventions_keys() -> None:
+    assert set(native_hop_keys()) == {
+        c.DB_SYSTEM,
+        c.SERVER_ADDRESS,
+        c.PEER_SERVICE,
+        c.PEER_NODE,
+        c.HTTP_RESEND_COUNT,
+        c.RPC_METHOD,
+        c.RPC_SERVICE,
+        c.ERROR_TYPE,
+        c.MESSAGING_DESTINATION,
+        c.MESSAGING_SYSTEM,
+    }
+
+
+@given(call_traces())
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
+def test_random_hops(spans: list[SpanRecord]) -> None:
+    same_hops(spans)
+
+
+def test_random_hops_are_mostly_derived_natively() -> None:
+    """Only text resend counts (parsed by the reference) are handed back."""
+    taken: list[bool] = []
+
+    @given(call_traces())
+    @settings(max_examples=100, deadline=None, suppress_health_check=SLOW_OK, database=None)
+    def collect(spans: list[SpanRecord]) -> None:
+        taken.append(same_hops(spans))
+
+    collect()
+    assert sum(taken) > len(taken) // 2
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_hops_of_every_simulator_scenario(scenario: Scenario) -> None:
+    spans, _ = scenario_payloads(scenario)
+    by_trace: dict[str, list[SpanRecord]] = {}
+    for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    assert all(same_hops(trace) for trace in by_trace.values())
+
+
+HOP_EDGES = {
+    "abandoned by its caller": [
+        _span("c", None, CLIENT, 0, 100_000_000),
+        _span("s", "c", SERVER, 0, 130_000_000, service="pay"),
+    ],
+    "coarse timestamps within the tolerance": [
+        _span("c", None, CLIENT, 0, 100_000_000),
+        _span("s", "c", SERVER, 0, 101_000_000, service="pay"),
+    ],
+    "skewed legs, odd negative network": [
+        _span("c", None, CLIENT, 1_000, 1_101),
+        _span("s", "c", SERVER, 900, 1_003, service="pay"),
+    ],
+    "several servers answer": [
+        _span("c", None, CLIENT, 0, 100),
+        _span("s2", "c", SERVER, 10, 20, service="pay"),
+        _span("s1", "c", SERVER, 10, 30, service="pay"),
+    ],
+    "producer, child and linking consumers": [
+        _span("p", None, PRODUCER, 0, 10, attributes={c.MESSAGING_DESTINATION: "q"}),
+        _span("k", "x", CONSUMER, 5, 50, links=(SpanLink("t", "p", {}),)),
+        _span("l", "p", CONSUMER, 40, 60),
+        _span("p2", None, PRODUCER, 0, 10, attributes={c.MESSAGING_SYSTEM: "kafka"}),
+        _span("k2", None, CONSUMER, 30, 40, links=(SpanLink("t", "p2", {}),)),
+        _span("p3", None, PRODUCER, 0, 10),
+    ],
+    "end before start": [_span("c", None, CLIENT, 100, 50, attributes={c.DB_SYSTEM: "pg"})],
+    "missing parent": [
+        _span("s", "gone", SERVER, 0, 10),
+        _span("c", "s", CLIENT, 1, 9, attributes={c.PEER_SERVICE: "risk", c.HTTP_RESEND_COUNT: 2}),
+    ],
+    "huge": [_span("r", None, SERVER, 0, 10**9)]
+    + [
+        _span(f"c{i:05d}", "r", CLIENT, i, i + 1000, attributes={c.SERVER_ADDRESS: "pg"})
+        for i in range(10_000)
+    ]
+    + [
+        _span(f"s{i:05d}", f"c{i:05d}", SERVER, i + 10, i + 990, service="pay")
+        for i in range(0, 10_000, 2)
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(HOP_EDGES))
+def test_hop_edge_cases(name: str) -> None:
+    assert same_hops(HOP_EDGES[name])
+
+
+RESEND = c.HTTP_RESEND_COUNT
+
+
+def test_what_the_native_hops_do_not_take_go_to_the_reference() -> None:
+    """Times past 64 bits, a resend count as text, text that is no UTF-8: the reference."""
+    native = core.native()
+    assert native is not None
+    for attributes in (
+        {c.PEER_SERVICE: "risk", RESEND: "2"},
+        {c.PEER_SERVICE: "risk", c.RPC_SERVICE: "\ud800", c.RPC_METHOD: "m"},
+    ):
+        spans = [_span("c", None, CLIENT, 0, 10, attributes=attributes)]
+        index = TraceIndex(spans)
+        args = (index.spans, index.server_of, index.raw_children, index.by_id)
+        assert native.hops(*args, Hop) is None
+        assert derive_all(spans) == python_core(derive_all, spans)
+    spans = [_span("c", None, CLIENT, 0, 2**64, attributes={c.PEER_SERVICE: "risk"})]
+    index = TraceIndex(spans)
+    args = (index.spans, index.server_of, index.raw_children, index.by_id)
+    assert native.hops(*args, Hop) is None
+
+
+# -- footprints --------------------------------------------------------------------------------
+
+
+def same_footprints(spans: list[SpanRecord]) -> bool:
+    """The native footprints of ``spans`` equal the reference's; True when the native core
+    counted them."""
+    native = core.native()
+    assert native is not None
+    sizes = native.footprints(spans)
+    if sizes is None:
+        return False
+    assert sizes == [footprint(span) for span in spans]
+    return True
+
+
+def test_the_native_footprints_use_the_assemblers_constants() -> None:
+    native = core.native()
+    assert native is not None
+    assert native.FOOTPRINT_BYTES == [SPAN_BYTES, ATTRIBUTE_BYTES, EVENT_BYTES]
+
+
+@given(st.one_of(span_requests(), span_requests(clean=True)), limit_sets)
+@SETTINGS
+def test_random_footprints(payload: bytes, limits: Limits) -> None:
+    """Spans of every shape (attribute values, events, links, status messages) as decoded."""
+    try:
+        spans = d.decode_span_message_reference(payload, received_ns=RECEIVED, limits=limits).spans
+    except DecodeError:
+        return
+    assert same_footprints(spans)
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_footprints_of_every_simulator_scenario(scenario: Scenario) -> None:
+    spans, _ = scenario_payloads(scenario)
+    assert same_footprints(d.decode_span_message(spans, received_ns=RECEIVED).spans)
+
+
+def test_footprint_edge_cases() -> None:
+    native = core.native()
+    assert native is not None
+    event = SpanEvent("e", 1, {"k": "vé", "n": 3})
+    spans = [
+        _span("a", None, SERVER, 0, 1, attributes={"k": ["v"], "n": None, "é": "ü" * 10}),
+        _span("b", None, SERVER, 0, 1, status_message="", events=(event, SpanEvent("f", 2, {}))),
+        _span("c", None, SERVER, 0, 1, status_message="timeout", links=(SpanLink("t", "a", {}),)),
+        _span("d", None, SERVER, 0, 1, events=(SpanEvent("g", 2, ("not", "a", "dict")),)),  # type: ignore[arg-type]
+    ]
+    assert same_footprints(spans)
+    assert native.footprints(()) == []
+    # A map that is no dict: the reference counts it; unsized keys raise as in the reference.
+    frozen = _span("e", None, SERVER, 0, 1, attributes=MappingProxyType({"k": "v"}))
+    assert native.footprints([spans[0], frozen]) is None
+    assert footprints([frozen]) == [footprint(frozen)]
+    with pytest.raises(TypeError):
+        native.footprints([_span("f", None, SERVER, 0, 1, attributes={1: "v"})])
+    with pytest.raises(TypeError):
+        footprint(_span("f", None, SERVER, 0, 1, attributes={1: "v"}))

@@ -7,7 +7,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from hopscope.processors.assembly import TraceAssembler
+from hopscope.processors.assembly import TraceAssembler, footprint
 from hopscope.processors.checkpoint import OffsetTracker
 from hopscope.processors.decode import decode_logs, decode_spans
 from hopscope.processors.documents import log_document, span_document, timestamp
@@ -109,6 +109,17 @@ def test_assembler_idle_bound_late_and_revoked() -> None:
     (evicted,) = assembler.due()
     assert evicted.trace_id == TRACE and not evicted.complete
     assert assembler.drop_partitions({("t", 1)}) == 1 and assembler.open_traces == 0
+
+
+def test_assembler_takes_the_footprints_the_caller_counted() -> None:
+    spans = [span("a"), span("b")]
+    counted, computed = TraceAssembler(), TraceAssembler()
+    counted.add_spans(spans, ("t", 0, 1), [footprint(s) for s in spans])
+    computed.add_spans(spans, ("t", 0, 1))
+    assert counted.held_bytes == computed.held_bytes > 2 * footprint(spans[0])
+    with pytest.raises(ValueError, match="one footprint a span: 1 for 2"):
+        counted.add_spans(spans, ("t", 0, 2), [1])
+    assert counted.held_bytes == computed.held_bytes  # nothing added on a mismatch
 
 
 def test_offsets_commit_up_to_the_lowest_held_message() -> None:

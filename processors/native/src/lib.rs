@@ -9,7 +9,10 @@
 //! truncation, depth, non-finite doubles, ids, kinds, inferred errors, implausible times) is
 //! done here, and the differential test holds both to the same records.
 
+mod critical;
 mod document;
+mod footprint;
+mod hops;
 mod mask;
 mod wire;
 
@@ -745,5 +748,10 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(document::log_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::hop_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::coordination_document, m)?)?;
+    m.add_function(wrap_pyfunction!(critical::critical_path, m)?)?;
+    m.add_function(wrap_pyfunction!(hops::hops, m)?)?;
+    m.add("HOP_KEYS", hops::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(footprint::footprints, m)?)?;
+    m.add("FOOTPRINT_BYTES", footprint::CONSTANTS.to_vec())?;
     Ok(())
 }

@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from hopscope.processors import sanitize
+from hopscope.processors import core, sanitize
 from hopscope.processors.records import LogRecord, SpanRecord
 
 TopicPartitionOffset = tuple[str, int, int]  # topic, partition, offset
@@ -89,6 +89,21 @@ def footprint(span: SpanRecord) -> int:
     if span.status_message:
         size += len(span.status_message)
     return size
+
+
+def footprints(spans: Sequence[SpanRecord]) -> list[int]:
+    """:func:`footprint` of each of ``spans``, counted by the native core when it is in use
+    (:mod:`hopscope.processors.core`; :func:`footprint` is the specification).
+
+    >>> footprints([SpanRecord("t", "s", None, "op", "server", 0, 1, "svc")])
+    [702]
+    """
+    native = core.native()
+    if native is not None:
+        sizes: list[int] | None = native.footprints(spans)
+        if sizes is not None:
+            return sizes
+    return [footprint(span) for span in spans]
 
 
 def _map_bytes(values: object) -> int:
@@ -214,12 +229,25 @@ class TraceAssembler:
         remembered traces together: what the bounds limit."""
         return self._open_bytes + self._flushed_bytes
 
-    def add_spans(self, spans: Iterable[SpanRecord], source: TopicPartitionOffset) -> set[str]:
+    def add_spans(
+        self,
+        spans: Sequence[SpanRecord],
+        source: TopicPartitionOffset,
+        sizes: Sequence[int] | None = None,
+    ) -> set[str]:
         """Add the spans of one message; return the ids of the traces they feed (each holds
-        ``source`` until its records are written)."""
+        ``source`` until its records are written).
+
+        ``sizes`` are the spans' :func:`footprint`, one per span, when the caller has them
+        already (the processor counts them for its batch estimate): each is computed once.
+        """
         now = self._clock()
         touched: set[str] = set()
-        for span in spans:
+        if sizes is None:
+            sizes = footprints(spans)
+        elif len(sizes) != len(spans):
+            raise ValueError(f"sizes must give one footprint a span: {len(sizes)} for {len(spans)}")
+        for span, size in zip(spans, sizes, strict=True):
             trace = self._open.get(span.trace_id)
             if trace is None:
                 if span.trace_id in self._evicted:
@@ -238,13 +266,12 @@ class TraceAssembler:
                     self.unassembled_spans += 1
                     continue
                 trace.spans[span.span_id] = span
-                size = footprint(span)
                 trace.bytes += size
                 self._open_spans += 1
                 self._open_bytes += size
             elif known != span:
                 trace.spans[span.span_id] = span  # the later copy, as in Elasticsearch
-                size = footprint(span) - footprint(known)
+                size -= footprint(known)
                 trace.bytes += size
                 self._open_bytes += size
                 trace.flags.add(sanitize.DUPLICATE_SPAN_IDS)

@@ -9,6 +9,12 @@ malformed or empty request, a rejected span, an attribute map past its limits), 
 reference decodes. ``tests/unit/test_native_differential.py`` holds the two to the same records,
 document for document.
 
+The same choice covers the per-trace work the native core does: span, log, hop and
+coordination-delay documents (:mod:`hopscope.processors.documents`), the critical path's walk
+(``derive.critical_path._walked``), the hops (``derive.hops._hops``) and the spans' memory
+footprints (``assembly.footprint``). In each case the Python function is the specification and
+runs whatever the native core hands back.
+
 >>> name() in ("native", "python")
 True
 """

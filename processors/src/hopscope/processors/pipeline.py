@@ -35,7 +35,7 @@ from hopscope.processors.assembly import (
     OpenTrace,
     TopicPartitionOffset,
     TraceAssembler,
-    footprint,
+    footprints,
 )
 from hopscope.processors.decode import RejectedSpan, decode_logs, decode_span_message
 from hopscope.processors.derive import DerivedRecords, derive_all
@@ -156,12 +156,13 @@ def take_message(
     for record_kind, records in (("spans", spans), ("logs", logs)):
         for record in records:
             taken.sanitized.update((record_kind, flag) for flag in record.flags)
-    taken.bytes = sum(map(footprint, spans)) + LOG_BYTES * len(logs)
+    sizes = footprints(spans)  # once: the assembler counts them too
+    taken.bytes = sum(sizes) + LOG_BYTES * len(logs)
     taken.bytes += sum(len(letter.value) for letter in taken.dead_letters)
     # Step 2: the records' own documents.
     documents = [span_document(s, prefix) for s in spans] + [log_document(g, prefix) for g in logs]
     # Step 3: one hold per trace fed, released when its derived records are acknowledged.
-    taken.holds += len(assembler.add_spans(spans, source))
+    taken.holds += len(assembler.add_spans(spans, source, sizes))
     for log in logs:
         if log.trace_id:
             attached = assembler.add_log(log, source)

@@ -565,10 +565,15 @@ def _critical_by_operation(record: TraceRecord) -> list[dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     for operation, total in path.by_operation.items():
         entries[operation] = {"operation": operation, "exclusive_ns": total}
-        entries[operation].update({f"{kind}_ns": 0 for kind in SEGMENT_KINDS})
+        entries[operation].update(_NO_KIND_NS)
     for (operation, kind), ns in path.by_operation_kind.items():
-        entries[operation][f"{kind}_ns"] += ns
+        entries[operation][_KIND_NS[kind]] += ns
     return list(entries.values())
+
+
+# The split's entry names, made once (a trace document has an entry per operation on the path).
+_KIND_NS: Final = {kind: f"{kind}_ns" for kind in SEGMENT_KINDS}
+_NO_KIND_NS: Final = dict.fromkeys(_KIND_NS.values(), 0)
 
 
 def _critical_by_service(record: TraceRecord) -> list[dict[str, Any]]:

@@ -325,8 +325,9 @@ class TraceIndex:
         return tuple(sorted(found))
 
     def coordination_kinds(self, rules: Sequence[CoordinationRule] = ()) -> dict[str, str]:
-        """Span id → coordination kind, for the spans that have one; computed once per rule set
-        (the critical path, the delays and the transactions all ask)."""
+        """Span id → coordination kind, for the spans that have one, in the order of
+        :attr:`spans`; computed once per rule set (the critical path, the delays and the
+        transactions all ask)."""
         key = tuple(rules)
         if self._kinds is None or self._kinds[0] != key:
             kinds: dict[str, str] = {}

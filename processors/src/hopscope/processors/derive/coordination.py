@@ -137,11 +137,9 @@ def _derive_coordination(
     index: TraceIndex, critical: CriticalPath, rules: Sequence[CoordinationRule]
 ) -> list[CoordinationDelay]:
     delays: list[CoordinationDelay] = []
-    kinds = index.coordination_kinds(rules)
-    for span in index.spans:
-        kind = kinds.get(span.span_id)
-        if kind is None:
-            continue
+    # The spans with a kind, in the spans' order (most spans have none: no pass over them all).
+    for span_id, kind in index.coordination_kinds(rules).items():
+        span = index.by_id[span_id]
         delays.append(
             CoordinationDelay(
                 trace_id=span.trace_id,
@@ -184,11 +182,10 @@ def _derive_two_phase_commits(
 ) -> list[TwoPhaseCommit]:
     groups: dict[tuple[str | None, str], list[tuple[str, SpanRecord]]] = {}
     coordinators: dict[str | None, SpanRecord | None] = {}
-    kinds = index.coordination_kinds(rules)
-    for span in index.spans:
-        kind = kinds.get(span.span_id)
+    for span_id, kind in index.coordination_kinds(rules).items():  # spans with a kind
         if kind not in _TWO_PC_KINDS:
             continue
+        span = index.by_id[span_id]
         resource = attr_str(span.attributes, c.COORDINATION_RESOURCE)
         if resource is None:  # no transaction id: nothing ties it to the other phases
             continue

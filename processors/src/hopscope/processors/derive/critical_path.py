@@ -42,6 +42,11 @@ cannot be split between the wire and the uninstrumented callee.
 
 Cost: O(n log n) for n spans (one sort of each parent's children), iterative throughout, so a
 100k-deep chain does not hit Python's recursion limit.
+
+Steps 2-5 run in the native core when it is in use (:mod:`hopscope.processors.core`;
+``processors/native/src/critical.rs``): :func:`_walked` below is their specification, the
+Python core runs it, and ``tests/unit/test_native_differential.py`` holds the two to the same
+records on random trees, every simulator scenario and the edge cases above.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, NamedTuple
 
+from hopscope.processors import core
 from hopscope.processors.derive._common import (
     CoordinationRule,
     TraceIndex,
@@ -297,15 +303,37 @@ def _walk(tree: _Tree, root_id: str) -> tuple[list[tuple[str, int, int]], dict[s
     return segments, exclusive
 
 
-def _segment_kind(index: TraceIndex, span: SpanRecord, coordinating: Mapping[str, str]) -> str:
+def _segment_kind(
+    span: SpanRecord, coordinating: Mapping[str, str], server_of: Mapping[str, Any]
+) -> str:
     if span.span_id in coordinating:
         return COORDINATION
-    if span.kind == CLIENT and span.span_id in index.server_of:
+    if span.kind == CLIENT and span.span_id in server_of:
         return NETWORK  # the SERVER child may be clipped or off the path: still a paired call
     return SELF
 
 
+class _Walked(NamedTuple):
+    """What steps 2-5 give for the main root's tree (the :class:`CriticalPath` fields but the
+    trace's ids and its detached tops); the native core returns the same, as a tuple."""
+
+    start_ns: int
+    end_ns: int
+    segments: tuple[PathSegment, ...]
+    exclusive_ns: dict[str, int]
+    by_operation: dict[str, int]
+    by_service: dict[str, int]
+    by_kind: dict[str, int]
+    by_operation_kind: dict[tuple[str, str], int]
+    async_span_ids: tuple[str, ...]
+    dropped_span_ids: tuple[str, ...]
+    clipped_span_ids: tuple[str, ...]
+    skew_adjusted_span_ids: tuple[str, ...]
+
+
 def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) -> CriticalPath:
+    """Step 1 here (the index holds the tree), steps 2-5 in the native core when it is in use
+    (:mod:`hopscope.processors.core`), else in :func:`_walked`, their specification."""
     root = index.main_root
     detached = tuple(sorted(s.span_id for s in index.detached))
     if root is None:
@@ -321,19 +349,41 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
             by_kind=dict.fromkeys(SEGMENT_KINDS, 0),
             detached_span_ids=detached,
         )
+    coordinating = index.coordination_kinds(rules)
+    native = core.native()
+    parts = (
+        None
+        if native is None
+        else native.critical_path(root, index.children, coordinating, index.server_of, PathSegment)
+    )
+    walked = _walked(index, root, coordinating) if parts is None else _Walked(*parts)
+    return CriticalPath(
+        trace_id=root.trace_id,
+        root_span_id=root.span_id,
+        detached_span_ids=detached,
+        **walked._asdict(),
+    )
 
-    # Steps 1-3: the main root's tree (index), async subtrees pruned, children sanitized.
+
+def _walked(index: TraceIndex, root: SpanRecord, coordinating: Mapping[str, str]) -> _Walked:
+    """Steps 2-5 of the module docstring over the main root's tree (the reference the native
+    core is held to)."""
+    # Steps 2-3: async subtrees pruned, children sanitized.
     tree = _Tree(index, root)
     # Step 4: the walk.
     raw_segments, exclusive = _walk(tree, root.span_id)
 
     # Step 5: exclusive times and segments. What each span on the path is, once: service,
     # operation key, segment kind.
-    coordinating = index.coordination_kinds(rules)
+    server_of = index.server_of
     info: dict[str, tuple[str, str, str]] = {}
     for sid in exclusive:
         span = index.by_id[sid]
-        info[sid] = (span.service, operation_key(span), _segment_kind(index, span, coordinating))
+        info[sid] = (
+            span.service,
+            operation_key(span),
+            _segment_kind(span, coordinating, server_of),
+        )
 
     # Segments in time order (the walk emits them latest first), adjacent pieces of the same
     # span merged (a zero-length child in between leaves two touching pieces).
@@ -357,9 +407,7 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
         by_service[service] = by_service.get(service, 0) + excl
         by_kind[kind] += excl
 
-    return CriticalPath(
-        trace_id=root.trace_id,
-        root_span_id=root.span_id,
+    return _Walked(
         start_ns=tree.start[root.span_id],
         end_ns=tree.end[root.span_id],
         segments=segments,
@@ -368,7 +416,6 @@ def _critical_path(index: TraceIndex, rules: Sequence[CoordinationRule] = ()) ->
         by_service=dict(sorted(by_service.items())),
         by_kind=by_kind,
         by_operation_kind=dict(sorted(by_operation_kind.items())),
-        detached_span_ids=detached,
         async_span_ids=tuple(sorted(tree.async_ids)),
         dropped_span_ids=tuple(sorted(tree.dropped)),
         clipped_span_ids=tuple(sorted(tree.clipped)),

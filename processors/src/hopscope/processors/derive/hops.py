@@ -36,6 +36,10 @@ its partner (ties: smallest id); a producer read by several consumers is paired 
 earliest child consumer, else its earliest linking consumer. Durations of ``end < start`` spans
 are 0 and their end is read as their start. ``error`` is set when either side failed (error
 status or ``error.type``). ``attempt`` is the client's ``http.request.resend_count``.
+
+The native core derives the hops when it is in use (:mod:`hopscope.processors.core`;
+``processors/native/src/hops.rs``): :func:`_hops` is the specification, the Python core runs
+it, and ``tests/unit/test_native_differential.py`` holds the two to the same records.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from hopscope.ingest import conventions as c
+from hopscope.processors import core
 from hopscope.processors.derive._common import (
     TraceIndex,
     attr_int,
@@ -150,6 +155,21 @@ def _consumer_links(index: TraceIndex) -> dict[str, list[SpanRecord]]:
 
 
 def _derive_hops(index: TraceIndex) -> list[Hop]:
+    """The hops of the indexed trace: the native core's when it is in use
+    (:mod:`hopscope.processors.core`), else :func:`_hops`, their specification."""
+    native = core.native()
+    if native is not None:
+        hops: list[Hop] | None = native.hops(
+            index.spans, index.server_of, index.raw_children, index.by_id, Hop
+        )
+        if hops is not None:
+            return hops
+    return _hops(index)
+
+
+def _hops(index: TraceIndex) -> list[Hop]:
+    """The module docstring's hops of the indexed trace (the reference the native core is
+    held to)."""
     hops: list[Hop] = []
     links: dict[str, list[SpanRecord]] | None = None
     for span in index.spans:

@@ -213,6 +213,8 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     >>> dict(enrich_span(span, rules).attributes)["hopscope.coordination.kind"]
     'lock_wait'
     """
+    if not _may_enrich(span, rules):
+        return span
     attributes = dict(span.attributes)
     added: list[str] = []
     # Step 1: the names the jobs read.
@@ -244,6 +246,23 @@ def enrich_span(span: SpanRecord, rules: SemconvRules) -> SpanRecord:
     return replace(span, attributes=attributes)
 
 
+def _may_enrich(span: SpanRecord, rules: SemconvRules) -> bool:
+    """Whether any step of :func:`enrich_span` reads an attribute the span has; most spans
+    (no database call, no peer address) have none, and are passed on without a copy."""
+    attributes = span.attributes
+    return (
+        c.DB_SYSTEM in attributes
+        or DB_SYSTEM_NAME in attributes
+        or DB_STATEMENT_OLD in attributes
+        or DB_NAME_OLD in attributes
+        or (
+            bool(rules.endpoints)
+            and span.kind != SERVER
+            and (c.SERVER_ADDRESS in attributes or c.SERVER_PORT in attributes)
+        )
+    )
+
+
 def _cache_system(attributes: Mapping[str, Any]) -> bool:
     # Any value may arrive (an array, from another SDK): only a name can be a cache's.
     system = attributes.get(c.DB_SYSTEM)
@@ -273,9 +292,15 @@ def _is_cache(span: SpanRecord) -> bool:
 def infer_cache(spans: Iterable[SpanRecord]) -> list[SpanRecord]:
     """Step 4 of the module docstring: the cache reads of one trace with their outcome set
     (only those that changed); the others are not returned."""
+    spans = list(spans)
+    # Only the siblings of a cache call can change (most parents have none): group those alone.
+    parents = {span.parent_id for span in spans if _is_cache(span)}
+    if not parents:
+        return []
     children: dict[str | None, list[SpanRecord]] = defaultdict(list)
     for span in spans:
-        children[span.parent_id].append(span)
+        if span.parent_id in parents:
+            children[span.parent_id].append(span)
     changed: list[SpanRecord] = []
     for siblings in children.values():
         ordered = sorted(siblings, key=lambda s: (s.start_ns, s.span_id))
