@@ -29,7 +29,9 @@ rate; the fault is injected mid-stream; afterwards the suite checks the ledger:
 - **duplicates** = documents of any kind (spans, logs, hops, traces, failovers,
   coordination) whose id appears twice across the daily indices; the case fails on any;
 - the derived records (hops, trace summaries, failovers, coordination) must equal those of a
-  clean, fault-free replay of the same topics into another index prefix;
+  clean, fault-free replay of the same topics into another index prefix (a fault that delays
+  part of a trace past the idle timeout gets it derived twice: the second derivation deletes
+  what the first wrote and the whole trace does not give, docs/DESIGN.md §4);
 - **max lag** = the largest sampled gap between the input topics' end offsets and the
   group's committed offsets (messages), sampled once a second;
 - **recovery** = seconds from the moment the fault cleared until the group had committed
