@@ -16,7 +16,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
-use crate::{Built, RecordClass, Stop};
+use crate::{or_reference, Built, RecordClass, Stop};
 
 // hopscope.processors.derive.critical_path's constants (CRISP's, as integer ratios).
 const SERVER_LENGTHENING_PERCENT: i128 = 101;
@@ -294,11 +294,7 @@ pub fn critical_path<'py>(
     server_of: &Bound<'py, PyDict>,
     segment: &Bound<'py, PyType>,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    match walked(py, root, children, coordinating, server_of, segment) {
-        Ok(parts) => Ok(Some(parts)),
-        Err(Stop::Reference) => Ok(None),
-        Err(Stop::Python(error)) => Err(error),
-    }
+    or_reference(walked(py, root, children, coordinating, server_of, segment))
 }
 
 fn walked<'py>(

@@ -13,7 +13,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyType};
 
-use crate::{Built, RecordClass, Stop};
+use crate::{or_reference, Built, RecordClass, Stop};
 
 // hopscope.ingest.conventions, as the hops read them (`KEYS` lets a test compare).
 const DB_SYSTEM: &str = "db.system";
@@ -377,11 +377,7 @@ pub fn hops<'py>(
     by_id: &Bound<'py, PyDict>,
     hop: &Bound<'py, PyType>,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
-    match derive(py, spans, server_of, raw_children, by_id, hop) {
-        Ok(hops) => Ok(Some(hops)),
-        Err(Stop::Reference) => Ok(None),
-        Err(Stop::Python(error)) => Err(error),
-    }
+    or_reference(derive(py, spans, server_of, raw_children, by_id, hop))
 }
 
 fn derive<'py>(

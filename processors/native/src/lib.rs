@@ -174,6 +174,15 @@ impl From<PyErr> for Stop {
 
 type Built<T> = Result<T, Stop>;
 
+/// What a Python entry point returns for `built`: None where the reference must run.
+fn or_reference<T>(built: Built<T>) -> PyResult<Option<T>> {
+    match built {
+        Ok(value) => Ok(Some(value)),
+        Err(Stop::Reference) => Ok(None),
+        Err(Stop::Python(error)) => Err(error),
+    }
+}
+
 /// What one record may still hold and what was changed in it (`decode._Budget`).
 struct Budget {
     limits: Limits,
@@ -595,11 +604,7 @@ fn decode_spans<'py>(
         }
         Ok(out)
     })();
-    match built {
-        Ok(list) => Ok(Some(list)),
-        Err(Stop::Reference) => Ok(None),
-        Err(Stop::Python(error)) => Err(error),
-    }
+    or_reference(built)
 }
 
 const SEVERITIES: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
@@ -725,11 +730,7 @@ fn decode_logs<'py>(
         }
         Ok(out)
     })();
-    match built {
-        Ok(list) => Ok(Some(list)),
-        Err(Stop::Reference) => Ok(None),
-        Err(Stop::Python(error)) => Err(error),
-    }
+    or_reference(built)
 }
 
 /// `mask_pans` over text, for tests of the scan against the reference.
