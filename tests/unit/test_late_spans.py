@@ -216,9 +216,25 @@ def test_a_flushed_trace_is_charged_for_the_documents_it_remembers() -> None:
     assert assembler.held_bytes == open_bytes + DERIVED_KEY_BYTES * len(spans)
 
 
-def test_the_archive_skips_deletions(tmp_path: Path) -> None:
+def test_the_archive_keeps_a_deletion_as_a_tombstone_that_the_loader_honours(
+    tmp_path: Path,
+) -> None:
+    """The same writes into the Parquet archive: the loader gives the 2PC transactions that
+    Elasticsearch holds, not the stale one (ES and Parquet give the same records)."""
+    from hopscope.analysis.loaders.parquet import load_parquet
+
+    trace = next(
+        t for t in scenario_traces(Scenario.BASELINE) if any(s.name == "clearing/Settle" for s in t)
+    )
+    settle = next(s for s in trace if s.name == "clearing/Settle" and s.kind == SERVER)
+    sink = deliver([[s for s in trace if s is not settle], [settle]])
     archive = ParquetArchive(tmp_path)
     archive.setup()
-    gone = deletion("coordination", "hopscope-coordination-2026.05.04", "2pc-t-None-tx-1")
-    assert archive.write([gone]).acknowledged == 1
-    assert archive.files_written == 0 and not any(tmp_path.iterdir())
+    for write in sink.writes:
+        assert archive.write(write).acknowledged == len(write)
+    tombstones = [d for d in sink.writes[-1] if d.delete]
+    assert tombstones and all(d.body["@timestamp"] for d in tombstones)
+    loaded = load_parquet(tmp_path, kinds=("two_phase_commits",), progress=False)
+    transactions = loaded.two_phase_commits.collect()
+    assert transactions.height == len(two_phase_commit_ids(derived_in(sink)))
+    assert transactions.get_column("coordinator_service").null_count() == 0  # no stale one

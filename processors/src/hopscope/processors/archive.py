@@ -3,10 +3,10 @@
 Written after Elasticsearch acknowledged the documents and before the offsets are committed, so
 the archive holds only durable records; a replay after a crash may write a record twice (in two
 part files), and readers keep the newest version of each ``_id`` (ids are deterministic; part
-files are named in write order). Deletions are not archived: a derived record that a later
-derivation of its trace no longer produces (a late span, see
-:mod:`hopscope.processors.assembly`) is deleted from Elasticsearch but stays in the part file
-that holds it.
+files are named in write order). A deletion (a derived record that a later derivation of its
+trace no longer produces: a late span, see :mod:`hopscope.processors.assembly`) is archived as
+a tombstone: a row of its ``_id`` and ``@timestamp`` (so in the deleted record's hour) with
+:data:`DELETED` true, which readers treat as the newest version of that record: gone.
 
 Layout: ``<dir>/<kind>/date=YYYY-MM-DD/hour=HH/part-<write ns>-<random>.parquet``, one part
 file per kind and hour per bulk write. Columns:
@@ -23,6 +23,8 @@ file per kind and hour per bulk write. Columns:
   critical path of trace summaries as lists of structs, which the batch analysis reads for
   every trace; services and reason codes as lists of text);
 - other nested values (span events and links): JSON text;
+- ``_deleted``: true on a tombstone (:data:`DELETED`), whose other columns are null but
+  ``_id`` and ``@timestamp``;
 - a column that is null in every row of a part file is left out (absent means null), so no
   part file carries a typeless column.
 
@@ -40,7 +42,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from hopscope.processors.documents import Document
 from hopscope.processors.schema import JSON, MAP, TIME, index_fields, polars_dtype
@@ -50,6 +52,8 @@ _SCALARS = (str, int, float, bool)
 # Maps spread into one text column per key (the keys are attribute names, never nested).
 _SPREAD = ("attributes", "resource")
 _STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what documents.timestamp writes
+# The column that marks a tombstone row (module docstring); absent in part files without one.
+DELETED: Final = "_deleted"
 
 
 @functools.cache
@@ -92,6 +96,8 @@ def _text(value: Any) -> str | None:
 def _row(document: Document) -> dict[str, Any]:
     native = _native(document.kind)
     row: dict[str, Any] = {"_id": document.id}
+    if document.delete:  # a tombstone (module docstring)
+        row[DELETED] = True
     for key, value in document.body.items():
         if key in _SPREAD and isinstance(value, Mapping):
             for inner, inner_value in value.items():
@@ -131,8 +137,6 @@ class ParquetArchive:
 
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for document in documents:
-            if document.delete:  # module docstring: deletions are not archived
-                continue
             groups[(document.kind, _partition(document))].append(_row(document))
         for (kind, partition), rows in groups.items():
             directory = self.root / kind / partition

@@ -65,10 +65,11 @@ BASELINE_BYTES: Final = 128 * 1024 * 1024
 # 4 MB at most (part of BASELINE_BYTES); late spans come within seconds, and a flood evicts
 # far more traces than any of them could be waiting for.
 EVICTED_IDS: Final = 20_000
-# A remembered derived document's (kind, index, id) (OpenTrace.derived): a tuple, its id and
-# index strings, its slot in the set. A trace has about as many derived documents as spans
-# (hops, coordination delays), so a flushed trace is charged this much per span.
-DERIVED_KEY_BYTES: Final = 250
+# A remembered derived document's (kind, index, id) and time (OpenTrace.derived): a tuple, its
+# id, index and time strings, its slot in the dict. A trace has about as many derived
+# documents as spans (hops, coordination delays), so a flushed trace is charged this much per
+# span.
+DERIVED_KEY_BYTES: Final = 330
 
 
 def footprint(span: SpanRecord) -> int:
@@ -149,9 +150,10 @@ class OpenTrace:
     bytes: int = TRACE_BYTES
     # Reason codes for the trace summary (sanitize): span_limit, duplicate_span_ids.
     flags: set[str] = field(default_factory=set)
-    # (kind, index, id) of the derived documents of its last derivation (pipeline.derive_trace
-    # sets it): a trace reopened by a late span deletes those its new derivation does not give.
-    derived: frozenset[tuple[str, str, str]] = frozenset()
+    # (kind, index, id) -> @timestamp of the derived documents of its last derivation
+    # (pipeline.derive_trace sets it): a trace reopened by a late span deletes those its new
+    # derivation does not give (the time places the deletion in the archive's hour).
+    derived: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 @dataclass

@@ -67,14 +67,20 @@ class Document:
         return self.kind, self.index, self.id
 
 
-def deletion(kind: str, index: str, doc_id: str) -> Document:
-    """The deletion of the ``kind`` document ``doc_id`` in ``index``.
+def deletion(kind: str, index: str, doc_id: str, timestamp: str = "") -> Document:
+    """The deletion of the ``kind`` document ``doc_id`` in ``index``; ``timestamp``: that
+    document's ``@timestamp``, which places the deletion in the archive's hour of it (the
+    body carries it, nothing else).
 
-    >>> gone = deletion("coordination", "hopscope-coordination-2026.05.04", "2pc-t-None-tx-1")
+    >>> gone = deletion("coordination", "hopscope-coordination-2026.05.04", "2pc-t-None-tx-1",
+    ...                 "2026-05-04T10:00:00.000000000Z")
     >>> gone.key, gone.delete, gone.body
-    (('coordination', 'hopscope-coordination-2026.05.04', '2pc-t-None-tx-1'), True, {})
+    (('coordination', 'hopscope-coordination-2026.05.04', '2pc-t-None-tx-1'), True, \
+{'@timestamp': '2026-05-04T10:00:00.000000000Z'})
     """
-    return Document(kind, index, doc_id, {}, delete=True)
+    return Document(
+        kind, index, doc_id, {"@timestamp": timestamp} if timestamp else {}, delete=True
+    )
 
 
 def _document(table: Table, record: Any, prefix: str) -> Document:

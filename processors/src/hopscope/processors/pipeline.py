@@ -208,9 +208,9 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
         trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
     )
     documents = list(derived_documents(records, prefix))
-    keys = frozenset(d.key for d in documents)
-    stale = [deletion(*key) for key in sorted(trace.derived - keys)]
-    trace.derived = keys
+    stamps = {d.key: str(d.body.get("@timestamp", "")) for d in documents}
+    stale = [deletion(*key, trace.derived[key]) for key in sorted(trace.derived.keys() - stamps)]
+    trace.derived = stamps
     return DerivedTrace(
         records=records,
         documents=[span_document(s, prefix) for s in cache_reads] + documents + stale,

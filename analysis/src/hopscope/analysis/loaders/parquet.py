@@ -15,7 +15,9 @@ attribute keys of its own records, and leaves out columns null in every row). Pr
    Parquet statistics can skip row groups;
 4. records written twice by a replay (same ``_id``) are kept once, in their newest version,
    per dataset kind (the coordination directory is split into delays and 2PC first);
-   the rule runs only on the rows whose id repeats.
+   the rule runs only on the rows whose id repeats. A record whose newest version is a
+   tombstone (deleted from Elasticsearch, :data:`hopscope.processors.archive.DELETED`) is
+   dropped.
 
 Nothing is read until the dataset is collected; the progress bar counts step 2's footers.
 """
@@ -35,6 +37,7 @@ import polars as pl
 from hopscope.analysis.errors import LoaderError
 from hopscope.analysis.loaders.elasticsearch import KINDS
 from hopscope.analysis.schema import TIME, TRACES, Dataset, document_fields
+from hopscope.processors.archive import DELETED
 from hopscope.processors.schema import RECORD_FIELD, TABLES
 
 # Dataset kind -> the archive directory (document kind) it is read from.
@@ -109,7 +112,7 @@ def part_files(
 
 
 def _wanted(directory: str, dataset_kinds: set[str]) -> list[str]:
-    columns: dict[str, None] = {_ID: None, "service.name": None}
+    columns: dict[str, None] = {_ID: None, DELETED: None, "service.name": None}
     for kind in sorted(dataset_kinds):
         columns.update(dict.fromkeys(document_fields(kind)))
     if directory == "coordination":
@@ -211,7 +214,10 @@ def _filters(
     if services is not None:
         if "service.name" not in schema:
             return frame.filter(pl.lit(value=False))
-        frame = frame.filter(pl.col("service.name").is_in(list(services)))
+        chosen = pl.col("service.name").is_in(list(services))
+        if DELETED in schema:  # a tombstone names no service: kept to meet its record
+            chosen = chosen | pl.col(DELETED).fill_null(value=False)
+        frame = frame.filter(chosen)
     return frame
 
 
@@ -234,7 +240,10 @@ def _deduplicated(frame: pl.LazyFrame) -> pl.LazyFrame:
         .filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
         .filter(pl.col(_ID).is_last_distinct())
     )
-    return pl.concat([once, twice]).drop(_FILE, _DUPLICATED)
+    kept = pl.concat([once, twice]).drop(_FILE, _DUPLICATED)
+    if DELETED not in frame.collect_schema():
+        return kept
+    return kept.filter(~pl.col(DELETED).fill_null(value=False)).drop(DELETED)
 
 
 def _split(
@@ -246,10 +255,12 @@ def _split(
     schema = frame.collect_schema()
     record = pl.col(_RECORD) if _RECORD in schema else pl.lit(None, pl.String)
     is_2pc = (record == "2pc").fill_null(value=False)
+    # A tombstone carries no record field: it goes to both kinds, to meet its record's rows.
+    deleted = pl.col(DELETED).fill_null(value=False) if DELETED in schema else pl.lit(value=False)
     if "coordination" in kinds:
-        yield "coordination", frame.filter(~is_2pc)
+        yield "coordination", frame.filter(~is_2pc | deleted)
     if "two_phase_commits" in kinds:
-        yield "two_phase_commits", frame.filter(is_2pc)
+        yield "two_phase_commits", frame.filter(is_2pc | deleted)
 
 
 def load_parquet(
