@@ -213,13 +213,13 @@ def test_gzip_and_lz4_batches_are_both_read(
     services: Services, topics: dict[str, str], index_prefix: str, es_client: Any,
     unique_name: Callable[[str], str],
 ) -> None:  # fmt: skip
-    """hopscope's producers write lz4 (kafka_exporter.COMPRESSION); older SDKs and other
+    """hopscope's producers write lz4 (kafka_topics.COMPRESSION); older SDKs and other
     producers write gzip: the processor reads both from one topic."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from hopscope.ingest.kafka_exporter import COMPRESSION
+    from hopscope.core.kafka_topics import COMPRESSION
     from hopscope.ingest.otlp_wire import encode_trace_request
 
     assert COMPRESSION == "lz4"

@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 
 from hopscope.core.kafka_security import explained_connect_errors
 
-__all__ = ["REACH_TIMEOUT_S", "ensure_topics"]
+__all__ = ["COMPRESSION", "REACH_TIMEOUT_S", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,16 @@ logger = logging.getLogger(__name__)
 REACH_TIMEOUT_S: Final = 4.0
 # Between bootstrap attempts: kafka-python's default grows to 30 s, past the whole timeout.
 _RECONNECT_BACKOFF_MAX_MS: Final = 1000
+
+# The codec of every producer hopscope makes (the SDK's exporters, the simulator through them,
+# the processors' dead letters): LZ4 compresses an OTLP batch at a fraction of gzip's CPU, on
+# the payment service's own cores, for a somewhat larger batch on the wire. Compression is a
+# small part of the export thread's work (encoding and redaction lead): 30.9 vs 31.6 µs of CPU
+# per exported span, lz4 vs gzip (benchmarks/sdk_overhead.py, docs/SCALING.md). Consumers read
+# every codec the broker holds, gzip included: kafka-python decompresses per batch by its
+# header (lz4 through the ``lz4`` package, a dependency here).
+COMPRESSION: Final = "lz4"
+
 # Between tries of a request that a broker refused (it died): shorter than the reconnect
 # backoff that keeps the client off that broker for the next try.
 _RETRY_PAUSE_S: Final = 0.05

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from hopscope.core.kafka_security import KafkaConnectError, explained_connect_errors
+from hopscope.core.kafka_topics import COMPRESSION
 from hopscope.ingest import conventions as c
 from hopscope.ingest._fork import reset_in_forked_child
 from hopscope.ingest.otlp_wire import encode_trace_request
@@ -38,14 +39,6 @@ from hopscope.ingest.redaction import may_contain_pan, redact_export_request
 
 logger = logging.getLogger(__name__)
 
-# The codec of every producer hopscope makes (the SDK's exporters, the simulator through them,
-# the processors' dead letters): LZ4 compresses an OTLP batch at a fraction of gzip's CPU, on
-# the payment service's own cores, for a somewhat larger batch on the wire. Compression is a
-# small part of the export thread's work (encoding and redaction lead): 30.9 vs 31.6 µs of CPU
-# per exported span, lz4 vs gzip (benchmarks/sdk_overhead.py, docs/SCALING.md). Consumers read
-# every codec the broker holds, gzip included: kafka-python decompresses per batch by its
-# header (lz4 through the ``lz4`` package, a dependency here).
-COMPRESSION: Final = "lz4"
 
 # The broker's default message.max.bytes is 1 MiB + 12 bytes; leave room for the record
 # overhead (headers, key, batch framing) of one message in its own batch.

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from hopscope.core.kafka_security import explained_connect_errors
-from hopscope.ingest.kafka_exporter import COMPRESSION
+from hopscope.core.kafka_topics import COMPRESSION
 from hopscope.processors.errors import SinkUnavailableError
 from hopscope.processors.pipeline import DeadLetter
 
