@@ -40,6 +40,24 @@ class ProcessorCounts:
     unassembled_spans: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _SloSeries:
+    """An SLO's three counters, and its latency threshold in the hops' unit."""
+
+    threshold_ns: float
+    calls: Any
+    slow: Any
+    failed: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _EdgeSeries:
+    """The series a hop of one edge (source, target) updates."""
+
+    client: Any
+    slos: tuple[_SloSeries, ...]
+
+
 class ProcessorMetrics:
     """Lag, throughput, open traces, bulk latency, retries, dead letters, hop latency."""
 
@@ -105,6 +123,10 @@ class ProcessorMetrics:
                                       "appends, queues), per kind", ["kind"],
                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self._slos_by_edge: dict[tuple[str, str], list[SLO]] = {}
+        # The labelled series of each edge, looked up once: prometheus_client's labels()
+        # validates and locks on every call, which cost about as much as the observations.
+        self._edges: dict[tuple[str, str], _EdgeSeries] = {}
+        self._network: dict[tuple[str, str], Any] = {}
         for slo in slos:
             self._slos_by_edge.setdefault((slo.source, slo.target), []).append(slo)
             # Zero from the start: a burn rate over an idle edge is 0/0 (no alert), not an
@@ -128,12 +150,29 @@ class ProcessorMetrics:
     def observe_hops(self, hops: Iterable[Any]) -> None:
         for hop in hops:
             labels = (hop.source_service, hop.target_service or "unknown")
-            self.hop_client.labels(*labels).observe(hop.client_ns / 1e9)
-            for slo in self._slos_by_edge.get(labels, ()):
-                self.slo_calls.labels(slo.name).inc()
-                if hop.client_ns > slo.threshold_s * 1e9:
-                    self.slo_slow_calls.labels(slo.name).inc()
+            edge = self._edges.get(labels) or self._edge(labels)
+            edge.client.observe(hop.client_ns / 1e9)
+            for slo in edge.slos:
+                slo.calls.inc()
+                if hop.client_ns > slo.threshold_ns:
+                    slo.slow.inc()
                 if hop.error:
-                    self.slo_failed_calls.labels(slo.name).inc()
+                    slo.failed.inc()
             if hop.network_ns is not None:
-                self.hop_network.labels(*labels).observe(max(0, hop.network_ns) / 1e9)
+                network = self._network.get(labels)
+                if network is None:
+                    network = self._network[labels] = self.hop_network.labels(*labels)
+                network.observe(max(0, hop.network_ns) / 1e9)
+
+    def _edge(self, labels: tuple[str, str]) -> _EdgeSeries:
+        slos = tuple(
+            _SloSeries(
+                slo.threshold_s * 1e9,
+                self.slo_calls.labels(slo.name),
+                self.slo_slow_calls.labels(slo.name),
+                self.slo_failed_calls.labels(slo.name),
+            )
+            for slo in self._slos_by_edge.get(labels, ())
+        )
+        edge = self._edges[labels] = _EdgeSeries(self.hop_client.labels(*labels), slos)
+        return edge
