@@ -34,7 +34,7 @@ from hopscope.core.kafka_security import KafkaConnectError, explained_connect_er
 from hopscope.core.kafka_topics import COMPRESSION
 from hopscope.ingest import conventions as c
 from hopscope.ingest._fork import reset_in_forked_child
-from hopscope.ingest.otlp_wire import encode_trace_request
+from hopscope.ingest.otlp_wire import encode_screened
 from hopscope.ingest.redaction import may_contain_pan, redact_export_request
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class KafkaWriter:
 
 def _encode_groups(
     groups: Mapping[bytes | None, list[Any]],
-    encode: Callable[[Sequence[Any]], bytes],
+    encode: Callable[[Sequence[Any]], tuple[bytes, bool]],
     parse: Callable[[bytes], Any],
     max_bytes: int,
     redact: bool,
@@ -208,14 +208,15 @@ def _encode_groups(
 ) -> list[tuple[bytes | None, bytes]]:
     """One message per group, split in halves while a message is over ``max_bytes``.
 
-    Redaction parses a message only when its bytes may hold a card number (the fast path).
+    ``encode`` returns a message and whether it may hold a card number; redaction parses
+    only those (the fast path).
     """
     messages: list[tuple[bytes | None, bytes]] = []
     pending: list[tuple[bytes | None, list[Any]]] = list(groups.items())
     while pending:
         key, items = pending.pop()
-        payload = encode(items)
-        if redact and may_contain_pan(payload):
+        payload, suspect = encode(items)
+        if redact and suspect:
             request = parse(payload)
             changed = redact_export_request(request)
             if changed:
@@ -236,8 +237,9 @@ def _encode_groups(
     return messages
 
 
-def _encode_logs(records: Sequence[ReadableLogRecord]) -> bytes:
-    return bytes(encode_logs(records).SerializeToString())
+def _encode_logs(records: Sequence[ReadableLogRecord]) -> tuple[bytes, bool]:
+    payload = bytes(encode_logs(records).SerializeToString())
+    return payload, may_contain_pan(payload)
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -255,7 +257,7 @@ class KafkaSpanExporter(SpanExporter):
             groups.setdefault(key, []).append(span)
         messages = _encode_groups(
             groups,
-            encode_trace_request,
+            encode_screened,
             ExportTraceServiceRequest.FromString,
             self.writer.max_message_bytes,
             self.redact,
