@@ -155,7 +155,8 @@ def take_message(
     spans, logs = enrich_spans(decoded.spans, configured_rules()), decoded.logs
     for record_kind, records in (("spans", spans), ("logs", logs)):
         for record in records:
-            taken.sanitized.update((record_kind, flag) for flag in record.flags)
+            if record.flags:  # rare: most records need nothing counted
+                taken.sanitized.update((record_kind, flag) for flag in record.flags)
     sizes = footprints(spans)  # once: the assembler counts them too
     taken.bytes = sum(sizes) + LOG_BYTES * len(logs)
     taken.bytes += sum(len(letter.value) for letter in taken.dead_letters)
