@@ -13,7 +13,9 @@ mod critical;
 mod document;
 mod footprint;
 mod hops;
+mod index;
 mod mask;
+mod summary;
 mod wire;
 
 use std::collections::BTreeSet;
@@ -752,6 +754,10 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(critical::critical_path, m)?)?;
     m.add_function(wrap_pyfunction!(hops::hops, m)?)?;
     m.add("HOP_KEYS", hops::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(index::trace_index, m)?)?;
+    m.add("INDEX_KEYS", index::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(summary::summary_facts, m)?)?;
+    m.add("SUMMARY_KEYS", summary::KEYS.to_vec())?;
     m.add_function(wrap_pyfunction!(footprint::footprints, m)?)?;
     m.add("FOOTPRINT_BYTES", footprint::CONSTANTS.to_vec())?;
     Ok(())
