@@ -391,6 +391,11 @@ class TraceIndex:
             self._kinds = (key, kinds)
         return self._kinds[1]
 
+    @property
+    def tops(self) -> set[str]:
+        """The ids of the tree tops: roots, orphans and cycle roots."""
+        return self._tops
+
     def is_top(self, span: SpanRecord) -> bool:
         return span.span_id in self._tops
 
