@@ -86,11 +86,8 @@ impl Entry<'_> {
     }
 }
 
-fn entry<'py>(span: Bound<'py, PyAny>) -> Built<Entry<'py>> {
+fn entry<'py>(span: Bound<'py, PyAny>, id: Bound<'py, PyString>, id_text: String) -> Built<Entry<'py>> {
     let py = span.py();
-    let id_value = span.getattr(intern!(py, "span_id"))?;
-    let id_text = text(&id_value)?;
-    let id = id_value.downcast_into_exact::<PyString>().map_err(|_| Stop::Reference)?;
     let parent_value = span.getattr(intern!(py, "parent_id"))?;
     let parent = if parent_value.is_none() {
         None
@@ -168,7 +165,8 @@ fn build<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>) -> Built<Bound<'py, Py
     let mut conflicting = 0usize;
     for span in spans.try_iter()? {
         let span = span?;
-        let id_text = text(&span.getattr(intern!(py, "span_id"))?)?;
+        let id_value = span.getattr(intern!(py, "span_id"))?;
+        let id_text = text(&id_value)?;
         if let Some(&known) = position.get(&id_text) {
             let known = &entries[known].span;
             if !known.is(&span) && known.ne(&span)? {
@@ -176,11 +174,12 @@ fn build<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>) -> Built<Bound<'py, Py
             }
             continue; // an identical duplicate has the flags of the span kept
         }
-        if span.getattr(intern!(py, "flags"))?.contains(KIND_UNSPECIFIED)? {
+        if span.getattr(intern!(py, "flags"))?.contains(intern!(py, KIND_UNSPECIFIED))? {
             return Err(Stop::Reference); // kinds to infer: the reference replaces records
         }
-        position.insert(id_text, entries.len());
-        entries.push(entry(span)?);
+        let id = id_value.downcast_into_exact::<PyString>().map_err(|_| Stop::Reference)?;
+        position.insert(id_text.clone(), entries.len());
+        entries.push(entry(span, id, id_text)?);
     }
     let n = entries.len();
 
