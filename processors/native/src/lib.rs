@@ -9,11 +9,14 @@
 //! truncation, depth, non-finite doubles, ids, kinds, inferred errors, implausible times) is
 //! done here, and the differential test holds both to the same records.
 
+mod coordination;
 mod critical;
 mod document;
 mod footprint;
 mod hops;
+mod index;
 mod mask;
+mod summary;
 mod wire;
 
 use std::collections::BTreeSet;
@@ -752,6 +755,13 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(critical::critical_path, m)?)?;
     m.add_function(wrap_pyfunction!(hops::hops, m)?)?;
     m.add("HOP_KEYS", hops::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(index::trace_index, m)?)?;
+    m.add("INDEX_KEYS", index::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(summary::summary_facts, m)?)?;
+    m.add("SUMMARY_KEYS", summary::KEYS.to_vec())?;
+    m.add_function(wrap_pyfunction!(coordination::coordination, m)?)?;
+    m.add("COORDINATION_KEYS", coordination::KEYS.to_vec())?;
+    m.add("TWO_PC_WORDS", coordination::TWO_PC.to_vec())?;
     m.add_function(wrap_pyfunction!(footprint::footprints, m)?)?;
     m.add("FOOTPRINT_BYTES", footprint::CONSTANTS.to_vec())?;
     Ok(())

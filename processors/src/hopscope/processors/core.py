@@ -10,10 +10,13 @@ reference decodes. ``tests/unit/test_native_differential.py`` holds the two to t
 document for document.
 
 The same choice covers the per-trace work the native core does: span, log, hop and
-coordination-delay documents (:mod:`hopscope.processors.documents`), the critical path's walk
-(``derive.critical_path._walked``), the hops (``derive.hops._hops``) and the spans' memory
-footprints (``assembly.footprint``). In each case the Python function is the specification and
-runs whatever the native core hands back.
+coordination-delay documents (:mod:`hopscope.processors.documents`), the trace's tree index
+(``derive._common.TraceIndex._build``), the critical path's walk
+(``derive.critical_path._walked``), the hops (``derive.hops._hops``), what the trace summary
+reads from the spans (``derive.summary._facts``), the coordination delays and 2PC transactions
+(``derive.coordination._derive_coordination``, ``_derive_two_phase_commits``) and the spans'
+memory footprints (``assembly.footprint``). In each case the Python function is the
+specification and runs whatever the native core hands back.
 
 >>> name() in ("native", "python")
 True

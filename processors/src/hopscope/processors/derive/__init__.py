@@ -21,8 +21,7 @@ from hopscope.processors.derive.coordination import (
     IN_DOUBT,
     CoordinationDelay,
     TwoPhaseCommit,
-    _derive_coordination,
-    _derive_two_phase_commits,
+    _coordination_records,
     derive_coordination,
     derive_two_phase_commits,
 )
@@ -120,13 +119,14 @@ def derive_all(
         complete=complete,
         anomalies=anomalies,
     )
+    delays, commits = _coordination_records(index, critical, rules)
     return DerivedRecords(
         trace_id=summary.trace_id,
         hops=tuple(hops),
         failovers=tuple(failovers),
         retries=tuple(chains.retries),
-        coordination=tuple(_derive_coordination(index, critical, rules)),
-        two_phase_commits=tuple(_derive_two_phase_commits(index, rules)),
+        coordination=tuple(delays),
+        two_phase_commits=tuple(commits),
         critical_path=critical,
         summary=summary,
     )

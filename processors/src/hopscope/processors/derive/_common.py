@@ -30,6 +30,13 @@ applied here once so that every module agrees:
 
 Everything here is linear in the number of spans, apart from one sort of the unreached spans
 when the trace has parent cycles.
+
+The native core builds the index when it is in use (:mod:`hopscope.processors.core`;
+``processors/native/src/index.rs``), and in the same pass pairs each CLIENT span with its SERVER
+span (:attr:`TraceIndex.server_of`), reads the spans' ``hopscope.coordination.kind`` and checks
+``end < start``: :meth:`TraceIndex._build` is the specification, the Python core runs it, and
+so does a trace the native core hands back (kinds to infer, times past 64 bits, ids that are no
+text). ``tests/unit/test_native_differential.py`` holds the two to the same fields.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from hopscope.ingest import conventions as c
-from hopscope.processors import sanitize
+from hopscope.processors import core, sanitize
 from hopscope.processors.records import CLIENT, CONSUMER, ERROR, INTERNAL, SERVER, SpanRecord
 
 # A SERVER or CONSUMER span is where a service starts handling a request: the "service span" a
@@ -219,6 +226,18 @@ class TraceIndex:
     """
 
     def __init__(self, spans: Iterable[SpanRecord]) -> None:
+        native = core.native()
+        if native is not None:
+            spans = spans if isinstance(spans, list | tuple) else list(spans)
+            fields = native.trace_index(spans)
+            if fields is not None:
+                self._take(*fields)
+                return
+        self._build(spans)
+
+    def _build(self, spans: Iterable[SpanRecord]) -> None:
+        """The index as the module docstring defines it (the reference the native core is held
+        to)."""
         by_id: dict[str, SpanRecord] = {}
         kindless = False  # any span of unspecified kind: then kinds are inferred
         self.conflicting_duplicates = 0  # same id, different content (identical: redelivery)
@@ -259,6 +278,38 @@ class TraceIndex:
             s for s in (*self.roots, *self.orphans, *self.cycle_roots) if s is not self.main_root
         ]
         self._kinds: tuple[tuple[CoordinationRule, ...], dict[str, str]] | None = None
+        self._end_before_start: bool | None = None
+
+    def _take(
+        self,
+        spans: list[SpanRecord],
+        by_id: dict[str, SpanRecord],
+        trace_id: str,
+        conflicting_duplicates: int,
+        raw_children: dict[str, list[SpanRecord]],
+        roots: list[SpanRecord],
+        orphans: list[SpanRecord],
+        cycle_roots: list[SpanRecord],
+        children: dict[str, list[SpanRecord]],
+        top_down: list[SpanRecord],
+        tops: set[str],
+        main_root: SpanRecord | None,
+        detached: list[SpanRecord],
+        server_of: dict[str, SpanRecord],
+        kinds: dict[str, str],
+        end_before_start: bool,
+    ) -> None:
+        """The native core's index (``processors/native/src/index.rs``): the fields
+        :meth:`_build` sets, the server pairing, the attribute's coordination kinds and the
+        ``end < start`` check done in the same pass."""
+        self.spans, self.by_id, self.trace_id = spans, by_id, trace_id
+        self.conflicting_duplicates = conflicting_duplicates
+        self.raw_children, self.children, self.top_down = raw_children, children, top_down
+        self.roots, self.orphans, self.cycle_roots = roots, orphans, cycle_roots
+        self._tops, self.main_root, self.detached = tops, main_root, detached
+        self.__dict__["server_of"] = server_of  # the cached property, already computed
+        self._kinds = ((), kinds)
+        self._end_before_start = end_before_start
 
     def _grow(self, top: SpanRecord) -> None:
         """Attach ``top``'s subtree to the forest (iterative: 100k-deep chains are fine)."""
@@ -320,7 +371,9 @@ class TraceIndex:
             found.append(sanitize.PARENT_CYCLE)
         if self.conflicting_duplicates:
             found.append(sanitize.DUPLICATE_SPAN_IDS)
-        if any(span.end_ns < span.start_ns for span in self.spans):
+        if self._end_before_start is None:
+            self._end_before_start = any(span.end_ns < span.start_ns for span in self.spans)
+        if self._end_before_start:
             found.append(sanitize.END_BEFORE_START)
         return tuple(sorted(found))
 
@@ -337,6 +390,11 @@ class TraceIndex:
                     kinds[span.span_id] = kind
             self._kinds = (key, kinds)
         return self._kinds[1]
+
+    @property
+    def tops(self) -> set[str]:
+        """The ids of the tree tops: roots, orphans and cycle roots."""
+        return self._tops
 
     def is_top(self, span: SpanRecord) -> bool:
         return span.span_id in self._tops

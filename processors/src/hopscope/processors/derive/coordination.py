@@ -30,6 +30,11 @@ Per transaction:
   commit span, else ``"in_doubt"`` (only prepares seen: the decision is not in the trace).
 
 The phase figures are None when the phase has no span. Order: by start time, then resource.
+
+Both run in the native core when it is in use (:mod:`hopscope.processors.core`;
+``processors/native/src/coordination.rs``): :func:`_derive_coordination` and
+:func:`_derive_two_phase_commits` are their specification, the Python core runs them, and
+``tests/unit/test_native_differential.py`` holds the two to the same records.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from hopscope.ingest import conventions as c
+from hopscope.processors import core
 from hopscope.processors.derive._common import (
     ENTRY_KINDS,
     CoordinationRule,
@@ -133,9 +139,34 @@ def derive_two_phase_commits(
     return _derive_two_phase_commits(TraceIndex(spans), rules)
 
 
+def _coordination_records(
+    index: TraceIndex, critical: CriticalPath, rules: Sequence[CoordinationRule]
+) -> tuple[list[CoordinationDelay], list[TwoPhaseCommit]]:
+    """The delays and the transactions of the indexed trace: the native core's when it is in
+    use (:mod:`hopscope.processors.core`), else :func:`_derive_coordination` and
+    :func:`_derive_two_phase_commits`, their specification."""
+    kinds = index.coordination_kinds(rules)
+    if not kinds:  # most spans have no kind, and many traces none
+        return [], []
+    native = core.native()
+    if native is not None:
+        parts = native.coordination(
+            kinds,
+            index.by_id,
+            index.tops,
+            critical.exclusive_ns,
+            CoordinationDelay,
+            TwoPhaseCommit,
+        )
+        if parts is not None:
+            return parts[0], parts[1]
+    return _derive_coordination(index, critical, rules), _derive_two_phase_commits(index, rules)
+
+
 def _derive_coordination(
     index: TraceIndex, critical: CriticalPath, rules: Sequence[CoordinationRule]
 ) -> list[CoordinationDelay]:
+    """The module docstring's delays (the reference the native core is held to)."""
     delays: list[CoordinationDelay] = []
     # The spans with a kind, in the spans' order (most spans have none: no pass over them all).
     for span_id, kind in index.coordination_kinds(rules).items():
@@ -180,6 +211,7 @@ def _coordinator(index: TraceIndex, span: SpanRecord) -> SpanRecord | None:
 def _derive_two_phase_commits(
     index: TraceIndex, rules: Sequence[CoordinationRule]
 ) -> list[TwoPhaseCommit]:
+    """The module docstring's transactions (the reference the native core is held to)."""
     groups: dict[tuple[str | None, str], list[tuple[str, SpanRecord]]] = {}
     coordinators: dict[str | None, SpanRecord | None] = {}
     for span_id, kind in index.coordination_kinds(rules).items():  # spans with a kind

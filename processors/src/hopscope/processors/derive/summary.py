@@ -23,14 +23,21 @@ Fields and their sources:
   :mod:`hopscope.processors.sanitize`.
 
 With no spans the summary is empty: no root, zeros, ``trace_id`` from the logs or ``""``.
+
+What is read from the spans themselves (extent, services, errors, the spans' payment id) is read
+by the native core when it is in use (:mod:`hopscope.processors.core`;
+``processors/native/src/summary.rs``): :func:`_facts` is its specification, and
+``tests/unit/test_native_differential.py`` holds the two to the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hopscope.ingest import conventions as c
+from hopscope.processors import core
 from hopscope.processors.derive._common import (
     CoordinationRule,
     TraceIndex,
@@ -118,7 +125,31 @@ def summarize_trace(
     )
 
 
-def _payment_id(index: TraceIndex, logs: Sequence[LogRecord]) -> str | None:
+class _Facts(NamedTuple):
+    """What the summary reads from the spans themselves; the native core returns the same, as
+    a tuple."""
+
+    extent_ns: int
+    services: tuple[str, ...]
+    error: bool
+    root_error: bool
+    payment_id: str | None  # the spans' (the root's, else the first's): logs are not read
+
+
+def _facts(index: TraceIndex) -> _Facts:
+    """The spans' part of the summary (the reference the native core is held to)."""
+    root = index.main_root
+    spans = index.spans
+    return _Facts(
+        extent_ns=(max(map(end_of, spans)) - min(s.start_ns for s in spans)) if spans else 0,
+        services=tuple(sorted({s.service for s in spans if s.service})),
+        error=any(map(failed, spans)),
+        root_error=failed(root) if root else False,
+        payment_id=_span_payment_id(index),
+    )
+
+
+def _span_payment_id(index: TraceIndex) -> str | None:
     root = index.main_root
     if root is not None and (found := attr_str(root.attributes, c.PAYMENT_ID)):
         return found
@@ -127,8 +158,10 @@ def _payment_id(index: TraceIndex, logs: Sequence[LogRecord]) -> str | None:
         key=lambda s: (s.start_ns, s.span_id),
         default=None,
     )
-    if first is not None:
-        return attr_str(first.attributes, c.PAYMENT_ID)
+    return None if first is None else attr_str(first.attributes, c.PAYMENT_ID)
+
+
+def _log_payment_id(logs: Sequence[LogRecord]) -> str | None:
     for log in logs:
         if found := attr_str(log.attributes, c.PAYMENT_ID):
             return found
@@ -146,8 +179,13 @@ def _summarize(
     complete: bool,
     anomalies: Iterable[str] = (),
 ) -> TraceSummary:
+    """The summary from the index, the derived records' counts and the logs; the spans are read
+    by the native core when it is in use (:mod:`hopscope.processors.core`), else by
+    :func:`_facts`, its specification."""
     root = index.main_root
-    spans = index.spans
+    native = core.native()
+    parts = None if native is None else native.summary_facts(index.spans, root)
+    facts = _facts(index) if parts is None else _Facts(*parts)
     trace_id = index.trace_id or next((log.trace_id for log in logs if log.trace_id), "")
     return TraceSummary(
         trace_id=trace_id,
@@ -156,17 +194,17 @@ def _summarize(
         root_operation=root.name if root else None,
         start_ns=root.start_ns if root else 0,
         duration_ns=duration(root) if root else 0,
-        extent_ns=(max(map(end_of, spans)) - min(s.start_ns for s in spans)) if spans else 0,
-        span_count=len(spans),
-        services=tuple(sorted({s.service for s in spans if s.service})),
-        error=any(map(failed, spans)),
-        root_error=failed(root) if root else False,
+        extent_ns=facts.extent_ns,
+        span_count=len(index.spans),
+        services=facts.services,
+        error=facts.error,
+        root_error=facts.root_error,
         complete=complete,
         critical_by_service=critical.by_service,
         critical_by_kind=critical.by_kind,
         failover_count=failover_count,
         retry_count=retry_count,
         hop_count=hop_count,
-        payment_id=_payment_id(index, logs),
+        payment_id=facts.payment_id or _log_payment_id(logs),
         anomalies=tuple(sorted({*index.anomalies, *anomalies})),
     )
