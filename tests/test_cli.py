@@ -87,6 +87,27 @@ def test_analyze_offers_exactly_the_analysis_jobs() -> None:
     assert [j.value for j in AnalyzeJob] == ["report", *JOB_NAMES, "compare"]
 
 
+def test_analyze_sets_the_allocator_options_before_polars_loads(tmp_path: Path) -> None:
+    # polars' jemalloc reads _RJEM_MALLOC_CONF once, when polars loads: the command must
+    # import hopscope.analysis first, in a fresh interpreter as a user runs it.
+    from hopscope.analysis import ALLOCATOR_CONF, ALLOCATOR_ENV
+
+    code = (
+        "import os, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from hopscope.cli import app\n"
+        "assert 'polars' not in sys.modules\n"
+        f"CliRunner().invoke(app, ['analyze', 'report', '--parquet', {str(tmp_path)!r}])\n"
+        "assert 'polars' in sys.modules\n"
+        f"print(os.environ[{ALLOCATOR_ENV!r}])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ALLOCATOR_ENV}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    # polars puts its own defaults first; the later options win.
+    assert done.stdout.strip().endswith(ALLOCATOR_CONF)
+
+
 @pytest.fixture(scope="module")
 def otlp_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lock-contention simulation as an OTLP/JSON export (a collector's file exporter)."""

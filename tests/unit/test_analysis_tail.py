@@ -8,6 +8,9 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from hopscope.analysis.jobs import tail
 from hopscope.analysis.loaders import dataset_from_records
@@ -41,6 +44,45 @@ def test_ks_statistic_on_tiny_samples() -> None:
     # Traces with the value are all faster: no evidence they are slower.
     assert ks([1, 2], [3, 4]) == 0.0
     assert ks([3, 4], [1, 2]) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    durations=st.lists(st.integers(1, 6), min_size=1, max_size=30),
+    membership=st.lists(st.lists(st.booleans(), min_size=30, max_size=30), min_size=1,
+                        max_size=4),
+)  # fmt: skip
+def test_value_counts_gap_equals_the_per_group_ranks(
+    durations: list[int], membership: list[list[bool]]
+) -> None:
+    # ks_gaps (distinct durations, cumulative counts) against the reference _ks_gap (ranks
+    # inside each group), bit for bit; few distinct durations, so ties everywhere.
+    traces = pl.DataFrame(
+        {"trace_id": [f"t{i:02d}" for i in range(len(durations))], "duration_ns": durations,
+         "failed": [d % 2 == 0 for d in durations]}
+    )  # fmt: skip
+    values = pl.DataFrame(
+        [
+            ("f", f"v{number}", f"t{i:02d}")
+            for number, flags in enumerate(membership)
+            for i, has in enumerate(flags[: len(durations)])
+            if has
+        ],
+        schema={"field": pl.String, "value": pl.String, "trace_id": pl.String},
+        orient="row",
+    )
+    members = tail.members_of(traces.lazy(), values.lazy())
+    n = traces.lazy().select(pl.len().cast(pl.Int64).alias("n"))
+    reference = (
+        members.join(n, how="cross")
+        .group_by("field", "value")
+        .agg(tail._ks_gap(pl.col("n")).alias("gap"))
+        .sort("value")
+        .collect()
+    )
+    gaps = tail.value_counts(members, traces.lazy(), 3.0).select("field", "value", "gap")
+    # NaN where every trace has the value (k = n): the same in both, and filtered out later.
+    assert_frame_equal(gaps.sort("value").collect(), reference, check_exact=True)
 
 
 def test_p_values_match_hand_computed_values() -> None:

@@ -9,6 +9,7 @@ files to everything they hold (files: the traces that start in it).
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 DEFAULT_WINDOW: Final = timedelta(hours=24)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _write(console: Console, text: str) -> None:
+    """``text`` on the console's stream as it is: JSON is data, not something to highlight.
+    ``Console.out`` would run rich's highlighter and line splitting over every character
+    (16 s for the 3 MB report of 1M spans, three times the report itself) to print the
+    same bytes to a pipe."""
+    console.file.write(text)
+    console.file.flush()
 
 
 class AnalysisUnavailableError(HopscopeError):
@@ -313,6 +323,9 @@ def analyze_command(
     tail attribution, load balance, database and cache; `compare` (or `report --baseline`)
     ranks the services that caused a change against a baseline window."""
     try:
+        # hopscope.analysis first: it sets polars' allocator options, read once when polars
+        # loads (hopscope.analysis.ALLOCATOR_CONF); imported after polars it cannot.
+        importlib.import_module("hopscope.analysis")
         import polars  # noqa: F401
     except ImportError:
         raise AnalysisUnavailableError(
@@ -347,7 +360,7 @@ def analyze_command(
         if as_json:
             from hopscope.analysis.render import job_json
 
-            out.out(job_json(result), end="")
+            _write(out, job_json(result))
         else:
             from hopscope.analysis.render import print_job
 
@@ -409,7 +422,7 @@ def analyze_command(
         assert reference is not None
         result = compare.run(data.collect(), reference.collect())
         if as_json:
-            out.out(job_json(result), end="")
+            _write(out, job_json(result))
         else:
             print_job(result, out, wide=wide)
         return
@@ -426,7 +439,7 @@ def analyze_command(
             err.print(f"HTML report: {html.resolve()}", markup=False, highlight=False)
         if job is AnalyzeJob.REPORT:
             if as_json:
-                out.out(report_json(report), end="")
+                _write(out, report_json(report))
             else:
                 print_report(report, out)
             return
@@ -434,6 +447,6 @@ def analyze_command(
     else:
         result = job_function(job.value)(data.collect())
     if as_json:
-        out.out(job_json(result), end="")
+        _write(out, job_json(result))
     else:
         print_job(result, out, wide=wide)

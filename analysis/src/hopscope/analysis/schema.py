@@ -242,6 +242,9 @@ class Dataset:
                 frame = frame.with_columns(pl.lit(None, dtype=dtypes[c]).alias(c) for c in skipped)
             frames.append(frame)
         collected = pl.collect_all(frames)
-        # One chunk per column: loaders concatenate pages and part files, and some string
-        # kernels of polars 2.1's streaming engine mishandle filtered multi-chunk columns.
-        return Dataset(*(frame.rechunk().lazy() for frame in collected))
+        # Kept in the chunks the loaders give (one per part file or page), not rechunked: a
+        # rechunk copies every text column's 16-byte views and buffers (at 10M spans 3-4 GB,
+        # a third of the report's peak memory and most of its system time, the kernel zeroing
+        # fresh pages). The jobs avoid the polars 2.1 streaming kernel that mishandled
+        # filtered multi-chunk text (pl.format; tail.candidate_values).
+        return Dataset(*(frame.lazy() for frame in collected))

@@ -69,13 +69,13 @@ def _server_spans(spans: pl.LazyFrame) -> pl.DataFrame:
         .collect()
     )
     # Children of server spans only: a one-column filter on the servers' span ids drops most
-    # spans cheaply, the exact (trace, parent) match follows, so the sum per parent runs over
-    # those children instead of grouping every span by its parent.
-    keys = servers.lazy().select("trace_id", pl.col("span_id").alias("parent_id"))
+    # spans cheaply, so the sum per parent runs over those children instead of grouping every
+    # span by its parent. The exact (trace, parent) match is the left join below: a sum whose
+    # parent is no server span is never looked up (a semi join before the sum hashed the
+    # same two text columns once more, 1 CPU-s at 10M spans).
     children = (
         spans.select("trace_id", "parent_id", "duration_ns")
         .filter(pl.col("parent_id").is_in(servers.get_column("span_id").implode()))
-        .join(keys, on=["trace_id", "parent_id"], how="semi")
         .group_by("trace_id", "parent_id")
         .agg(pl.col("duration_ns").sum().alias("children_ns"))
     )
