@@ -1,6 +1,6 @@
 """The native per-span core against the Python reference, record for record and document for
-document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop
-and coordination-delay documents against the schema tables, the trace's tree index against
+document (:mod:`hopscope.processors.core`): the decoder against ``decode.py``, span, log, hop,
+coordination-delay and trace documents against the schema tables, the trace's tree index against
 ``TraceIndex._build``, the critical path's walk against ``critical_path._walked``, the hops
 against ``hops._hops``, the summary's span facts against ``summary._facts``, the coordination
 delays and 2PC transactions against ``coordination._derive_coordination`` and
@@ -22,7 +22,9 @@ distance), the derivation fuzz test's forests (cycles, duplicates, unknown paren
 index and the summary with payment ids, error types, statuses and services of every shape),
 every simulator scenario and edge cases (missing parents, zero-length and end-before-start spans,
 20k-span chains and fan-outs); what the native core hands back (times past 64 bits, text that
-is no UTF-8, kinds to infer) is checked to be derived by the reference.
+is no UTF-8, kinds to infer) is checked to be derived by the reference. The trace documents are
+compared on the summaries and critical paths of all of these, and on random summaries and paths
+with values of every type the table writes as they are.
 """
 
 from __future__ import annotations
@@ -69,9 +71,16 @@ from hopscope.processors.derive.coordination import (
     _derive_coordination,
     _derive_two_phase_commits,
 )
-from hopscope.processors.derive.critical_path import PathSegment, _critical_path, _Walked, _walked
+from hopscope.processors.derive.critical_path import (
+    SEGMENT_KINDS,
+    CriticalPath,
+    PathSegment,
+    _critical_path,
+    _Walked,
+    _walked,
+)
 from hopscope.processors.derive.hops import _hops
-from hopscope.processors.derive.summary import _Facts, _facts
+from hopscope.processors.derive.summary import TraceSummary, _Facts, _facts
 from hopscope.processors.documents import Document, log_document, span_document
 from hopscope.processors.errors import DecodeError
 from hopscope.processors.pipeline import derive_gathered
@@ -452,10 +461,40 @@ def same_derived_documents(hops: list[Hop], delays: list[CoordinationDelay]) -> 
         assert list(written.body) == list(expected.body)
 
 
+def typed(value: Any) -> Any:
+    """``value`` with the type of each scalar and the order of each dict (``1 == 1.0 == True``
+    and dicts compare equal in any order otherwise)."""
+    if type(value) is dict:
+        return [("dict", key, typed(item)) for key, item in value.items()]
+    if type(value) is list:
+        return ["list", *(typed(item) for item in value)]
+    return (type(value), value)
+
+
+def table_trace_document(summary: TraceSummary, path: CriticalPath) -> Document:
+    """The trace's document as ``schema.TRACES`` writes it (the native core's specification)."""
+    return documents._document(schema.TRACES, schema.TraceRecord(summary, path), "p")
+
+
+def same_trace_document(summary: TraceSummary, path: CriticalPath) -> bool:
+    """The native trace document equals the table's, types and field order included; True
+    when the native core wrote it."""
+    native = core.native()
+    assert native is not None
+    parts = native.trace_document(summary, path, "p")
+    if parts is None:
+        return False
+    written = Document("traces", *parts)
+    expected = table_trace_document(summary, path)
+    assert written == expected
+    assert typed(written.body) == typed(expected.body)
+    return True
+
+
 @pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
 def test_derived_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
-    """Hops and coordination delays of the simulator's traces: the tables' documents, and
-    ``derived_documents`` yields them."""
+    """Hops, coordination delays and summaries of the simulator's traces: the tables'
+    documents, and ``derived_documents`` yields them."""
     spans, _ = scenario_payloads(scenario)
     by_trace: dict[str, list[SpanRecord]] = {}
     for span in d.decode_span_message(spans, received_ns=RECEIVED).spans:
@@ -466,14 +505,16 @@ def test_derived_documents_of_every_simulator_scenario(scenario: Scenario) -> No
     assert hops
     same_derived_documents(hops, delays)
     for records in derived:
+        assert same_trace_document(records.summary, records.critical_path)
         written = [
             doc
             for doc in documents.derived_documents(records, "p")
-            if doc.kind == "hops" or doc.body.get(schema.RECORD_FIELD) == "delay"
+            if doc.kind in ("hops", "traces") or doc.body.get(schema.RECORD_FIELD) == "delay"
         ]
         expected = [documents._document(schema.HOPS, hop, "p") for hop in records.hops]
         expected += [documents._document(schema.COORDINATION, delay, "p")
                      for delay in records.coordination]  # fmt: skip
+        expected.append(table_trace_document(records.summary, records.critical_path))
         assert written == expected
 
 
@@ -1382,3 +1423,178 @@ def test_footprint_edge_cases() -> None:
         native.footprints([_span("f", None, SERVER, 0, 1, attributes={1: "v"})])
     with pytest.raises(TypeError):
         footprint(_span("f", None, SERVER, 0, 1, attributes={1: "v"}))
+
+
+# -- trace documents ---------------------------------------------------------------------------
+
+
+def test_the_native_trace_document_splits_the_segment_kinds() -> None:
+    native = core.native()
+    assert native is not None
+    assert tuple(native.SEGMENT_KINDS) == SEGMENT_KINDS
+
+
+@given(st.one_of(summary_traces(), span_trees(), call_traces(), coordination_traces()))
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
+def test_random_trace_documents(spans: list[SpanRecord]) -> None:
+    """The summaries and paths the derivations make of random traces; a payment id that is not
+    a scalar (a list attribute) is the table's to write."""
+    records = derive_all(spans)
+    summary = records.summary
+    scalar = summary.payment_id is None or type(summary.payment_id) in (str, int, float, bool)
+    assert same_trace_document(summary, records.critical_path) == scalar
+
+
+@pytest.mark.parametrize("scenario", list(Scenario), ids=lambda s: s.value)
+def test_trace_documents_of_every_simulator_scenario(scenario: Scenario) -> None:
+    """Every trace of every scenario, its logs and the processors' enrichment included: the
+    native core writes its document, the table's."""
+    spans, logs = scenario_payloads(scenario)
+    records = d.decode_span_message(spans, received_ns=RECEIVED).spans
+    traces, _ = derive_gathered(records, d.decode_logs(logs, received_ns=RECEIVED))
+    assert traces
+    for trace in traces:
+        assert same_trace_document(trace.records.summary, trace.records.critical_path)
+
+
+@pytest.mark.parametrize("name", list(INDEX_EDGES))
+def test_trace_document_edge_cases(name: str) -> None:
+    """Cycles (no main root, an empty path), duplicates, zero-length and end-before-start
+    spans, 20k-span chains, payment ids that are not text."""
+    records = derive_all(INDEX_EDGES[name])
+    assert same_trace_document(records.summary, records.critical_path)
+
+
+# Values the table writes as they are, a scalar of each type.
+doc_scalars = st.one_of(texts, integers, floats, st.booleans(), st.none(), st.integers())
+doc_texts = st.one_of(texts, st.none())
+
+
+@st.composite
+def trace_records(draw: st.DrawFn) -> tuple[TraceSummary, CriticalPath]:
+    """A summary and a path of arbitrary values: missing ids, every scalar where the table
+    writes one, services and anomalies as tuples or lists (empty too), per-kind maps with kinds
+    missing, operations with part of their split."""
+    operations = draw(st.lists(st.one_of(texts, st.sampled_from(["op", "é/ü"])), max_size=4,
+                               unique=True))  # fmt: skip
+    by_operation = {operation: draw(doc_scalars) for operation in operations}
+    pairs = [(operation, kind) for operation in operations for kind in SEGMENT_KINDS]
+    chosen = draw(st.lists(st.sampled_from(pairs), unique=True)) if pairs else []
+    by_operation_kind = {pair: draw(integers) for pair in chosen}
+    path = CriticalPath(
+        "t", None, 0, 0, (), {}, by_operation, {}, {}, by_operation_kind=by_operation_kind
+    )
+    sequences = st.one_of(
+        st.lists(texts, max_size=3).map(tuple), st.lists(texts, max_size=3), st.just(())
+    )
+    summary = TraceSummary(
+        trace_id=draw(texts),
+        root_span_id=draw(doc_texts),
+        root_service=draw(doc_texts),
+        root_operation=draw(doc_texts),
+        start_ns=draw(times),
+        duration_ns=draw(doc_scalars),
+        extent_ns=draw(doc_scalars),
+        span_count=draw(doc_scalars),
+        services=draw(sequences),
+        error=draw(st.one_of(st.booleans(), st.none(), integers)),
+        root_error=draw(doc_scalars),
+        complete=draw(doc_scalars),
+        critical_by_service=draw(st.dictionaries(texts, doc_scalars, max_size=3)),
+        critical_by_kind=draw(
+            st.dictionaries(st.sampled_from([*SEGMENT_KINDS, "other"]), doc_scalars)
+        ),
+        failover_count=draw(doc_scalars),
+        retry_count=draw(doc_scalars),
+        hop_count=draw(doc_scalars),
+        payment_id=draw(doc_texts),
+        anomalies=draw(st.one_of(sequences, st.none())),  # type: ignore[arg-type]
+    )
+    return summary, path
+
+
+@given(trace_records())
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_OK)
+def test_random_trace_documents_of_arbitrary_values(
+    records: tuple[TraceSummary, CriticalPath],
+) -> None:
+    summary, path = records
+    in_range = 0 <= summary.start_ns < 2**63
+    assert same_trace_document(summary, path) == in_range
+
+
+def _records(spans: list[SpanRecord], **summary: Any) -> Any:
+    records = derive_all(spans)
+    return dataclasses.replace(records, summary=dataclasses.replace(records.summary, **summary))
+
+
+def test_what_the_native_trace_document_does_not_take_goes_to_the_table() -> None:
+    """A start past 64 bits or before 1970, a time that is no int, maps that are no dict, a
+    services or anomalies value that is no tuple, a split the table would add as a float or fail
+    on: the native core hands the trace back, and ``derived_documents`` writes (or fails on) it
+    as the table does."""
+    native = core.native()
+    assert native is not None
+    spans = [_span("r", None, SERVER, 0, 100), _span("a", "r", CLIENT, 10, 60, service="gw")]
+    base = derive_all(spans)
+    path = base.critical_path
+    operation = next(iter(path.by_operation))
+    handed_back = [
+        _records(spans, start_ns=2**64),
+        _records(spans, start_ns=-1),
+        _records(spans, start_ns=True),
+        _records(spans, start_ns=5.0),
+        _records(spans, trace_id=7),
+        _records(spans, services=frozenset({"svc"})),
+        _records(spans, anomalies="span_limit"),
+        _records(spans, payment_id=["pay-1"]),
+        _records(spans, root_error=b"x"),
+        _records(spans, critical_by_kind=MappingProxyType(dict(base.summary.critical_by_kind))),
+        _records(spans, critical_by_service=MappingProxyType({"svc": 1})),
+        _records(spans, critical_by_kind={"self": [1]}),
+        dataclasses.replace(
+            base, critical_path=dataclasses.replace(path, by_operation=MappingProxyType({}))
+        ),
+        dataclasses.replace(
+            base,
+            critical_path=dataclasses.replace(path, by_operation_kind={(operation, "self"): 2.5}),
+        ),
+        dataclasses.replace(
+            base,
+            critical_path=dataclasses.replace(path, by_operation_kind={(operation, "other"): 1}),
+        ),
+        dataclasses.replace(
+            base,
+            critical_path=dataclasses.replace(path, by_operation_kind={("elsewhere", "self"): 1}),
+        ),
+    ]
+    for records in handed_back:
+        assert native.trace_document(records.summary, records.critical_path, "p") is None
+        try:
+            expected: Any = list(python_core(documents.derived_documents, records, "p"))
+        except Exception as error:  # the table fails on it: so does the dispatcher
+            with pytest.raises(type(error)):
+                list(documents.derived_documents(records, "p"))
+        else:
+            assert list(documents.derived_documents(records, "p")) == expected
+    # Past 64 bits, the table still writes a time Python's datetime takes.
+    last = list(documents.derived_documents(handed_back[0], "p"))[-1]
+    assert (last.kind, last.index) == ("traces", "p-traces-2554.07.21")
+
+
+def test_the_edges_of_a_trace_document() -> None:
+    """No spans (no main root, an empty path), ids missing, no anomalies as None, () or [],
+    durations past Elasticsearch's long, every kind missing from the per-kind times."""
+    empty = derive_all([])
+    assert empty.critical_path.root_span_id is None and not empty.critical_path.by_operation
+    assert same_trace_document(empty.summary, empty.critical_path)
+    summary = dataclasses.replace(
+        empty.summary, root_span_id=None, root_service=None, root_operation=None,
+        payment_id=None, duration_ns=2**80, extent_ns=-(2**70), critical_by_kind={},
+        critical_by_service={}, services=(),
+    )  # fmt: skip
+    for anomalies in (None, (), [], ("span_limit",), ["span_limit"]):
+        edge = dataclasses.replace(summary, anomalies=anomalies)  # type: ignore[arg-type]
+        assert same_trace_document(edge, empty.critical_path)
+        written = list(documents.derived_documents(dataclasses.replace(empty, summary=edge), "p"))
+        assert written == [table_trace_document(edge, empty.critical_path)]

@@ -8,6 +8,11 @@
 //! the derivations in Python compute the records, this writes their documents; a field of a
 //! type the table would convert returns None.
 //!
+//! A trace's `traces` document (`schema.TRACES`) from its summary and critical path, the
+//! per-operation and per-service lists included; a field of a type the table would convert (a
+//! services or anomalies value that is no tuple, a map that is no dict, an operation split the
+//! table would fail on, a start past 64 bits) returns None.
+//!
 //! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
 //! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
 
@@ -296,6 +301,17 @@ fn scalar(value: &Bound<'_, PyAny>) -> bool {
         || value.is_exact_instance_of::<PyFloat>()
 }
 
+/// `schema.outcome`: ECS `event.outcome` of a failed flag.
+fn outcome(failed: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    Ok(if failed.is_none() {
+        "unknown"
+    } else if failed.is_truthy()? {
+        "failure"
+    } else {
+        "success"
+    })
+}
+
 /// `(index, id, body)` of a derived record's document, or None for a value the table would
 /// convert, a negative time or one past year 9999.
 fn derived_document<'py>(
@@ -347,17 +363,7 @@ fn derived_document<'py>(
         body.set_item(PyString::intern(py, name), &values[at])?;
     }
     match kind.last {
-        Last::Outcome(name, at) => {
-            let error = &values[at];
-            let outcome = if error.is_none() {
-                "unknown"
-            } else if error.is_truthy()? {
-                "failure"
-            } else {
-                "success"
-            };
-            body.set_item(PyString::intern(py, name), outcome)?;
-        }
+        Last::Outcome(name, at) => body.set_item(PyString::intern(py, name), outcome(&values[at])?)?,
         Last::Constant(name, value) => body.set_item(PyString::intern(py, name), value)?,
     }
     for ((_, name), value) in names.iter().zip(&values) {
@@ -384,4 +390,201 @@ pub fn coordination_document<'py>(
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     derived_document(py, &COORDINATION, &COORDINATION_NAMES, delay, prefix)
+}
+
+/// The critical path's segment kinds (`critical_path.SEGMENT_KINDS`), in the table's order.
+pub const SEGMENT_KINDS: [&str; 3] = ["self", "network", "coordination"];
+
+/// The summary's own fields in `schema.TRACES`' order (`hopscope.trace.<name>`): `TRACE_HEAD`
+/// of them before the per-kind times, the rest after.
+const TRACE_FIELDS: [&str; 16] = [
+    "trace_id", "root_span_id", "root_service", "root_operation", "start_ns", "duration_ns",
+    "extent_ns", "span_count", "services", "error", "root_error", "complete", "failover_count",
+    "retry_count", "hop_count", "payment_id",
+];
+const TRACE_HEAD: usize = 12;
+const TRACE_ID: usize = 0;
+const ROOT_SPAN_ID: usize = 1;
+const ROOT_SERVICE: usize = 2;
+const START_NS: usize = 4;
+const DURATION_NS: usize = 5;
+const SERVICES: usize = 8;
+const ERROR: usize = 9;
+const PAYMENT_ID: usize = 15;
+
+// (attribute, document field) of the summary's own fields; (kind, flat per-kind field, entry
+// name in `critical_by_operation`) of each segment kind; made once.
+static TRACE_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
+type KindNames = Vec<(Py<PyString>, Py<PyString>, Py<PyString>)>;
+static KIND_NAMES: GILOnceCell<KindNames> = GILOnceCell::new();
+
+/// `value` when it is exactly a dict (the derivations' maps), else None.
+fn exact_dict<'py>(value: Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    if value.is_exact_instance_of::<PyDict>() {
+        value.downcast_into::<PyDict>().ok()
+    } else {
+        None
+    }
+}
+
+/// `value` as `schema._plain` writes a tuple or a list (a list), else None.
+fn sequence<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
+    if let Ok(items) = value.downcast_exact::<PyTuple>() {
+        return Ok(Some(PyList::new(py, items.iter())?));
+    }
+    if let Ok(items) = value.downcast_exact::<PyList>() {
+        return Ok(Some(PyList::new(py, items.iter())?));
+    }
+    Ok(None)
+}
+
+/// `schema._critical_by_operation`: an entry per operation on the path, its exclusive time and
+/// its split by segment kind; None where the table would write another value or fail.
+fn critical_by_operation<'py>(
+    py: Python<'py>,
+    path: &Bound<'py, PyAny>,
+    kinds: &KindNames,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let Some(by_operation) = exact_dict(path.getattr(intern!(py, "by_operation"))?) else { return Ok(None) };
+    let Some(by_operation_kind) = exact_dict(path.getattr(intern!(py, "by_operation_kind"))?) else {
+        return Ok(None);
+    };
+    let entries = PyDict::new(py);
+    let list = PyList::empty(py);
+    for (operation, total) in by_operation.iter() {
+        if !operation.is_exact_instance_of::<PyString>() {
+            return Ok(None);
+        }
+        let entry = PyDict::new(py);
+        entry.set_item(intern!(py, "operation"), &operation)?;
+        entry.set_item(intern!(py, "exclusive_ns"), total)?;
+        for (_, _, name) in kinds {
+            entry.set_item(name.bind(py), 0)?;
+        }
+        entries.set_item(operation, &entry)?;
+        list.append(entry)?;
+    }
+    for (key, ns) in by_operation_kind.iter() {
+        let Ok(key) = key.downcast_exact::<PyTuple>() else { return Ok(None) };
+        if key.len() != 2 || !ns.is_exact_instance_of::<PyInt>() {
+            return Ok(None);
+        }
+        let (operation, kind) = (key.get_item(0)?, key.get_item(1)?);
+        let Ok(kind) = kind.downcast_exact::<PyString>() else { return Ok(None) };
+        let Some(at) = SEGMENT_KINDS.iter().position(|k| kind.to_str().is_ok_and(|s| s == *k)) else {
+            return Ok(None);
+        };
+        if !operation.is_exact_instance_of::<PyString>() {
+            return Ok(None);
+        }
+        let Some(entry) = entries.get_item(&operation)? else { return Ok(None) };
+        // The table adds ns to the entry's 0; each (operation, kind) comes once.
+        entry.set_item(kinds[at].2.bind(py), ns)?;
+    }
+    Ok(Some(list))
+}
+
+/// `(index, id, body)` of the `traces` document of a trace's `summary` and `critical_path`
+/// under `prefix`, or None (module docstring).
+#[pyfunction]
+pub fn trace_document<'py>(
+    py: Python<'py>,
+    summary: &Bound<'py, PyAny>,
+    critical_path: &Bound<'py, PyAny>,
+    prefix: &str,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let names = TRACE_NAMES.get_or_init(py, || {
+        TRACE_FIELDS
+            .iter()
+            .map(|name| {
+                (PyString::intern(py, name).unbind(),
+                 PyString::intern(py, &format!("hopscope.trace.{name}")).unbind())
+            })
+            .collect()
+    });
+    let kinds = KIND_NAMES.get_or_init(py, || {
+        SEGMENT_KINDS
+            .iter()
+            .map(|kind| {
+                (PyString::intern(py, kind).unbind(),
+                 PyString::intern(py, &format!("hopscope.trace.critical_by_kind.{kind}")).unbind(),
+                 PyString::intern(py, &format!("{kind}_ns")).unbind())
+            })
+            .collect()
+    });
+    let mut values = Vec::with_capacity(names.len());
+    for (at, (name, _)) in names.iter().enumerate() {
+        let value = summary.getattr(name.bind(py))?;
+        if at == SERVICES {
+            let Some(services) = sequence(py, &value)? else { return Ok(None) };
+            values.push(services.into_any());
+        } else if scalar(&value) {
+            values.push(value);
+        } else {
+            return Ok(None);
+        }
+    }
+    let start = &values[START_NS];
+    if !start.is_exact_instance_of::<PyInt>() {
+        return Ok(None);
+    }
+    let Ok(start_ns) = start.extract::<i64>() else { return Ok(None) };
+    if start_ns < 0 {
+        return Ok(None);
+    }
+    let start_ns = i128::from(start_ns);
+    let Some(at) = timestamp(start_ns) else { return Ok(None) };
+    let Ok(trace_id) = values[TRACE_ID].downcast::<PyString>() else { return Ok(None) };
+    let id = trace_id.to_str()?.to_string();
+    let Some(by_kind) = exact_dict(summary.getattr(intern!(py, "critical_by_kind"))?) else { return Ok(None) };
+    let Some(by_service) = exact_dict(summary.getattr(intern!(py, "critical_by_service"))?) else {
+        return Ok(None);
+    };
+    let anomalies = summary.getattr(intern!(py, "anomalies"))?;
+    let anomalies = if anomalies.is_none() {
+        None
+    } else {
+        let Some(list) = sequence(py, &anomalies)? else { return Ok(None) };
+        (!list.is_empty()).then_some(list)
+    };
+    let Some(by_operation) = critical_by_operation(py, critical_path, kinds)? else { return Ok(None) };
+    let body = PyDict::new(py);
+    body.set_item(intern!(py, "@timestamp"), at)?;
+    body.set_item(intern!(py, "trace.id"), &values[TRACE_ID])?;
+    body.set_item(intern!(py, "span.id"), &values[ROOT_SPAN_ID])?;
+    body.set_item(intern!(py, "service.name"), &values[ROOT_SERVICE])?;
+    body.set_item(intern!(py, "event.duration"), &values[DURATION_NS])?;
+    body.set_item(intern!(py, "event.outcome"), outcome(&values[ERROR])?)?;
+    body.set_item(intern!(py, "payment.id"), &values[PAYMENT_ID])?;
+    for ((_, name), value) in names[..TRACE_HEAD].iter().zip(&values) {
+        body.set_item(name.bind(py), value)?;
+    }
+    for (kind, name, _) in kinds {
+        // `critical_by_kind.get(kind, 0)`, written as it is.
+        let value = match by_kind.get_item(kind.bind(py))? {
+            Some(value) => value,
+            None => 0i64.into_pyobject(py)?.into_any(),
+        };
+        if !scalar(&value) {
+            return Ok(None);
+        }
+        body.set_item(name.bind(py), value)?;
+    }
+    for ((_, name), value) in names[TRACE_HEAD..].iter().zip(&values[TRACE_HEAD..]) {
+        body.set_item(name.bind(py), value)?;
+    }
+    if let Some(anomalies) = anomalies {
+        body.set_item(intern!(py, "hopscope.sanitized"), anomalies)?;
+    }
+    body.set_item(intern!(py, "hopscope.trace.critical_by_operation"), by_operation)?;
+    let services = PyList::empty(py);
+    for (service, ns) in by_service.iter() {
+        let entry = PyDict::new(py);
+        entry.set_item(intern!(py, "service"), service)?;
+        entry.set_item(intern!(py, "exclusive_ns"), ns)?;
+        services.append(entry)?;
+    }
+    body.set_item(intern!(py, "hopscope.trace.critical_by_service"), services)?;
+    let index = daily_index(prefix, "traces", start_ns);
+    parts(py, &index, &id, body)
 }

@@ -752,6 +752,8 @@ fn hopscope_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(document::log_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::hop_document, m)?)?;
     m.add_function(wrap_pyfunction!(document::coordination_document, m)?)?;
+    m.add_function(wrap_pyfunction!(document::trace_document, m)?)?;
+    m.add("SEGMENT_KINDS", document::SEGMENT_KINDS.to_vec())?;
     m.add_function(wrap_pyfunction!(critical::critical_path, m)?)?;
     m.add_function(wrap_pyfunction!(hops::hops, m)?)?;
     m.add("HOP_KEYS", hops::KEYS.to_vec())?;

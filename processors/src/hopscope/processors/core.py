@@ -9,9 +9,9 @@ malformed or empty request, a rejected span, an attribute map past its limits), 
 reference decodes. ``tests/unit/test_native_differential.py`` holds the two to the same records,
 document for document.
 
-The same choice covers the per-trace work the native core does: span, log, hop and
-coordination-delay documents (:mod:`hopscope.processors.documents`), the trace's tree index
-(``derive._common.TraceIndex._build``), the critical path's walk
+The same choice covers the per-trace work the native core does: span, log, hop,
+coordination-delay and trace documents (:mod:`hopscope.processors.documents`), the trace's tree
+index (``derive._common.TraceIndex._build``), the critical path's walk
 (``derive.critical_path._walked``), the hops (``derive.hops._hops``), what the trace summary
 reads from the spans (``derive.summary._facts``), the coordination delays and 2PC transactions
 (``derive.coordination._derive_coordination``, ``_derive_two_phase_commits``) and the spans'

@@ -131,8 +131,8 @@ def failover_document(failover: Failover, prefix: str) -> Document:
 
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
-    # Hops (about one a span) and coordination delays are written by the native core when it
-    # is in use, as spans are; the tables are the specification.
+    # Hops (about one a span), coordination delays and the trace's summary are written by the
+    # native core when it is in use, as spans are; the tables are the specification.
     native = core.native()
     for hop in derived.hops:
         parts = None if native is None else native.hop_document(hop, prefix)
@@ -148,4 +148,10 @@ def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document
         )
     for commit in derived.two_phase_commits:
         yield _document(schema.TWO_PHASE_COMMITS, commit, prefix)
-    yield _document(schema.TRACES, TraceRecord(derived.summary, derived.critical_path), prefix)
+    summary, path = derived.summary, derived.critical_path
+    parts = None if native is None else native.trace_document(summary, path, prefix)
+    yield (
+        _document(schema.TRACES, TraceRecord(summary, path), prefix)
+        if parts is None
+        else Document("traces", *parts)
+    )
