@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -24,6 +24,8 @@ from opentelemetry.trace import SpanContext
 
 from hopscope.ingest.redaction import may_contain_pan
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _U64 = (1 << 64) - 1
 _SMALL_VARINTS = [bytes([n]) for n in range(128)]
 _pack_q = struct.Struct("<Q").pack
@@ -49,6 +51,15 @@ _name_kind_cache: dict[tuple[str, Any], tuple[bytes, bool]] = {}
 _resource_cache: dict[int, tuple[Resource, bytes, bool]] = {}
 _scope_cache: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
 _MISSING: Any = object()
+
+
+def _bounded_put(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """``cache[key] = value``, the cache emptied first once it holds ``_KV_CACHE_LIMIT``
+    entries (a service with unbounded distinct values must not grow it forever)."""
+    if len(cache) >= _KV_CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _varint(value: int) -> bytes:
@@ -96,10 +107,9 @@ def _key_value(key: str, value: Any) -> bytes:
         cache_key = (key, type(value), value)
         cached = _kv_cache.get(cache_key)
         if cached is None:
-            cached = _ld(b"\x0a", key.encode()) + _ld(b"\x12", _any_value(value))
-            if len(_kv_cache) >= _KV_CACHE_LIMIT:
-                _kv_cache.clear()
-            _kv_cache[cache_key] = cached
+            cached = _bounded_put(
+                _kv_cache, cache_key, _ld(b"\x0a", key.encode()) + _ld(b"\x12", _any_value(value))
+            )
         return cached
     return _ld(b"\x0a", key.encode()) + _ld(b"\x12", _any_value(value))
 
@@ -122,10 +132,9 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None, suspects: list
             if entry is None:
                 kv = _key_value(key, value)
                 field = tag + _varint(len(kv)) + kv
-                entry = (field, kind is str and may_contain_pan(field))
-                if len(_field_cache) >= _KV_CACHE_LIMIT:
-                    _field_cache.clear()
-                _field_cache[cache_key] = entry
+                entry = _bounded_put(
+                    _field_cache, cache_key, (field, kind is str and may_contain_pan(field))
+                )
             out.append(entry[0])
             if entry[1]:
                 suspects.append(True)
@@ -175,11 +184,8 @@ def _span(span: ReadableSpan, suspects: list[bool]) -> bytes:
     head = _name_kind_cache.get(name_kind)
     if head is None:
         name = span.name.encode()
-        head = (_ld(b"\x2a", name) + b"\x30" + _SMALL_VARINTS[span.kind.value + 1],
-                may_contain_pan(name))  # fmt: skip
-        if len(_name_kind_cache) >= _KV_CACHE_LIMIT:
-            _name_kind_cache.clear()
-        _name_kind_cache[name_kind] = head
+        field = _ld(b"\x2a", name) + b"\x30" + _SMALL_VARINTS[span.kind.value + 1]
+        head = _bounded_put(_name_kind_cache, name_kind, (field, may_contain_pan(name)))
     parts.append(head[0])
     if head[1]:
         suspects.append(True)
