@@ -205,3 +205,47 @@ def test_deduplication_only_of_repeated_ids_equals_the_rule_over_every_row() -> 
     after = _deduplicated(frame).collect()
     assert after.height == len({r[_ID] for r in rows})
     assert_frame_equal(after.sort(_ID), before.sort(_ID))
+
+
+def test_a_replayed_span_reads_as_its_newest_version(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    # Spans are deduplicated on their trace and span ids (their _id is not read).
+    spans, logs = records
+    (final, *_) = [d for d in documents_from_records(spans, logs) if d.kind == "spans"]
+    early = dataclasses.replace(final, body={**final.body, "event.duration": 1})
+    writer = ParquetArchive(tmp_path)
+    writer.write([early])
+    writer.write([final])
+    loaded = load_parquet(tmp_path, progress=False).spans.collect()
+    assert loaded.height == 1
+    assert loaded["duration_ns"][0] == final.body["event.duration"]
+
+
+def test_deduplication_on_trace_and_span_ids_equals_the_rule_on_the_id() -> None:
+    """``_id`` is in_trace(trace id, span id): deduplicating on the two columns keeps the
+    same rows; a tombstone (or a missing column) sends a kind back to its ``_id``."""
+    import random
+
+    from hopscope.analysis.loaders.parquet import _FILE, _ID, _deduplicated, _key
+    from hopscope.processors.archive import DELETED
+    from hopscope.processors.schema import in_trace
+
+    rng = random.Random(5)
+    rows = []
+    for k in range(3000):
+        trace = rng.choice([None, "0af7", "0af8", "1b"])
+        span = f"{rng.randrange(40):04x}"
+        part = f"part-{rng.randrange(5):02d}"
+        rows.append({_ID: in_trace(trace, span), "trace.id": trace, "span.id": span,
+                     _FILE: part, "v": k})  # fmt: skip
+    frame = pl.LazyFrame(rows)
+    key = _key("spans", frame.collect_schema())
+    assert key == ["trace.id", "span.id"]
+    expected = _deduplicated(frame).collect().sort(_ID)
+    actual = _deduplicated(frame.drop(_ID), key).collect()
+    assert_frame_equal(actual.sort("v"), expected.drop(_ID).sort("v"))
+    with_tombstones = frame.with_columns(pl.lit(None, pl.Boolean).alias(DELETED))
+    assert _key("spans", with_tombstones.collect_schema()) == [_ID]
+    assert _key("spans", frame.drop("span.id").collect_schema()) == [_ID]
+    assert _key("traces", frame.collect_schema()) == [_ID]

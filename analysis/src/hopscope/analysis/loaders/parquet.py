@@ -15,7 +15,9 @@ attribute keys of its own records, and leaves out columns null in every row). Pr
    Parquet statistics can skip row groups;
 4. records written twice by a replay (same ``_id``) are kept once, in their newest version,
    per dataset kind (the coordination directory is split into delays and 2PC first);
-   the rule runs only on the rows whose id repeats. A record whose newest version is a
+   the rule runs only on the rows whose id repeats. Spans, hops and delays are named by
+   their trace id and span (hop) id, so without tombstones the rule keys on those two
+   columns and ``_id`` is not read. A record whose newest version is a
    tombstone (deleted from Elasticsearch, :data:`hopscope.processors.archive.DELETED`) is
    dropped.
 
@@ -48,6 +50,13 @@ _ID: Final = "_id"
 # order (hopscope.processors.archive).
 _FILE: Final = "_part_file"
 _DUPLICATED: Final = "_duplicated"
+# Dataset kind -> the columns its document id is made of, where ids are in_trace(trace id,
+# local id) (hopscope.processors.schema; DESIGN.md §3's id table).
+_IN_TRACE: Final = {
+    "spans": ("trace.id", "span.id"),
+    "hops": ("trace.id", "hopscope.hop.hop_id"),
+    "coordination": ("trace.id", "span.id"),  # delays; the 2PC ids are of their own
+}
 _STAMP: Final = "@timestamp"
 _STAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 # Columns whose type is fixed whatever the part file holds: the timestamp, and the trace
@@ -221,7 +230,22 @@ def _filters(
     return frame
 
 
-def _deduplicated(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _key(kind: str, schema: pl.Schema) -> list[str]:
+    """The columns that name a record of ``kind`` as its ``_id`` does.
+
+    Spans, hops and delays are named ``<trace id>-<span id>`` (a hop by its client span id;
+    DESIGN.md §3; both hex, so no two pairs give one id): deduplicated on the two columns,
+    the 49-byte ``_id`` of every such record is neither read from the part files nor hashed.
+    Only where no part file of the kind holds a tombstone, whose other columns are null;
+    every other kind keeps its ``_id``.
+    """
+    key = _IN_TRACE.get(kind)
+    if key is None or DELETED in schema or not all(c in schema for c in key):
+        return [_ID]
+    return list(key)
+
+
+def _deduplicated(frame: pl.LazyFrame, key: Sequence[str] = (_ID,)) -> pl.LazyFrame:
     """Step 4: a record archived twice (a replay, or a trace recomputed after a late span)
     keeps its newest version, as Elasticsearch's overwrite does: part files are named in
     write order, and within one file the later row wins.
@@ -232,13 +256,21 @@ def _deduplicated(frame: pl.LazyFrame) -> pl.LazyFrame:
     itself). Every other row passes as it is. A window over every row, keyed by the text id
     and comparing text file names, cost several times the scan itself. Rows keep their order,
     except that the ones whose hash repeats come last (no job depends on row order).
+
+    ``key``: the columns that name a record (:func:`_key`); with several, their hashes are
+    combined and the exact rule groups by all of them.
     """
-    marked = frame.with_columns(pl.col(_ID).hash().is_duplicated().alias(_DUPLICATED))
+    key = list(key)
+    hashed = pl.col(key[0]).hash()
+    for seed, column in enumerate(key[1:], start=1):
+        hashed = hashed ^ pl.col(column).hash(seed=seed)
+    record = pl.struct(key) if len(key) > 1 else pl.col(key[0])
+    marked = frame.with_columns(hashed.is_duplicated().alias(_DUPLICATED))
     once = marked.filter(~pl.col(_DUPLICATED))
     twice = (
         marked.filter(pl.col(_DUPLICATED))
-        .filter(pl.col(_FILE) == pl.col(_FILE).max().over(_ID))
-        .filter(pl.col(_ID).is_last_distinct())
+        .filter(pl.col(_FILE) == pl.col(_FILE).max().over(key))
+        .filter(record.is_last_distinct())
     )
     kept = pl.concat([once, twice]).drop(_FILE, _DUPLICATED)
     if DELETED not in frame.collect_schema():
@@ -318,7 +350,7 @@ def load_parquet(
             # engine computed again per kind (2-3x the CPU of the directory's load).
             frame = _filters(frame, since, until, services)
             frames.update(
-                (kind, _deduplicated(part))
+                (kind, _deduplicated(part, _key(kind, part.collect_schema())))
                 for kind, part in _split(directory, frame, dataset_kinds)
             )
     return Dataset.from_documents(frames)
