@@ -77,16 +77,7 @@ impl<'py> Span<'py> {
 
     /// `attr_str`: the attribute as a non-empty string, or None.
     fn attr_str(&self, key: &Bound<'py, PyString>) -> Built<Option<Bound<'py, PyAny>>> {
-        let Some(value) = self.attributes.get_item(key)? else {
-            return Ok(None);
-        };
-        if value.is_exact_instance_of::<PyString>() {
-            return Ok(if value.len()? == 0 { None } else { Some(value) });
-        }
-        if value.is_none() || value.eq("")? {
-            return Ok(None);
-        }
-        Ok(Some(value.str()?.into_any()))
+        Ok(crate::index::attr_str(&self.attributes, key)?)
     }
 
     /// `attr_int`: an int (no bool) as it is, None for what is neither an int nor text; text
