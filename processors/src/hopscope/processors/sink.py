@@ -100,7 +100,8 @@ class ElasticsearchSink:
         :class:`~hopscope.core.es_security.EsSecurity`, None: from the environment)."""
         from hopscope.core.es_security import es_client
 
-        return cls(es_client(url, security, request_timeout=60), prefix, url, owns_client=True)
+        client = es_client(url, security, request_timeout=60, serializers=answer_serializers())
+        return cls(client, prefix, url, owns_client=True)
 
     def setup(self) -> None:
         """Install the index templates (:meth:`install_templates`)."""
@@ -190,9 +191,14 @@ class ElasticsearchSink:
         except TransportError as error:
             raise SinkUnavailableError(f"Elasticsearch transport error: {error}") from None
         outcome.took_s = time.perf_counter() - started
+        items = answer["items"]
+        if answer.get("errors") is False and len(items) == len(documents):
+            # No item failed (a deletion's 404, already gone, is no failure): all acknowledged.
+            outcome.acknowledged = len(documents)
+            return outcome
         retryable = 0
         denied: list[str] = []
-        for doc, item in zip(documents, answer["items"], strict=True):
+        for doc, item in zip(documents, items, strict=True):
             result = item.get("delete" if doc.delete else "index", {})
             status = int(result.get("status", 500))
             if status < 300 or status == 409 or (status == 404 and doc.delete):
@@ -219,6 +225,19 @@ class ElasticsearchSink:
                 f"retryable status (e.g. 429: write queue full)"
             )
         return outcome
+
+
+def answer_serializers() -> dict[str, Any]:
+    """The sink client's JSON serializer: answers parsed by orjson (a bulk answer carries one
+    item a document: ~0.2 µs of the client's 0.4 a document), requests written as the client
+    writes them."""
+    from elasticsearch.serializer import JsonSerializer
+
+    class OrjsonAnswers(JsonSerializer):
+        def json_loads(self, data: bytes) -> Any:
+            return orjson.loads(data)  # its JSONDecodeError is a ValueError, as json's
+
+    return {JsonSerializer.mimetype: OrjsonAnswers()}
 
 
 # The serializer switch: False writes with the standard library only (the benchmark's
