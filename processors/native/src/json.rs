@@ -17,31 +17,45 @@ const DEPTH: usize = 64;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+// What each byte becomes in a JSON string: 0 itself, `u` a \u00XX escape, else the letter
+// after a backslash.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// `text` as a JSON string: quotes, backslashes and control characters escaped, the rest
 /// (non-ASCII included) as it is.
 pub fn string(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;
     for (at, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
+        let escape = ESCAPES[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..at]);
-        if escape.is_empty() {
+        if escape == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(byte >> 4)]);
             out.push(HEX[usize::from(byte & 0xf)]);
         } else {
-            out.extend_from_slice(escape);
+            out.push(b'\\');
+            out.push(escape);
         }
         start = at + 1;
     }
@@ -91,8 +105,23 @@ pub fn item(out: &mut Vec<u8>) {
     separate(out);
 }
 
+/// An integer in decimal, written without an allocation.
 pub fn int(out: &mut Vec<u8>, value: i128) {
-    out.extend_from_slice(value.to_string().as_bytes());
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A Python string as a JSON string; false for one with a lone surrogate.
