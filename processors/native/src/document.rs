@@ -1,20 +1,24 @@
 //! A span's `spans` document, as `hopscope.processors.schema.SPANS` writes it: the index, the id
-//! and the body, fields in the table's order. Read from the record (after the processors'
-//! semantic-convention inference), so it serves every span whichever core decoded it. A span
-//! this does not write the table's way (a time past year 9999, which the table fails on, or an
-//! attribute value of a type the decoders never produce) returns None: the table writes it.
+//! and the body, written as compact JSON (`json.rs`) straight from the record, fields in the
+//! table's order; `json.loads` of it equals that of `orjson.dumps` of the table's body, which
+//! the sink would otherwise send. Read from the record (after the processors' semantic-convention
+//! inference), so it serves every span whichever core decoded it. A span this does not write
+//! the table's way (a time past year 9999, which the table fails on, an attribute value of a
+//! type the decoders never produce, or a value orjson refuses: an integer past 64 bits, a lone
+//! surrogate) returns None: the table writes it.
 //!
 //! A hop's `hops` document (`schema.HOPS`) and a coordination delay's (`schema.COORDINATION`):
-//! the derivations in Python compute the records, this writes their documents; a field of a
-//! type the table would convert returns None.
+//! the derivations in Python compute the records, this writes their documents as JSON; a field
+//! of a type the table would convert returns None.
 //!
 //! A trace's `traces` document (`schema.TRACES`) from its summary and critical path, the
-//! per-operation and per-service lists included; a field of a type the table would convert (a
-//! services or anomalies value that is no tuple, a map that is no dict, an operation split the
-//! table would fail on, a start past 64 bits) returns None.
+//! per-operation and per-service lists included, as JSON; a field of a type the table would
+//! convert (a services or anomalies value that is no tuple, a map that is no dict, an operation
+//! split the table would fail on, a start past 64 bits) returns None.
 //!
-//! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
-//! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
+//! A log record's `logs` document likewise (`schema.LOGS`), but as its index and body dict: the
+//! id, a hash of the body's JSON as the standard library writes it with sorted keys, is taken by
+//! the caller, which hashes whichever body it gets the same way.
 
 use pyo3::intern;
 use pyo3::sync::GILOnceCell;

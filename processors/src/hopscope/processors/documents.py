@@ -147,6 +147,7 @@ def _document(table: Table, record: Any, prefix: str) -> Document:
 
 
 def _native(kind: str, parts: tuple[str, str, bytes]) -> Document:
+    """The document the native core handed back as ``(index, id, source)``."""
     index, doc_id, source = parts
     return Document(kind, index, doc_id, source=source)
 
@@ -154,7 +155,8 @@ def _native(kind: str, parts: tuple[str, str, bytes]) -> Document:
 def span_document(span: SpanRecord, prefix: str) -> Document:
     """A span as its ``spans`` document (id ``<trace id>-<span id>``).
 
-    The native core writes it when it is in use (:mod:`hopscope.processors.core`); the table
+    The native core writes it when it is in use (:mod:`hopscope.processors.core`), its body as
+    the JSON the bulk request carries (``Document.source``); the table
     (:data:`~hopscope.processors.schema.SPANS`) is the specification, and writes what the native
     core hands back.
     """
@@ -170,8 +172,9 @@ def span_document(span: SpanRecord, prefix: str) -> Document:
 def log_document(log: LogRecord, prefix: str) -> Document:
     """A log record as its ``logs`` document (id: a hash of its content).
 
-    The native core writes the index and the body when it is in use, as it does for spans;
-    the table (:data:`~hopscope.processors.schema.LOGS`) is the specification.
+    The native core writes the index and the body when it is in use, the body as a dict (the
+    id hashes it as the standard library writes it); the table
+    (:data:`~hopscope.processors.schema.LOGS`) is the specification.
     """
     native = core.native()
     parts = None if native is None else native.log_document(log, prefix)
@@ -192,7 +195,8 @@ def failover_document(failover: Failover, prefix: str) -> Document:
 def derived_documents(derived: DerivedRecords, prefix: str) -> Iterator[Document]:
     """The hops, failovers, coordination delays, 2PC transactions and summary of one trace."""
     # Hops (about one a span), coordination delays and the trace's summary are written by the
-    # native core when it is in use, as spans are; the tables are the specification.
+    # native core when it is in use, as JSON sources as spans are; the tables are the
+    # specification.
     native = core.native()
     for hop in derived.hops:
         parts = None if native is None else native.hop_document(hop, prefix)
