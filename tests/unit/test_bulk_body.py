@@ -120,3 +120,17 @@ def test_any_json_value_serializes_the_same(bodies: list[dict[str, Any]], ids: s
         sink.FAST_JSON = True
     assert _lines(fast) == _lines(slow)
     assert _lines(fast)[1::2] == bodies
+
+
+@settings(max_examples=300, deadline=None)
+@given(verb=st.sampled_from(["index", "delete"]), index=st.text(), doc_id=st.text())
+def test_action_lines_mean_what_their_serialized_dicts_do(
+    verb: str, index: str, doc_id: str
+) -> None:
+    """Formatted or serialized (quotes, backslashes, control characters, lone surrogates), an
+    action line reads back as the action it stands for."""
+    line = sink._action(verb, index, doc_id)
+    expected = sink._dumps({verb: {"_index": index, "_id": doc_id}})
+    assert json.loads(line.decode("utf-8", "surrogatepass")) == json.loads(
+        expected.decode("utf-8", "surrogatepass")
+    )
