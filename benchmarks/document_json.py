@@ -10,7 +10,9 @@ once; then, timed apart, with the native core:
    all were made (as the bulk thread serializes a batch made before it: thousands of bodies,
    cache-cold).
 
-Each is run ``--repeat`` times; the best (least disturbed) is reported, per span. The script
+Each is run ``--repeat`` times; the best (least disturbed) is reported, per span. The allocator
+is tuned as ``hopscope process`` tunes it (:func:`~hopscope.processors.runtime.tune_allocator`):
+without that, orjson's results, held by the thousand, cost several times as much. The script
 uses the public functions only, so the same file measures any revision of the processor: run
 it with that revision's packages on ``PYTHONPATH`` to compare (docs/SCALING.md says how).
 
@@ -31,6 +33,7 @@ from hopscope.processors.derive import derive_all
 from hopscope.processors.documents import Document, derived_documents, span_document
 from hopscope.processors.pipeline import decode
 from hopscope.processors.records import SpanRecord
+from hopscope.processors.runtime import tune_allocator
 from hopscope.processors.sink import bulk_lines
 
 RECEIVED_NS = 1_800_000_000_000_000_000
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     core.select("native")
+    tune_allocator()
     messages, spans = telemetrygen_messages(args.traces, args.child_spans)
     records: list[SpanRecord] = []
     for _key, value in messages:

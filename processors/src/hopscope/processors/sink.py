@@ -245,9 +245,9 @@ def bulk_lines(documents: Sequence[Document]) -> Iterator[bytes]:
     deletion has its action line alone).
 
     Serializing is a large share of the processor's CPU: the client's per-line ``json.dumps``
-    costs ~20 µs per span of our documents, orjson ~3 when each result is dropped at once, but
-    ~5 to 14 when a request's thousands of lines are held (see :func:`_action`); a ``source``
-    the native core wrote costs nothing, an action line ~0.1 µs. The client joins the lines
+    costs ~20 µs per span of our documents, orjson ~3 (several times that when a request's
+    thousands of lines are held and the allocator is not tuned, see :func:`_action`); a
+    ``source`` the native core wrote costs nothing, an action line ~0.1 µs. The client joins the lines
     into its request buffer as it reads them, so the body is held once, not once more as lines.
     """
     for doc in documents:
@@ -266,8 +266,9 @@ def _action(verb: str, index: str, doc_id: str) -> bytes:
     serialized.
 
     Not orjson for every line: it makes each result in a fresh 1 KiB buffer then shrinks it,
-    which, with the thousands of lines a bulk request holds until the client joins them,
-    costs ~2 µs a line (0.2 when each result is dropped at once); formatting costs ~0.1.
+    which, with the thousands of lines a bulk request holds until the client joins them, costs
+    ~0.2 µs a line with the processor's allocator settings (:func:`~hopscope.processors.runtime.
+    tune_allocator`) and ~2 µs without them (glibc's defaults); formatting costs ~0.1 either way.
 
     >>> _action("index", "p-spans-2026.05.04", "t-1")
     b'{"index":{"_index":"p-spans-2026.05.04","_id":"t-1"}}'
