@@ -247,8 +247,9 @@ def bulk_lines(documents: Sequence[Document]) -> Iterator[bytes]:
     Serializing is a large share of the processor's CPU: the client's per-line ``json.dumps``
     costs ~20 µs per span of our documents, orjson ~3 (several times that when a request's
     thousands of lines are held and the allocator is not tuned, see :func:`_action`); a
-    ``source`` the native core wrote costs nothing, an action line ~0.1 µs. The client joins the lines
-    into its request buffer as it reads them, so the body is held once, not once more as lines.
+    ``source`` the native core wrote costs nothing, an action line ~0.1 µs. The client joins
+    the lines into its request buffer as it reads them, so the body is held once, not once
+    more as lines.
     """
     for doc in documents:
         if doc.delete:
