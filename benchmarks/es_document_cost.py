@@ -29,7 +29,6 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -93,7 +92,10 @@ def index_once(es: Any, docs: list[Document], prefix: str, variant: str) -> tupl
         es.indices.put_index_template(
             name=template_name(prefix, kind), **(before(body) if variant == "before" else body)
         )
-    moved = [replace(d, index=d.index.replace(PLACEHOLDER, prefix, 1)) for d in docs]
+    moved = [
+        Document(d.kind, d.index.replace(PLACEHOLDER, prefix, 1), d.id, d.body, d.delete)
+        for d in docs
+    ]
     # The indices are created before the measurement: creating one (a cluster-state update)
     # costs the same under both templates and would swamp a small run.
     for index in sorted({d.index for d in moved}):

@@ -134,7 +134,7 @@ def test_a_record_written_twice_reads_as_its_newest_version(
     summaries = [d for d in documents_from_records(spans, logs)
                  if d.kind == "traces" and d.id == trace_id]  # fmt: skip
     (final,) = summaries
-    early = dataclasses.replace(final, body={**final.body, "event.duration": 1})
+    early = Document(final.kind, final.index, final.id, {**final.body, "event.duration": 1})
     writer = ParquetArchive(tmp_path)
     writer.write([early])
     writer.write([final])
@@ -213,7 +213,7 @@ def test_a_replayed_span_reads_as_its_newest_version(
     # Spans are deduplicated on their trace and span ids (their _id is not read).
     spans, logs = records
     (final, *_) = [d for d in documents_from_records(spans, logs) if d.kind == "spans"]
-    early = dataclasses.replace(final, body={**final.body, "event.duration": 1})
+    early = Document(final.kind, final.index, final.id, {**final.body, "event.duration": 1})
     writer = ParquetArchive(tmp_path)
     writer.write([early])
     writer.write([final])

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -96,6 +98,7 @@ from hopscope.processors.records import (
     SpanRecord,
 )
 from hopscope.processors.sanitize import DEFAULT_LIMITS, Limits
+from hopscope.processors.sink import bulk_lines
 from tests.otlp_builders import any_value, key_values
 from tests.unit.test_fuzz_decode import LIMITS as SMALL_LIMITS
 from tests.unit.test_fuzz_decode import SEEDS, mutated
@@ -144,15 +147,123 @@ def table_document(span: SpanRecord) -> Document:
     return documents._document(schema.SPANS, span, "p")
 
 
+def sent(document: Document) -> Document:
+    """``document`` as the bulk request carries it: its body read back from its source line
+    (a table's NaN is null there, a tuple a list)."""
+    *_, line = bulk_lines([document])
+    return Document(document.kind, document.index, document.id, json.loads(line))
+
+
+def orjson_writes(body: dict[str, Any]) -> bool:
+    """Whether orjson writes ``body`` (the native core writes what it writes, no more)."""
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        return False
+    return True
+
+
 def same_documents(spans: list[SpanRecord]) -> list[Document]:
-    """The native documents of ``spans`` equal the table's, field order included."""
+    """The native documents of ``spans`` equal the table's as sent, field order included;
+    each made natively (its source) is sent as the native core wrote it."""
     native = core.native()
     assert native is not None
     written = [span_document(span, "p") for span in spans]
-    expected = [table_document(span) for span in spans]
-    assert written == expected
-    assert [list(d.body) for d in written] == [list(d.body) for d in expected]
+    expected = [sent(table_document(span)) for span in spans]
+    assert [sent(d) for d in written] == expected
+    assert [typed(sent(d).body) for d in written] == [typed(d.body) for d in expected]
+    for span, document in zip(spans, written, strict=True):
+        assert (document.source is not None) == (native.span_document(span, "p") is not None)
     return written
+
+
+# Values the native JSON writer must write as orjson does, or hand to the table: floats at
+# their edges (NaN and the infinities are null), integers at and past 64 bits, text to escape
+# or to keep raw, a lone surrogate, empty and nested maps, nested lists.
+JSON_EDGES: dict[str, Any] = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "-0.0": -0.0,
+    "1e300": 1e300,
+    "tiny": 5e-324,
+    "1.0": 1.0,
+    "0.1": 0.1,
+    "1e16": 1e16,
+    "1e-7": 1e-7,
+    "big float": 123456789012345680.0,
+    "i64 max": 2**63 - 1,
+    "i64 min": -(2**63),
+    "u64 max": 2**64 - 1,
+    "past u64": 2**64,
+    "below i64": -(2**63) - 1,
+    "huge": 10**40,
+    "unicode": "é/ü 支付 💳",
+    "control": "a\x00b\x01\x08\x0c\x1f\x7f\n\r\t\"'\\/</script>",
+    "lone surrogate": "a\ud800b",
+    "empty text": "",
+    "list": [1, 2.5, "x", True, None, [float("nan"), {"k": "v"}], []],
+    "list with huge": [1, 2**64],
+    "list with surrogate": ["\udfff"],
+    "bools": True,
+    "none": None,
+}
+
+
+def _edge_span(attributes: Any, **kw: Any) -> SpanRecord:
+    fields: dict[str, Any] = {"parent_id": None, **kw}
+    return SpanRecord(trace_id="t", span_id="s", name="op", kind=SERVER, start_ns=START,
+                      end_ns=START + 10, service="svc", attributes=attributes,
+                      **fields)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(JSON_EDGES))
+def test_span_documents_of_json_edge_values(name: str) -> None:
+    """Each edge value as an attribute, a resource value, an event's and a nested attribute,
+    and as the status message: the native source reads back as the table's body as orjson
+    writes it, and the native core writes exactly what orjson writes (no more)."""
+    value = JSON_EDGES[name]
+    spans = [
+        _edge_span({"v": value}),
+        _edge_span({}, resource={"v": value, "service.name": "svc"}),
+        _edge_span({"a": {"b": {"v": value}}, "z": 1}),
+        _edge_span({}, events=(SpanEvent("e", START, {"v": value}),)),
+        _edge_span({}, status_message=value),
+        _edge_span({}, parent_id=value, node=value),
+    ]
+    native = core.native()
+    assert native is not None
+    written = same_documents(spans)
+    for span, document in zip(spans, written, strict=True):
+        assert (document.source is not None) == orjson_writes(table_document(span).body)
+        if document.source is not None:
+            assert document.stamp == document.body["@timestamp"]
+
+
+def test_span_documents_of_edge_maps() -> None:
+    """Empty maps, a key named twice once flattened (a dict keeps it once, at its first place
+    with its last value: so does the source), deep nesting, keys to escape."""
+    spans = [
+        _edge_span({}),
+        _edge_span({"a.b": 1, "a": {"b": 2}, "c": 3}),
+        _edge_span({"a": {"b": 1}, "a.b": 2}),
+        _edge_span({"a": {}, "b": {"c": {}}}),
+        _edge_span({'q"\\\n\x00é': "v", "": ""}),
+        _edge_span({"d": functools.reduce(lambda inner, _: {"x": inner}, range(50), {"y": 1})}),
+        _edge_span({"l": functools.reduce(lambda inner, _: [inner], range(100), [1])}),
+        _edge_span({1: "int key"}),
+        _edge_span({"t": (1, 2)}),
+        _edge_span(MappingProxyType({"a": 1})),
+        _edge_span({}, links=(SpanLink("t2", "s2"),), flags=("span_limit", "attribute_limit")),
+        _edge_span({}, original_start_ns=2**64 - 1, original_end_ns=2**70),
+    ]
+    written = same_documents(spans)
+    assert written[1].source is not None
+    assert written[1].source.count(b'"a.b"') == 1
+    assert list(written[1].body["attributes"].items()) == [("a.b", 2), ("c", 3)]
+    assert [d.source is not None for d in written] == [
+        True, True, True, True, True, True, False, False, False, False, True, True,
+    ]  # fmt: skip
 
 
 def table_log_document(log: LogRecord) -> Document:
@@ -455,10 +566,11 @@ def same_derived_documents(hops: list[Hop], delays: list[CoordinationDelay]) -> 
     for write, table, record in pairs:
         parts = write(record, "p")
         assert parts is not None
-        written = Document(table.index, *parts)
-        expected = documents._document(table, record, "p")
+        index, doc_id, source = parts
+        written = Document(table.index, index, doc_id, json.loads(source))
+        expected = sent(documents._document(table, record, "p"))
         assert written == expected
-        assert list(written.body) == list(expected.body)
+        assert typed(written.body) == typed(expected.body)
 
 
 def typed(value: Any) -> Any:
@@ -484,8 +596,9 @@ def same_trace_document(summary: TraceSummary, path: CriticalPath) -> bool:
     parts = native.trace_document(summary, path, "p")
     if parts is None:
         return False
-    written = Document("traces", *parts)
-    expected = table_trace_document(summary, path)
+    index, doc_id, source = parts
+    written = Document("traces", index, doc_id, json.loads(source))
+    expected = sent(table_trace_document(summary, path))
     assert written == expected
     assert typed(written.body) == typed(expected.body)
     return True
@@ -516,6 +629,40 @@ def test_derived_documents_of_every_simulator_scenario(scenario: Scenario) -> No
                      for delay in records.coordination]  # fmt: skip
         expected.append(table_trace_document(records.summary, records.critical_path))
         assert written == expected
+
+
+@pytest.mark.parametrize("name", [k for k, v in JSON_EDGES.items() if type(v) is not list])
+def test_hop_and_coordination_documents_of_json_edge_values(name: str) -> None:
+    """Each scalar edge value in a text and a number field of a hop and of a coordination
+    delay: the native source reads back as the table's body as sent; what orjson refuses,
+    the table writes."""
+    native = core.native()
+    assert native is not None
+    value = JSON_EDGES[name]
+    hop = Hop(
+        trace_id="t", hop_id="h", kind="http", source_service="a", source_node=None,
+        target_service="b", target_node=None, operation=value, start_ns=START, client_ns=10,
+        server_ns=None, network_ns=None, request_leg_ns=None, response_leg_ns=None,
+        clock_skew_suspected=False, adjusted_request_leg_ns=None, adjusted_response_leg_ns=None,
+        queue_ns=value, error=value, attempt=None, server_span_id=None, client_abandoned=False,
+    )  # fmt: skip
+    delay = CoordinationDelay(
+        trace_id="t", span_id="s", parent_span_id=None, name=value, kind="lock", service="a",
+        node=None, resource=value, participant=None, start_ns=START, duration_ns=value,
+        critical_ns=0, error=False,
+    )  # fmt: skip
+    for write, table, record in (
+        (native.hop_document, schema.HOPS, hop),
+        (native.coordination_document, schema.COORDINATION, delay),
+    ):
+        expected = documents._document(table, record, "p")
+        parts = write(record, "p")
+        assert (parts is not None) == orjson_writes(expected.body)
+        if parts is not None:
+            index, doc_id, source = parts
+            written = Document(table.index, index, doc_id, json.loads(source))
+            assert written == sent(expected)
+            assert typed(written.body) == typed(sent(expected).body)
 
 
 def test_coordination_delays_are_compared() -> None:
@@ -1520,7 +1667,9 @@ def test_random_trace_documents_of_arbitrary_values(
 ) -> None:
     summary, path = records
     in_range = 0 <= summary.start_ns < 2**63
-    assert same_trace_document(summary, path) == in_range
+    # What orjson refuses (an integer past 64 bits, a lone surrogate) the table writes.
+    plain = in_range and orjson_writes(table_trace_document(summary, path).body)
+    assert same_trace_document(summary, path) == plain
 
 
 def _records(spans: list[SpanRecord], **summary: Any) -> Any:
@@ -1590,7 +1739,7 @@ def test_the_edges_of_a_trace_document() -> None:
     assert same_trace_document(empty.summary, empty.critical_path)
     summary = dataclasses.replace(
         empty.summary, root_span_id=None, root_service=None, root_operation=None,
-        payment_id=None, duration_ns=2**80, extent_ns=-(2**70), critical_by_kind={},
+        payment_id=None, duration_ns=2**64 - 1, extent_ns=-(2**63), critical_by_kind={},
         critical_by_service={}, services=(),
     )  # fmt: skip
     for anomalies in (None, (), [], ("span_limit",), ["span_limit"]):
@@ -1598,3 +1747,10 @@ def test_the_edges_of_a_trace_document() -> None:
         assert same_trace_document(edge, empty.critical_path)
         written = list(documents.derived_documents(dataclasses.replace(empty, summary=edge), "p"))
         assert written == [table_trace_document(edge, empty.critical_path)]
+    # Past 64 bits (orjson refuses them too): the table writes the document.
+    for huge in ({"duration_ns": 2**80}, {"extent_ns": -(2**70)}, {"hop_count": 2**64}):
+        edge = dataclasses.replace(summary, **huge)
+        assert not same_trace_document(edge, empty.critical_path)
+        written = list(documents.derived_documents(dataclasses.replace(empty, summary=edge), "p"))
+        assert written == [table_trace_document(edge, empty.critical_path)]
+        assert written[0].source is None

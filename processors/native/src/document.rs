@@ -1,25 +1,30 @@
 //! A span's `spans` document, as `hopscope.processors.schema.SPANS` writes it: the index, the id
-//! and the body, fields in the table's order. Read from the record (after the processors'
-//! semantic-convention inference), so it serves every span whichever core decoded it. A span
-//! this does not write the table's way (a time past year 9999, which the table fails on, or an
-//! attribute value of a type the decoders never produce) returns None: the table writes it.
+//! and the body, written as compact JSON (`json.rs`) straight from the record, fields in the
+//! table's order; `json.loads` of it equals that of `orjson.dumps` of the table's body, which
+//! the sink would otherwise send. Read from the record (after the processors' semantic-convention
+//! inference), so it serves every span whichever core decoded it. A span this does not write
+//! the table's way (a time past year 9999, which the table fails on, an attribute value of a
+//! type the decoders never produce, or a value orjson refuses: an integer past 64 bits, a lone
+//! surrogate) returns None: the table writes it.
 //!
 //! A hop's `hops` document (`schema.HOPS`) and a coordination delay's (`schema.COORDINATION`):
-//! the derivations in Python compute the records, this writes their documents; a field of a
-//! type the table would convert returns None.
+//! the derivations in Python compute the records, this writes their documents as JSON; a field
+//! of a type the table would convert returns None.
 //!
 //! A trace's `traces` document (`schema.TRACES`) from its summary and critical path, the
-//! per-operation and per-service lists included; a field of a type the table would convert (a
-//! services or anomalies value that is no tuple, a map that is no dict, an operation split the
-//! table would fail on, a start past 64 bits) returns None.
+//! per-operation and per-service lists included, as JSON; a field of a type the table would
+//! convert (a services or anomalies value that is no tuple, a map that is no dict, an operation
+//! split the table would fail on, a start past 64 bits) returns None.
 //!
-//! A log record's `logs` document likewise (`schema.LOGS`): its index and body; the id, a hash
-//! of the body's JSON, is taken by the caller, which hashes whichever body it gets the same way.
+//! A log record's `logs` document likewise (`schema.LOGS`), but as its index and body dict: the
+//! id, a hash of the body's JSON as the standard library writes it with sorted keys, is taken by
+//! the caller, which hashes whichever body it gets the same way.
 
 use pyo3::intern;
 use pyo3::sync::GILOnceCell;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use crate::json;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 const NS: i128 = 1_000_000_000;
 const DAY_S: i128 = 86_400;
@@ -39,21 +44,66 @@ fn civil(days: i128) -> (i128, i128, i128) {
     (year, month, day)
 }
 
-/// `schema.timestamp`: nanosecond ISO 8601 in UTC; None past year 9999.
-fn timestamp(time_ns: i128) -> Option<String> {
+/// An integer as i128: through i64 when it fits (the abi3 build converts 128-bit integers
+/// through Python calls, ~10x slower), else as a whole (a time past 64 bits).
+fn wide(value: &Bound<'_, PyAny>) -> PyResult<i128> {
+    match value.extract::<i64>() {
+        Ok(value) => Ok(i128::from(value)),
+        Err(_) => value.extract(),
+    }
+}
+
+/// `schema.timestamp`: nanosecond ISO 8601 in UTC (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, always
+/// `STAMP` bytes); None past year 9999.
+fn stamp(time_ns: i128) -> Option<[u8; STAMP]> {
     let time_ns = time_ns.max(0);
-    let (seconds, nanos) = (time_ns / NS, time_ns % NS);
-    let (days, rest) = (seconds / DAY_S, seconds % DAY_S);
+    let (seconds, nanos) = (time_ns / NS, (time_ns % NS) as u64);
+    let (days, rest) = (seconds / DAY_S, (seconds % DAY_S) as u64);
     let (year, month, day) = civil(days);
     if year > 9999 {
         return None;
     }
-    Some(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    ))
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let mut digits = |at: usize, width: usize, mut value: u64| {
+        for place in (at..at + width).rev() {
+            text[place] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    digits(0, 4, year as u64);
+    digits(5, 2, month as u64);
+    digits(8, 2, day as u64);
+    digits(11, 2, rest / 3600);
+    digits(14, 2, rest / 60 % 60);
+    digits(17, 2, rest % 60);
+    digits(20, 9, nanos);
+    Some(text)
+}
+
+const STAMP: usize = 30;
+
+/// `stamp` as text.
+fn timestamp(time_ns: i128) -> Option<String> {
+    stamp(time_ns).map(|text| text.iter().map(|&byte| char::from(byte)).collect())
+}
+
+/// The daily index of a document of `kind` under `prefix` stamped `text` (`daily_index` of a
+/// time not before 1970).
+fn stamp_index(prefix: &str, kind: &str, text: &[u8; STAMP]) -> String {
+    let mut index = String::with_capacity(prefix.len() + kind.len() + 12);
+    index.push_str(prefix);
+    index.push('-');
+    index.push_str(kind);
+    index.push('-');
+    index.extend(text[..10].iter().map(|&byte| if byte == b'-' { '.' } else { char::from(byte) }));
+    index
+}
+
+/// `stamp`'s text as a JSON string (nothing in it to escape).
+fn write_stamp(out: &mut Vec<u8>, text: &[u8; STAMP]) {
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
 }
 
 /// `decode.flatten` into `out` under `prefix`; false for a value it would not write as is.
@@ -98,14 +148,18 @@ fn daily_index(prefix: &str, kind: &str, time_ns: i128) -> String {
     format!("{prefix}-{kind}-{year:04}.{month:02}.{day:02}")
 }
 
-/// `(index, id, body)` as the Python side unpacks it.
+/// `(index, id, source)` as the Python side unpacks it.
 fn parts<'py>(
     py: Python<'py>,
     index: &str,
     id: &str,
-    body: Bound<'py, PyDict>,
+    source: &[u8],
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let items = [PyString::new(py, index).into_any(), PyString::new(py, id).into_any(), body.into_any()];
+    let items = [
+        PyString::new(py, index).into_any(),
+        PyString::new(py, id).into_any(),
+        PyBytes::new(py, source).into_any(),
+    ];
     Ok(Some(PyTuple::new(py, items)?))
 }
 
@@ -119,82 +173,131 @@ fn tuple_field<'py>(record: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> 
     Ok(Some(value.downcast_into::<PyTuple>()?))
 }
 
+/// `record.<name>` as a JSON value in `out`; false for one `json::value` refuses.
+fn attr(out: &mut Vec<u8>, record: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<bool> {
+    json::value(out, &record.getattr(name)?)
+}
+
+/// `(index, id, source)` of `span`'s document under `prefix`, the body as compact JSON
+/// (`json.rs`), or None (module docstring).
 #[pyfunction]
 pub fn span_document<'py>(
     py: Python<'py>,
     span: &Bound<'py, PyAny>,
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let start: i128 = span.getattr(intern!(py, "start_ns"))?.extract()?;
-    let end: i128 = span.getattr(intern!(py, "end_ns"))?.extract()?;
-    let Some(at) = timestamp(start) else { return Ok(None) };
+    let start = wide(&span.getattr(intern!(py, "start_ns"))?)?;
+    let end = wide(&span.getattr(intern!(py, "end_ns"))?)?;
+    let Some(at) = stamp(start) else { return Ok(None) };
     if start < 0 {
         return Ok(None);
     }
-    let index = daily_index(prefix, "spans", start);
+    let index = stamp_index(prefix, "spans", &at);
     let trace_id = span.getattr(intern!(py, "trace_id"))?;
     let span_id = span.getattr(intern!(py, "span_id"))?;
     let (Ok(trace), Ok(local)) = (trace_id.downcast::<PyString>(), span_id.downcast::<PyString>()) else {
         return Ok(None);
     };
-    let id = format!("{}-{}", trace.to_str()?, local.to_str()?);
-    let Some(attributes) = flat(py, &span.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
-    let Some(resource) = flat(py, &span.getattr(intern!(py, "resource"))?)? else { return Ok(None) };
-    let body = PyDict::new(py);
-    body.set_item(intern!(py, "@timestamp"), at)?;
-    body.set_item(intern!(py, "trace.id"), trace_id)?;
-    body.set_item(intern!(py, "span.id"), span_id)?;
-    body.set_item(intern!(py, "parent.id"), span.getattr(intern!(py, "parent_id"))?)?;
-    body.set_item(intern!(py, "service.name"), span.getattr(intern!(py, "service"))?)?;
-    body.set_item(intern!(py, "service.node.name"), span.getattr(intern!(py, "node"))?)?;
-    body.set_item(intern!(py, "span.name"), span.getattr(intern!(py, "name"))?)?;
-    body.set_item(intern!(py, "span.kind"), span.getattr(intern!(py, "kind"))?)?;
-    body.set_item(intern!(py, "event.duration"), LONG_MAX.min((end - start).max(0)))?;
+    let (Ok(trace), Ok(local)) = (trace.to_str(), local.to_str()) else { return Ok(None) };
+    let id = format!("{trace}-{local}");
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    json::key(&mut out, "@timestamp");
+    write_stamp(&mut out, &at);
+    json::key(&mut out, "trace.id");
+    json::string(&mut out, trace);
+    json::key(&mut out, "span.id");
+    json::string(&mut out, local);
+    for (name, field) in [
+        ("parent.id", intern!(py, "parent_id")),
+        ("service.name", intern!(py, "service")),
+        ("service.node.name", intern!(py, "node")),
+        ("span.name", intern!(py, "name")),
+        ("span.kind", intern!(py, "kind")),
+    ] {
+        json::key(&mut out, name);
+        if !attr(&mut out, span, field)? {
+            return Ok(None);
+        }
+    }
+    json::key(&mut out, "event.duration");
+    json::int(&mut out, LONG_MAX.min((end - start).max(0)));
     let status = span.getattr(intern!(py, "status"))?;
     let failed = status.downcast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == "error"));
-    body.set_item(intern!(py, "event.outcome"), if failed { "failure" } else { "success" })?;
-    body.set_item(intern!(py, "span.status.message"), span.getattr(intern!(py, "status_message"))?)?;
-    body.set_item(intern!(py, "attributes"), attributes)?;
-    body.set_item(intern!(py, "resource"), resource)?;
+    json::key(&mut out, "event.outcome");
+    json::string(&mut out, if failed { "failure" } else { "success" });
+    json::key(&mut out, "span.status.message");
+    if !attr(&mut out, span, intern!(py, "status_message"))? {
+        return Ok(None);
+    }
+    for (name, field) in [("attributes", intern!(py, "attributes")), ("resource", intern!(py, "resource"))] {
+        json::key(&mut out, name);
+        if !json::flat_map(&mut out, &span.getattr(field)?)? {
+            return Ok(None);
+        }
+    }
     let Some(events) = tuple_field(span, intern!(py, "events"))? else { return Ok(None) };
     if !events.is_empty() {
-        let list = PyList::empty(py);
+        json::key(&mut out, "span.events");
+        json::open(&mut out, b'[');
         for event in events.iter() {
-            let Some(at) = timestamp(event.getattr(intern!(py, "time_ns"))?.extract()?) else { return Ok(None) };
-            let Some(attrs) = flat(py, &event.getattr(intern!(py, "attributes"))?)? else { return Ok(None) };
-            let item = PyDict::new(py);
-            item.set_item(intern!(py, "name"), event.getattr(intern!(py, "name"))?)?;
-            item.set_item(intern!(py, "time"), at)?;
-            item.set_item(intern!(py, "attributes"), attrs)?;
-            list.append(item)?;
+            let Some(at) = stamp(wide(&event.getattr(intern!(py, "time_ns"))?)?) else { return Ok(None) };
+            json::item(&mut out);
+            json::open(&mut out, b'{');
+            json::key(&mut out, "name");
+            if !attr(&mut out, &event, intern!(py, "name"))? {
+                return Ok(None);
+            }
+            json::key(&mut out, "time");
+            write_stamp(&mut out, &at);
+            json::key(&mut out, "attributes");
+            if !json::flat_map(&mut out, &event.getattr(intern!(py, "attributes"))?)? {
+                return Ok(None);
+            }
+            out.push(b'}');
         }
-        body.set_item(intern!(py, "span.events"), list)?;
+        out.push(b']');
     }
     let Some(links) = tuple_field(span, intern!(py, "links"))? else { return Ok(None) };
     if !links.is_empty() {
-        let list = PyList::empty(py);
+        json::key(&mut out, "span.links");
+        json::open(&mut out, b'[');
         for link in links.iter() {
-            let item = PyDict::new(py);
-            item.set_item(intern!(py, "trace.id"), link.getattr(intern!(py, "trace_id"))?)?;
-            item.set_item(intern!(py, "span.id"), link.getattr(intern!(py, "span_id"))?)?;
-            list.append(item)?;
+            json::item(&mut out);
+            json::open(&mut out, b'{');
+            json::key(&mut out, "trace.id");
+            if !attr(&mut out, &link, intern!(py, "trace_id"))? {
+                return Ok(None);
+            }
+            json::key(&mut out, "span.id");
+            if !attr(&mut out, &link, intern!(py, "span_id"))? {
+                return Ok(None);
+            }
+            out.push(b'}');
         }
-        body.set_item(intern!(py, "span.links"), list)?;
+        out.push(b']');
     }
     let Some(flags) = tuple_field(span, intern!(py, "flags"))? else { return Ok(None) };
     if !flags.is_empty() {
-        body.set_item(intern!(py, "hopscope.sanitized"), PyList::new(py, flags.iter())?)?;
+        json::key(&mut out, "hopscope.sanitized");
+        if !json::value(&mut out, &flags)? {
+            return Ok(None);
+        }
     }
     for (field, name) in [
-        (intern!(py, "original_start_ns"), intern!(py, "hopscope.original.start_ns")),
-        (intern!(py, "original_end_ns"), intern!(py, "hopscope.original.end_ns")),
+        (intern!(py, "original_start_ns"), "hopscope.original.start_ns"),
+        (intern!(py, "original_end_ns"), "hopscope.original.end_ns"),
     ] {
         let value = span.getattr(field)?;
         if !value.is_none() {
-            body.set_item(name, value.str()?)?;
+            json::key(&mut out, name);
+            if !json::py_string(&mut out, &value.str()?) {
+                return Ok(None);
+            }
         }
     }
-    parts(py, &index, &id, body)
+    out.push(b'}');
+    parts(py, &index, &id, &out)
 }
 
 /// `(index, body)` of `log`'s `logs` document under `prefix`, or None (module docstring).
@@ -204,7 +307,7 @@ pub fn log_document<'py>(
     log: &Bound<'py, PyAny>,
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let time: i128 = log.getattr(intern!(py, "time_ns"))?.extract()?;
+    let time = wide(&log.getattr(intern!(py, "time_ns"))?)?;
     if time < 0 {
         return Ok(None);
     }
@@ -288,9 +391,9 @@ const COORDINATION: Derived = Derived {
     last: Last::Constant("hopscope.record", "delay"),
 };
 
-// (attribute, document field) of each own field, per kind, made once.
-static HOP_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
-static COORDINATION_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
+// The attribute of each own field, per kind, made once.
+static HOP_NAMES: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
+static COORDINATION_NAMES: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
 
 /// Whether the table writes `value` as it is (`schema._plain` leaves it alone).
 fn scalar(value: &Bound<'_, PyAny>) -> bool {
@@ -312,26 +415,20 @@ fn outcome(failed: &Bound<'_, PyAny>) -> PyResult<&'static str> {
     })
 }
 
-/// `(index, id, body)` of a derived record's document, or None for a value the table would
-/// convert, a negative time or one past year 9999.
+/// `(index, id, source)` of a derived record's document, or None for a value the table would
+/// convert or orjson would not write (`json.rs`), a negative time or one past year 9999.
 fn derived_document<'py>(
     py: Python<'py>,
     kind: &Derived,
-    names: &'static GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>>,
+    names: &'static GILOnceCell<Vec<Py<PyString>>>,
     record: &Bound<'py, PyAny>,
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let names = names.get_or_init(py, || {
-        kind.fields
-            .iter()
-            .map(|name| {
-                (PyString::intern(py, name).unbind(),
-                 PyString::intern(py, &format!("{}.{name}", kind.namespace)).unbind())
-            })
-            .collect()
+        kind.fields.iter().map(|name| PyString::intern(py, name).unbind()).collect()
     });
     let mut values = Vec::with_capacity(names.len());
-    for (name, _) in names {
+    for name in names {
         let value = record.getattr(name.bind(py))?;
         if !scalar(&value) {
             return Ok(None);
@@ -342,34 +439,51 @@ fn derived_document<'py>(
     if !start.is_exact_instance_of::<PyInt>() {
         return Ok(None);
     }
-    let start_ns: i128 = start.extract()?;
+    let start_ns = wide(start)?;
     if start_ns < 0 {
         return Ok(None);
     }
-    let Some(at) = timestamp(start_ns) else { return Ok(None) };
-    let index = daily_index(prefix, kind.index, start_ns);
+    let Some(at) = stamp(start_ns) else { return Ok(None) };
+    let index = stamp_index(prefix, kind.index, &at);
     let (trace_id, local_id) = (&values[kind.trace_id], &values[kind.local_id]);
     let Ok(local) = local_id.downcast::<PyString>() else { return Ok(None) };
+    let Ok(local) = local.to_str() else { return Ok(None) };
     let id = if trace_id.is_none() {
-        local.to_str()?.to_string()
+        local.to_string()
     } else if let Ok(trace) = trace_id.downcast::<PyString>() {
-        format!("{}-{}", trace.to_str()?, local.to_str()?)
+        let Ok(trace) = trace.to_str() else { return Ok(None) };
+        format!("{trace}-{local}")
     } else {
         return Ok(None);
     };
-    let body = PyDict::new(py);
-    body.set_item(intern!(py, "@timestamp"), at)?;
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    json::key(&mut out, "@timestamp");
+    write_stamp(&mut out, &at);
     for &(name, at) in kind.envelope {
-        body.set_item(PyString::intern(py, name), &values[at])?;
+        json::key(&mut out, name);
+        if !json::value(&mut out, &values[at])? {
+            return Ok(None);
+        }
     }
     match kind.last {
-        Last::Outcome(name, at) => body.set_item(PyString::intern(py, name), outcome(&values[at])?)?,
-        Last::Constant(name, value) => body.set_item(PyString::intern(py, name), value)?,
+        Last::Outcome(name, at) => {
+            json::key(&mut out, name);
+            json::string(&mut out, outcome(&values[at])?);
+        }
+        Last::Constant(name, value) => {
+            json::key(&mut out, name);
+            json::string(&mut out, value);
+        }
     }
-    for ((_, name), value) in names.iter().zip(&values) {
-        body.set_item(name.bind(py), value)?;
+    for (name, value) in kind.fields.iter().zip(&values) {
+        json::key_in(&mut out, kind.namespace, name);
+        if !json::value(&mut out, value)? {
+            return Ok(None);
+        }
     }
-    parts(py, &index, &id, body)
+    out.push(b'}');
+    parts(py, &index, &id, &out)
 }
 
 /// `(index, id, body)` of `hop`'s document under `prefix`, or None (`derived_document`).
@@ -394,6 +508,8 @@ pub fn coordination_document<'py>(
 
 /// The critical path's segment kinds (`critical_path.SEGMENT_KINDS`), in the table's order.
 pub const SEGMENT_KINDS: [&str; 3] = ["self", "network", "coordination"];
+/// Their entries' names in `critical_by_operation` (`schema._KIND_NS`), in the same order.
+const SEGMENT_NS: [&str; 3] = ["self_ns", "network_ns", "coordination_ns"];
 
 /// The summary's own fields in `schema.TRACES`' order (`hopscope.trace.<name>`): `TRACE_HEAD`
 /// of them before the per-kind times, the rest after.
@@ -412,11 +528,8 @@ const SERVICES: usize = 8;
 const ERROR: usize = 9;
 const PAYMENT_ID: usize = 15;
 
-// (attribute, document field) of the summary's own fields; (kind, flat per-kind field, entry
-// name in `critical_by_operation`) of each segment kind; made once.
-static TRACE_NAMES: GILOnceCell<Vec<(Py<PyString>, Py<PyString>)>> = GILOnceCell::new();
-type KindNames = Vec<(Py<PyString>, Py<PyString>, Py<PyString>)>;
-static KIND_NAMES: GILOnceCell<KindNames> = GILOnceCell::new();
+// The attribute of each of the summary's own fields, made once.
+static TRACE_NAMES: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
 
 /// `value` when it is exactly a dict (the derivations' maps), else None.
 fn exact_dict<'py>(value: Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
@@ -427,64 +540,75 @@ fn exact_dict<'py>(value: Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
     }
 }
 
-/// `value` as `schema._plain` writes a tuple or a list (a list), else None.
-fn sequence<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
-    if let Ok(items) = value.downcast_exact::<PyTuple>() {
-        return Ok(Some(PyList::new(py, items.iter())?));
-    }
-    if let Ok(items) = value.downcast_exact::<PyList>() {
-        return Ok(Some(PyList::new(py, items.iter())?));
-    }
-    Ok(None)
+/// Whether `value` is one `schema._plain` writes as a list (a tuple or a list).
+fn sequence(value: &Bound<'_, PyAny>) -> bool {
+    value.is_exact_instance_of::<PyTuple>() || value.is_exact_instance_of::<PyList>()
 }
 
-/// `schema._critical_by_operation`: an entry per operation on the path, its exclusive time and
-/// its split by segment kind; None where the table would write another value or fail.
-fn critical_by_operation<'py>(
-    py: Python<'py>,
-    path: &Bound<'py, PyAny>,
-    kinds: &KindNames,
-) -> PyResult<Option<Bound<'py, PyList>>> {
-    let Some(by_operation) = exact_dict(path.getattr(intern!(py, "by_operation"))?) else { return Ok(None) };
+/// `schema._critical_by_operation` as JSON: an entry per operation on the path, its exclusive
+/// time and its split by segment kind; false where the table would write another value or
+/// fail, or orjson would not write one.
+fn critical_by_operation(out: &mut Vec<u8>, path: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = path.py();
+    let Some(by_operation) = exact_dict(path.getattr(intern!(py, "by_operation"))?) else { return Ok(false) };
     let Some(by_operation_kind) = exact_dict(path.getattr(intern!(py, "by_operation_kind"))?) else {
-        return Ok(None);
+        return Ok(false);
     };
-    let entries = PyDict::new(py);
-    let list = PyList::empty(py);
+    // (operation, its exclusive time, its time per segment kind), in the path's order.
+    let mut entries = Vec::with_capacity(by_operation.len());
+    let mut places = std::collections::HashMap::with_capacity(by_operation.len());
     for (operation, total) in by_operation.iter() {
-        if !operation.is_exact_instance_of::<PyString>() {
-            return Ok(None);
-        }
-        let entry = PyDict::new(py);
-        entry.set_item(intern!(py, "operation"), &operation)?;
-        entry.set_item(intern!(py, "exclusive_ns"), total)?;
-        for (_, _, name) in kinds {
-            entry.set_item(name.bind(py), 0)?;
-        }
-        entries.set_item(operation, &entry)?;
-        list.append(entry)?;
+        let Ok(name) = operation.downcast_exact::<PyString>() else { return Ok(false) };
+        let Ok(name) = name.to_str() else { return Ok(false) };
+        places.insert(name.to_string(), entries.len());
+        entries.push((operation, total, [None, None, None]));
     }
     for (key, ns) in by_operation_kind.iter() {
-        let Ok(key) = key.downcast_exact::<PyTuple>() else { return Ok(None) };
+        let Ok(key) = key.downcast_exact::<PyTuple>() else { return Ok(false) };
         if key.len() != 2 || !ns.is_exact_instance_of::<PyInt>() {
-            return Ok(None);
+            return Ok(false);
         }
         let (operation, kind) = (key.get_item(0)?, key.get_item(1)?);
-        let Ok(kind) = kind.downcast_exact::<PyString>() else { return Ok(None) };
+        let Ok(kind) = kind.downcast_exact::<PyString>() else { return Ok(false) };
         let Some(at) = SEGMENT_KINDS.iter().position(|k| kind.to_str().is_ok_and(|s| s == *k)) else {
-            return Ok(None);
+            return Ok(false);
         };
-        if !operation.is_exact_instance_of::<PyString>() {
-            return Ok(None);
-        }
-        let Some(entry) = entries.get_item(&operation)? else { return Ok(None) };
+        let Ok(operation) = operation.downcast_exact::<PyString>() else { return Ok(false) };
+        let Ok(operation) = operation.to_str() else { return Ok(false) };
+        let Some(&entry) = places.get(operation) else { return Ok(false) };
         // The table adds ns to the entry's 0; each (operation, kind) comes once.
-        entry.set_item(kinds[at].2.bind(py), ns)?;
+        entries[entry].2[at] = Some(ns);
     }
-    Ok(Some(list))
+    json::open(out, b'[');
+    for (operation, total, by_kind) in &entries {
+        json::item(out);
+        json::open(out, b'{');
+        json::key(out, "operation");
+        if !json::value(out, operation)? {
+            return Ok(false);
+        }
+        json::key(out, "exclusive_ns");
+        if !json::value(out, total)? {
+            return Ok(false);
+        }
+        for (name, ns) in SEGMENT_NS.iter().zip(by_kind) {
+            json::key(out, name);
+            match ns {
+                Some(ns) => {
+                    if !json::value(out, ns)? {
+                        return Ok(false);
+                    }
+                }
+                None => out.push(b'0'),
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(true)
 }
 
-/// `(index, id, body)` of the `traces` document of a trace's `summary` and `critical_path`
+/// `(index, id, source)` of the `traces` document of a trace's `summary` and `critical_path`
 /// under `prefix`, or None (module docstring).
 #[pyfunction]
 pub fn trace_document<'py>(
@@ -494,35 +618,15 @@ pub fn trace_document<'py>(
     prefix: &str,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let names = TRACE_NAMES.get_or_init(py, || {
-        TRACE_FIELDS
-            .iter()
-            .map(|name| {
-                (PyString::intern(py, name).unbind(),
-                 PyString::intern(py, &format!("hopscope.trace.{name}")).unbind())
-            })
-            .collect()
-    });
-    let kinds = KIND_NAMES.get_or_init(py, || {
-        SEGMENT_KINDS
-            .iter()
-            .map(|kind| {
-                (PyString::intern(py, kind).unbind(),
-                 PyString::intern(py, &format!("hopscope.trace.critical_by_kind.{kind}")).unbind(),
-                 PyString::intern(py, &format!("{kind}_ns")).unbind())
-            })
-            .collect()
+        TRACE_FIELDS.iter().map(|name| PyString::intern(py, name).unbind()).collect()
     });
     let mut values = Vec::with_capacity(names.len());
-    for (at, (name, _)) in names.iter().enumerate() {
+    for (at, name) in names.iter().enumerate() {
         let value = summary.getattr(name.bind(py))?;
-        if at == SERVICES {
-            let Some(services) = sequence(py, &value)? else { return Ok(None) };
-            values.push(services.into_any());
-        } else if scalar(&value) {
-            values.push(value);
-        } else {
+        if if at == SERVICES { !sequence(&value) } else { !scalar(&value) } {
             return Ok(None);
         }
+        values.push(value);
     }
     let start = &values[START_NS];
     if !start.is_exact_instance_of::<PyInt>() {
@@ -533,58 +637,79 @@ pub fn trace_document<'py>(
         return Ok(None);
     }
     let start_ns = i128::from(start_ns);
-    let Some(at) = timestamp(start_ns) else { return Ok(None) };
+    let Some(at) = stamp(start_ns) else { return Ok(None) };
     let Ok(trace_id) = values[TRACE_ID].downcast::<PyString>() else { return Ok(None) };
-    let id = trace_id.to_str()?.to_string();
+    let Ok(id) = trace_id.to_str() else { return Ok(None) };
     let Some(by_kind) = exact_dict(summary.getattr(intern!(py, "critical_by_kind"))?) else { return Ok(None) };
     let Some(by_service) = exact_dict(summary.getattr(intern!(py, "critical_by_service"))?) else {
         return Ok(None);
     };
     let anomalies = summary.getattr(intern!(py, "anomalies"))?;
-    let anomalies = if anomalies.is_none() {
-        None
-    } else {
-        let Some(list) = sequence(py, &anomalies)? else { return Ok(None) };
-        (!list.is_empty()).then_some(list)
-    };
-    let Some(by_operation) = critical_by_operation(py, critical_path, kinds)? else { return Ok(None) };
-    let body = PyDict::new(py);
-    body.set_item(intern!(py, "@timestamp"), at)?;
-    body.set_item(intern!(py, "trace.id"), &values[TRACE_ID])?;
-    body.set_item(intern!(py, "span.id"), &values[ROOT_SPAN_ID])?;
-    body.set_item(intern!(py, "service.name"), &values[ROOT_SERVICE])?;
-    body.set_item(intern!(py, "event.duration"), &values[DURATION_NS])?;
-    body.set_item(intern!(py, "event.outcome"), outcome(&values[ERROR])?)?;
-    body.set_item(intern!(py, "payment.id"), &values[PAYMENT_ID])?;
-    for ((_, name), value) in names[..TRACE_HEAD].iter().zip(&values) {
-        body.set_item(name.bind(py), value)?;
+    if !anomalies.is_none() && !sequence(&anomalies) {
+        return Ok(None);
     }
-    for (kind, name, _) in kinds {
+    let mut out = Vec::with_capacity(2048);
+    out.push(b'{');
+    json::key(&mut out, "@timestamp");
+    write_stamp(&mut out, &at);
+    json::key(&mut out, "trace.id");
+    let mut written = json::value(&mut out, &values[TRACE_ID])?;
+    json::key(&mut out, "span.id");
+    written &= json::value(&mut out, &values[ROOT_SPAN_ID])?;
+    json::key(&mut out, "service.name");
+    written &= json::value(&mut out, &values[ROOT_SERVICE])?;
+    json::key(&mut out, "event.duration");
+    written &= json::value(&mut out, &values[DURATION_NS])?;
+    json::key(&mut out, "event.outcome");
+    json::string(&mut out, outcome(&values[ERROR])?);
+    json::key(&mut out, "payment.id");
+    written &= json::value(&mut out, &values[PAYMENT_ID])?;
+    for (name, value) in TRACE_FIELDS[..TRACE_HEAD].iter().zip(&values) {
+        json::key_in(&mut out, "hopscope.trace", name);
+        written &= json::value(&mut out, value)?;
+    }
+    for kind in SEGMENT_KINDS {
         // `critical_by_kind.get(kind, 0)`, written as it is.
-        let value = match by_kind.get_item(kind.bind(py))? {
-            Some(value) => value,
-            None => 0i64.into_pyobject(py)?.into_any(),
-        };
-        if !scalar(&value) {
+        json::key_in(&mut out, "hopscope.trace.critical_by_kind", kind);
+        match by_kind.get_item(kind)? {
+            Some(value) => {
+                if !scalar(&value) {
+                    return Ok(None);
+                }
+                written &= json::value(&mut out, &value)?;
+            }
+            None => out.push(b'0'),
+        }
+    }
+    for (name, value) in TRACE_FIELDS[TRACE_HEAD..].iter().zip(&values[TRACE_HEAD..]) {
+        json::key_in(&mut out, "hopscope.trace", name);
+        written &= json::value(&mut out, value)?;
+    }
+    if !anomalies.is_none() && anomalies.len()? > 0 {
+        json::key(&mut out, "hopscope.sanitized");
+        written &= json::value(&mut out, &anomalies)?;
+    }
+    json::key(&mut out, "hopscope.trace.critical_by_operation");
+    if !written || !critical_by_operation(&mut out, critical_path)? {
+        return Ok(None);
+    }
+    json::key(&mut out, "hopscope.trace.critical_by_service");
+    json::open(&mut out, b'[');
+    for (service, ns) in by_service.iter() {
+        json::item(&mut out);
+        json::open(&mut out, b'{');
+        json::key(&mut out, "service");
+        if !json::value(&mut out, &service)? {
             return Ok(None);
         }
-        body.set_item(name.bind(py), value)?;
+        json::key(&mut out, "exclusive_ns");
+        if !json::value(&mut out, &ns)? {
+            return Ok(None);
+        }
+        out.push(b'}');
     }
-    for ((_, name), value) in names[TRACE_HEAD..].iter().zip(&values[TRACE_HEAD..]) {
-        body.set_item(name.bind(py), value)?;
-    }
-    if let Some(anomalies) = anomalies {
-        body.set_item(intern!(py, "hopscope.sanitized"), anomalies)?;
-    }
-    body.set_item(intern!(py, "hopscope.trace.critical_by_operation"), by_operation)?;
-    let services = PyList::empty(py);
-    for (service, ns) in by_service.iter() {
-        let entry = PyDict::new(py);
-        entry.set_item(intern!(py, "service"), service)?;
-        entry.set_item(intern!(py, "exclusive_ns"), ns)?;
-        services.append(entry)?;
-    }
-    body.set_item(intern!(py, "hopscope.trace.critical_by_service"), services)?;
-    let index = daily_index(prefix, "traces", start_ns);
-    parts(py, &index, &id, body)
+    out.push(b']');
+    out.push(b'}');
+    let index = stamp_index(prefix, "traces", &at);
+    parts(py, &index, id, &out)
 }

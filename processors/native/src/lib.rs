@@ -15,6 +15,7 @@ mod document;
 mod footprint;
 mod hops;
 mod index;
+mod json;
 mod mask;
 mod summary;
 mod wire;

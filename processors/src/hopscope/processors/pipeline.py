@@ -209,7 +209,7 @@ def derive_trace(trace: OpenTrace, prefix: str) -> DerivedTrace:
         trace.spans.values(), trace.logs, complete=trace.complete, anomalies=trace.flags
     )
     documents = list(derived_documents(records, prefix))
-    stamps = {d.key: str(d.body.get("@timestamp", "")) for d in documents}
+    stamps = {d.key: d.stamp for d in documents}
     stale = [deletion(*key, trace.derived[key]) for key in sorted(trace.derived.keys() - stamps)]
     trace.derived = stamps
     return DerivedTrace(
