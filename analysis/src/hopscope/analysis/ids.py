@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -100,3 +100,114 @@ class TraceCodes:
         """The trace ids of ``codes``, in their order."""
         ids: list[str] = self.table.get_column(TRACE_ID).gather(list(codes)).to_list()
         return ids
+
+
+# Row numbers of the two sides of a join on ids (:func:`id_pairs`).
+LEFT_ROW: Final = "_left_row"
+RIGHT_ROW: Final = "_right_row"
+_KEY: Final = "_id_key"
+
+
+def id_key(*columns: str) -> pl.Expr:
+    """One 64-bit key of the id columns ``columns``: their hashes combined, as the Parquet
+    loader's deduplication combines them. Equal ids give equal keys; different ids may share
+    one (a collision, about one pair in 2⁶⁴), so whatever joins or groups on the key compares
+    the ids afterwards (:func:`id_pairs`).
+
+    Examples:
+        >>> frame = pl.DataFrame({"t": ["a", "a", "b"], "s": ["1", "1", "1"]})
+        >>> keys = frame.select(id_key("t", "s")).to_series()
+        >>> keys[0] == keys[1], keys[0] == keys[2], keys.dtype
+        (True, False, UInt64)
+    """
+    key = pl.col(columns[0]).hash()
+    for seed, column in enumerate(columns[1:], start=1):
+        key = key ^ pl.col(column).hash(seed=seed)
+    return key
+
+
+def id_pairs(
+    left: pl.DataFrame, right: pl.DataFrame, left_on: Sequence[str], right_on: Sequence[str]
+) -> pl.DataFrame:
+    """The rows of ``left`` and ``right`` whose ids are equal: what a join on the text ids
+    pairs, found by joining on one 64-bit key (:func:`id_key`) and comparing the ids of each
+    pair afterwards, so a collision pairs nothing.
+
+    A join on several text columns hashes and compares every row's text; on the integer key
+    the text is compared only for the pairs the key proposes (at 10M spans the delays with
+    their statements, 1.06-1.38 CPU-s on the text ids against 0.65-0.81 on the key).
+
+    Parameters:
+        left, right: the two frames.
+        left_on, right_on: their id columns, paired in order. A null id pairs with nothing,
+            as in a join (``nulls_equal=False``).
+
+    Returns:
+        ``_left_row, _right_row`` (UInt32 row numbers of ``left`` and ``right``), one row per
+        pair, by left row then right row.
+
+    Examples:
+        >>> left = pl.DataFrame({"t": ["a", "a", "b", None], "s": ["1", "2", "1", "1"]})
+        >>> right = pl.DataFrame({"t": ["b", "a", "a", "c"], "p": ["1", "1", "1", None]})
+        >>> id_pairs(left, right, ["t", "s"], ["t", "p"]).rows()
+        [(0, 1), (0, 2), (2, 0)]
+    """
+    if len(left_on) != len(right_on) or not left_on:
+        raise ValueError(
+            f"left_on and right_on must name as many columns, at least one: {left_on}, {right_on}"
+        )
+    theirs = [f"_right_{i}" for i in range(len(right_on))]
+
+    def keyed(
+        frame: pl.DataFrame, row: str, on: Sequence[str], names: Sequence[str]
+    ) -> pl.DataFrame:
+        # Null ids pair with nothing; left in, their keys (the hash of null) would all meet.
+        return (
+            frame.select(*(pl.col(c).alias(n) for c, n in zip(on, names, strict=True)))
+            .with_row_index(row)
+            .filter(pl.all_horizontal(pl.col(n).is_not_null() for n in names))
+            .with_columns(id_key(*names).alias(_KEY))
+        )
+
+    mine = [f"_left_{i}" for i in range(len(left_on))]
+    return (
+        keyed(left, LEFT_ROW, left_on, mine)
+        .join(keyed(right, RIGHT_ROW, right_on, theirs), on=_KEY, how="inner")
+        .filter(
+            pl.all_horizontal(pl.col(a) == pl.col(b) for a, b in zip(mine, theirs, strict=True))
+        )
+        .select(LEFT_ROW, RIGHT_ROW)
+        .sort(LEFT_ROW, RIGHT_ROW)
+    )
+
+
+def join_on_ids(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    *,
+    on: Sequence[str],
+    how: Literal["inner", "left"] = "left",
+) -> pl.DataFrame:
+    """``left.join(right, on=on, how=how, maintain_order="left_right")`` for text id columns
+    ``on``, the ids hashed once and compared only where their keys meet (:func:`id_pairs`).
+
+    Examples:
+        >>> left = pl.DataFrame({"t": ["a", "b", "a"], "s": ["1", "1", "2"], "x": [1, 2, 3]})
+        >>> right = pl.DataFrame({"t": ["a", "a"], "s": ["2", "2"], "y": ["p", "q"]})
+        >>> join_on_ids(left, right, on=["t", "s"]).rows()
+        [('a', '1', 1, None), ('b', '1', 2, None), ('a', '2', 3, 'p'), ('a', '2', 3, 'q')]
+        >>> join_on_ids(left, right, on=["t", "s"], how="inner").get_column("y").to_list()
+        ['p', 'q']
+    """
+    pairs = id_pairs(left, right, on, on)
+    return (
+        left.with_row_index(LEFT_ROW)
+        .join(pairs, on=LEFT_ROW, how=how, maintain_order="left_right")
+        .join(
+            right.drop(on).with_row_index(RIGHT_ROW),
+            on=RIGHT_ROW,
+            how="left",
+            maintain_order="left",
+        )
+        .drop(LEFT_ROW, RIGHT_ROW)
+    )
