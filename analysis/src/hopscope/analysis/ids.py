@@ -120,10 +120,16 @@ def id_key(*columns: str) -> pl.Expr:
         >>> keys[0] == keys[1], keys[0] == keys[2], keys.dtype
         (True, False, UInt64)
     """
-    key = pl.col(columns[0]).hash()
+    key = _hash(columns[0])
     for seed, column in enumerate(columns[1:], start=1):
-        key = key ^ pl.col(column).hash(seed=seed)
+        key = key ^ _hash(column, seed)
     return key
+
+
+def _hash(column: str, seed: int = 0) -> pl.Expr:
+    """The 64-bit hash of an id column, the one place keys are made of (tests replace it
+    with one that collides)."""
+    return pl.col(column).hash(seed=seed)
 
 
 def id_pairs(
@@ -211,3 +217,24 @@ def join_on_ids(
         )
         .drop(LEFT_ROW, RIGHT_ROW)
     )
+
+
+def count_key(frame: pl.LazyFrame, column: str = TRACE_ID) -> pl.Expr:
+    """``column`` as something to count distinct ids by (``n_unique``): its 64-bit hashes
+    when no two different ids of ``frame`` share one (checked here, on the distinct ids
+    alone), else the ids themselves. Exact either way; on the hashes, counting the distinct
+    traces per group (``n_unique``) of millions of rows costs about half as much (at 10M
+    spans, the hops' edges: 1.0-1.2 CPU-s on the text, 0.6 on the hashes).
+
+    Examples:
+        >>> frame = pl.LazyFrame({"g": [1, 1, 2], "trace_id": ["a", "a", None]})
+        >>> frame.group_by("g").agg(count_key(frame).n_unique()).sort("g").collect().rows()
+        [(1, 1), (2, 1)]
+    """
+    ids = frame.select(column).collect().get_column(column)
+    # Runs of equal ids dropped first (a shift comparison), then the distinct ids (null one
+    # of them: n_unique counts it, and its hash too).
+    distinct = ids.filter(_run_starts(ids)).unique().to_frame()
+    if distinct.select(_hash(column).is_duplicated().any()).item():
+        return pl.col(column)
+    return _hash(column)
