@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from hopscope.analysis import ids
-from hopscope.analysis.ids import TraceCodes, count_key, id_pairs, join_on_ids
+from hopscope.analysis.ids import TraceCodes, group_key, id_pairs, join_on_ids
 from hopscope.analysis.jobs import tail
 from hopscope.analysis.schema import Dataset
 from tests.analysis_support import simulated
@@ -143,7 +143,7 @@ def _weak_hash(column: str, seed: int = 0) -> pl.Expr:
 @pytest.mark.parametrize("weak", [False, True], ids=["hash", "colliding"])
 @settings(max_examples=150, deadline=None)
 @given(rows=st.lists(st.tuples(st.integers(0, 2), _ID), max_size=20))
-def test_count_key_counts_what_the_text_ids_count(
+def test_group_key_counts_what_the_text_ids_count(
     rows: list[tuple[int, str | None]], weak: bool
 ) -> None:
     frame = pl.LazyFrame(
@@ -152,16 +152,16 @@ def test_count_key_counts_what_the_text_ids_count(
     )
     expected = frame.group_by("g").agg(pl.col("trace_id").n_unique().alias("n")).sort("g")
     with mock.patch.object(ids, "_hash", _weak_hash) if weak else mock.MagicMock():
-        key = count_key(frame)
+        key = group_key(frame)
     got = frame.group_by("g").agg(key.n_unique().alias("n")).sort("g")
     assert_frame_equal(got.collect(), expected.collect())
 
 
-def test_count_key_falls_back_to_the_text_on_a_collision() -> None:
+def test_group_key_falls_back_to_the_text_on_a_collision() -> None:
     frame = pl.LazyFrame({"trace_id": ["ab", "cd", "ab"]})
-    assert str(count_key(frame)) == str(pl.col("trace_id").hash())
+    assert str(group_key(frame)) == str(pl.col("trace_id").hash())
     with mock.patch.object(ids, "_hash", _weak_hash):
-        assert str(count_key(frame)) == str(pl.col("trace_id"))
-        assert str(count_key(pl.LazyFrame({"trace_id": ["ab", "c"]}))) == str(
+        assert str(group_key(frame)) == str(pl.col("trace_id"))
+        assert str(group_key(pl.LazyFrame({"trace_id": ["ab", "c"]}))) == str(
             pl.col("trace_id").str.len_bytes().cast(pl.UInt64) + 0
         )
