@@ -1,12 +1,19 @@
-"""Trace ids as integers for the per-trace jobs: a dictionary of the window's trace ids.
+"""Ids as integers for the per-trace jobs: a dictionary of the window's trace ids, and keys
+of the ids' hashes for joins and group-bys.
 
-Trace ids are 32-character text (any text, from some sources). A job that joins, groups or
-deduplicates per trace over millions of rows hashes and compares that text again and again;
-:class:`TraceCodes` gives every distinct id of the window a ``UInt32`` code once, the job
-works on the codes, and the few ids it reports (example traces) are decoded at the end.
+Trace ids are 32-character text (any text, from some sources), span ids 16. A job that
+joins, groups or deduplicates per trace over millions of rows hashes and compares that text
+again and again. Two ways out, both exact:
 
-Codes follow the ids' lexical order, so sorting by code sorts as the text would: tie-breaks
-"by trace id" (:func:`hopscope.analysis.expr.example_traces`) pick the same traces.
+- :class:`TraceCodes` gives every distinct trace id of the window a ``UInt32`` code once, the
+  job works on the codes, and the few ids it reports (example traces) are decoded at the end.
+  Codes follow the ids' lexical order, so sorting by code sorts as the text would: tie-breaks
+  "by trace id" (:func:`hopscope.analysis.expr.example_traces`) pick the same traces.
+- One 64-bit key of the ids' hashes (:func:`id_key`): a join on it pairs rows whose ids are
+  then compared, so a hash collision pairs nothing (:func:`id_pairs`, :func:`join_on_ids`);
+  a group-by or count on it is used only where no two of the window's ids share a hash
+  (:func:`group_key`, which checks). Nothing to build first, so a job that joins once pays
+  one hash per row instead of a dictionary.
 """
 
 from __future__ import annotations
