@@ -1,19 +1,26 @@
-"""Trace ids as integers for the per-trace jobs: a dictionary of the window's trace ids.
+"""Ids as integers for the per-trace jobs: a dictionary of the window's trace ids, and keys
+of the ids' hashes for joins and group-bys.
 
-Trace ids are 32-character text (any text, from some sources). A job that joins, groups or
-deduplicates per trace over millions of rows hashes and compares that text again and again;
-:class:`TraceCodes` gives every distinct id of the window a ``UInt32`` code once, the job
-works on the codes, and the few ids it reports (example traces) are decoded at the end.
+Trace ids are 32-character text (any text, from some sources), span ids 16. A job that
+joins, groups or deduplicates per trace over millions of rows hashes and compares that text
+again and again. Two ways out, both exact:
 
-Codes follow the ids' lexical order, so sorting by code sorts as the text would: tie-breaks
-"by trace id" (:func:`hopscope.analysis.expr.example_traces`) pick the same traces.
+- :class:`TraceCodes` gives every distinct trace id of the window a ``UInt32`` code once, the
+  job works on the codes, and the few ids it reports (example traces) are decoded at the end.
+  Codes follow the ids' lexical order, so sorting by code sorts as the text would: tie-breaks
+  "by trace id" (:func:`hopscope.analysis.expr.example_traces`) pick the same traces.
+- One 64-bit key of the ids' hashes (:func:`id_key`): a join on it pairs rows whose ids are
+  then compared, so a hash collision pairs nothing (:func:`id_pairs`, :func:`join_on_ids`);
+  a group-by or count on it is used only where no two of the window's ids share a hash
+  (:func:`group_key`, which checks). Nothing to build first, so a job that joins once pays
+  one hash per row instead of a dictionary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -100,3 +107,142 @@ class TraceCodes:
         """The trace ids of ``codes``, in their order."""
         ids: list[str] = self.table.get_column(TRACE_ID).gather(list(codes)).to_list()
         return ids
+
+
+# Row numbers of the two sides of a join on ids (:func:`id_pairs`).
+LEFT_ROW: Final = "_left_row"
+RIGHT_ROW: Final = "_right_row"
+_KEY: Final = "_id_key"
+
+
+def id_key(*columns: str) -> pl.Expr:
+    """One 64-bit key of the id columns ``columns``: their hashes combined, as the Parquet
+    loader's deduplication combines them. Equal ids give equal keys; different ids may share
+    one (a collision, about one pair in 2⁶⁴), so whatever joins or groups on the key compares
+    the ids afterwards (:func:`id_pairs`).
+
+    Examples:
+        >>> frame = pl.DataFrame({"t": ["a", "a", "b"], "s": ["1", "1", "1"]})
+        >>> keys = frame.select(id_key("t", "s")).to_series()
+        >>> keys[0] == keys[1], keys[0] == keys[2], keys.dtype
+        (True, False, UInt64)
+    """
+    key = _hash(columns[0])
+    for seed, column in enumerate(columns[1:], start=1):
+        key = key ^ _hash(column, seed)
+    return key
+
+
+def _hash(column: str, seed: int = 0) -> pl.Expr:
+    """The 64-bit hash of an id column, the one place keys are made of (tests replace it
+    with one that collides)."""
+    return pl.col(column).hash(seed=seed)
+
+
+def id_pairs(
+    left: pl.DataFrame, right: pl.DataFrame, left_on: Sequence[str], right_on: Sequence[str]
+) -> pl.DataFrame:
+    """The rows of ``left`` and ``right`` whose ids are equal: what a join on the text ids
+    pairs, found by joining on one 64-bit key (:func:`id_key`) and comparing the ids of each
+    pair afterwards, so a collision pairs nothing.
+
+    A join on several text columns hashes and compares every row's text; on the integer key
+    the text is compared only for the pairs the key proposes (at 10M spans the delays with
+    their statements, 1.06-1.38 CPU-s on the text ids against 0.65-0.81 on the key).
+
+    Parameters:
+        left, right: the two frames.
+        left_on, right_on: their id columns, paired in order. A null id pairs with nothing,
+            as in a join (``nulls_equal=False``).
+
+    Returns:
+        ``_left_row, _right_row`` (UInt32 row numbers of ``left`` and ``right``), one row per
+        pair, by left row then right row.
+
+    Examples:
+        >>> left = pl.DataFrame({"t": ["a", "a", "b", None], "s": ["1", "2", "1", "1"]})
+        >>> right = pl.DataFrame({"t": ["b", "a", "a", "c"], "p": ["1", "1", "1", None]})
+        >>> id_pairs(left, right, ["t", "s"], ["t", "p"]).rows()
+        [(0, 1), (0, 2), (2, 0)]
+    """
+    if len(left_on) != len(right_on) or not left_on:
+        raise ValueError(
+            f"left_on and right_on must name as many columns, at least one: {left_on}, {right_on}"
+        )
+    theirs = [f"_right_{i}" for i in range(len(right_on))]
+
+    def keyed(
+        frame: pl.DataFrame, row: str, on: Sequence[str], names: Sequence[str]
+    ) -> pl.DataFrame:
+        # Null ids pair with nothing; left in, their keys (the hash of null) would all meet.
+        return (
+            frame.select(*(pl.col(c).alias(n) for c, n in zip(on, names, strict=True)))
+            .with_row_index(row)
+            .filter(pl.all_horizontal(pl.col(n).is_not_null() for n in names))
+            .with_columns(id_key(*names).alias(_KEY))
+        )
+
+    mine = [f"_left_{i}" for i in range(len(left_on))]
+    return (
+        keyed(left, LEFT_ROW, left_on, mine)
+        .join(keyed(right, RIGHT_ROW, right_on, theirs), on=_KEY, how="inner")
+        .filter(
+            pl.all_horizontal(pl.col(a) == pl.col(b) for a, b in zip(mine, theirs, strict=True))
+        )
+        .select(LEFT_ROW, RIGHT_ROW)
+        .sort(LEFT_ROW, RIGHT_ROW)
+    )
+
+
+def join_on_ids(
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    *,
+    on: Sequence[str],
+    how: Literal["inner", "left"] = "left",
+) -> pl.DataFrame:
+    """``left.join(right, on=on, how=how, maintain_order="left_right")`` for text id columns
+    ``on``, the ids hashed once and compared only where their keys meet (:func:`id_pairs`).
+
+    Examples:
+        >>> left = pl.DataFrame({"t": ["a", "b", "a"], "s": ["1", "1", "2"], "x": [1, 2, 3]})
+        >>> right = pl.DataFrame({"t": ["a", "a"], "s": ["2", "2"], "y": ["p", "q"]})
+        >>> join_on_ids(left, right, on=["t", "s"]).rows()
+        [('a', '1', 1, None), ('b', '1', 2, None), ('a', '2', 3, 'p'), ('a', '2', 3, 'q')]
+        >>> join_on_ids(left, right, on=["t", "s"], how="inner").get_column("y").to_list()
+        ['p', 'q']
+    """
+    pairs = id_pairs(left, right, on, on)
+    return (
+        left.with_row_index(LEFT_ROW)
+        .join(pairs, on=LEFT_ROW, how=how, maintain_order="left_right")
+        .join(
+            right.drop(on).with_row_index(RIGHT_ROW),
+            on=RIGHT_ROW,
+            how="left",
+            maintain_order="left",
+        )
+        .drop(LEFT_ROW, RIGHT_ROW)
+    )
+
+
+def group_key(frame: pl.LazyFrame, column: str = TRACE_ID) -> pl.Expr:
+    """``column`` as something to group or count distinct ids by (``group_by``,
+    ``n_unique``): its 64-bit hashes when no two different ids of ``frame`` share one
+    (checked here, on the distinct ids alone), else the ids themselves. Exact either way: the
+    groups are the ids' groups. On the hashes, counting the distinct traces per group of
+    millions of rows costs about half as much (at 10M spans, the hops' edges: 1.0-1.2 CPU-s
+    on the text, 0.6 on the hashes).
+
+    Examples:
+        >>> frame = pl.LazyFrame({"g": [1, 1, 2], "trace_id": ["a", "a", None]})
+        >>> frame.group_by("g").agg(group_key(frame).n_unique()).sort("g").collect().rows()
+        [(1, 1), (2, 1)]
+    """
+    ids = frame.select(column).collect().get_column(column)
+    # Runs of equal ids dropped first (a shift comparison), then the distinct ids (null one
+    # of them: n_unique counts it, and its hash too).
+    distinct = ids.filter(_run_starts(ids)).unique().to_frame()
+    if distinct.select(_hash(column).is_duplicated().any()).item():
+        return pl.col(column)
+    return _hash(column)

@@ -30,6 +30,7 @@ import polars as pl
 
 from hopscope.analysis.expr import example_traces
 from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.ids import LEFT_ROW, RIGHT_ROW, id_pairs
 from hopscope.analysis.jobs.tail import proportion_p_value
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
@@ -78,25 +79,25 @@ def lookups(spans: pl.LazyFrame) -> pl.DataFrame:
         .collect()
     )
     # Only the spans that enclose a lookup: a one-column filter on the lookups' parent ids
-    # first (cheap, and it drops almost every span), then the exact (trace, span) match, so
-    # the two-key work and the deduplication run over the few parents, not over every span.
+    # first (cheap, and it drops almost every span), then the exact (trace, span) match on
+    # one integer key of the two ids' hashes, the ids compared where keys meet (id_pairs; a
+    # semi join, a unique and a left join on the two text columns hashed them three times).
     parent_ids = found.get_column("parent_id").drop_nulls().unique().implode()
-    keys = found.lazy().select("trace_id", "parent_id")
     parents = (
-        spans.select(
-            "trace_id",
-            pl.col("span_id").alias("parent_id"),
-            pl.col("duration_ns").alias("parent_ns"),
-        )
-        .filter(pl.col("parent_id").is_in(parent_ids))
-        .join(keys, on=["trace_id", "parent_id"], how="semi")
-        .unique(["trace_id", "parent_id"])
+        spans.select("trace_id", "span_id", pl.col("duration_ns").alias("parent_ns"))
+        .filter(pl.col("span_id").is_in(parent_ids))
+        .collect()
+    )
+    pairs = id_pairs(found, parents, ["trace_id", "parent_id"], ["trace_id", "span_id"])
+    # One parent per lookup (a span is archived once per id; the first if not).
+    pairs = pairs.filter(pl.col(LEFT_ROW).is_first_distinct())
+    parent_ns = pairs.select(
+        LEFT_ROW, parents.get_column("parent_ns").gather(pairs.get_column(RIGHT_ROW))
     )
     return (
-        found.lazy()
-        .join(parents, on=["trace_id", "parent_id"], how="left")
-        .drop("parent_id")
-        .collect()
+        found.with_row_index(LEFT_ROW)
+        .join(parent_ns, on=LEFT_ROW, how="left", maintain_order="left")
+        .drop(LEFT_ROW, "parent_id")
     )
 
 

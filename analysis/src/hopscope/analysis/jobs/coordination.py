@@ -52,6 +52,7 @@ import polars as pl
 
 from hopscope.analysis.expr import EXAMPLE_TRACES, example_traces, percentile_ns, share
 from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.ids import join_on_ids
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
@@ -100,11 +101,13 @@ def _waited(coordination: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
         .group_by("service", "db_system")
         .agg(pl.col("duration_ns").mean().alias("_peer_mean"))
     )
-    tagged = coordination.join(
-        statements.select("trace_id", "span_id", "db_system"),
+    # Each delay with its statement, if it is one: a left join on the two text ids, done on
+    # one integer key of their hashes (the ids compared where keys meet).
+    tagged = join_on_ids(
+        coordination.collect(),
+        statements.select("trace_id", "span_id", "db_system").collect(),
         on=["trace_id", "span_id"],
-        how="left",
-    )
+    ).lazy()
     waiting = (
         tagged.filter(pl.col("db_system").is_not_null())
         .group_by("coordination_kind", "service", "db_system")

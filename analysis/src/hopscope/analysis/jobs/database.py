@@ -41,6 +41,7 @@ import polars as pl
 
 from hopscope.analysis.expr import example_traces, percentile_ns, share
 from hopscope.analysis.findings import Finding, Impact, JobResult
+from hopscope.analysis.ids import group_key
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 
@@ -135,10 +136,12 @@ def _latency(column: str = "duration_ns") -> list[pl.Expr]:
 
 def statement_table(calls: pl.LazyFrame) -> pl.LazyFrame:
     """The ``statements`` table, largest total time first."""
+    # Traces per statement counted on the ids' hashes where exact (hopscope.analysis.ids).
+    traces = group_key(calls)
     return (
         calls.group_by("db_system", "service", "db_operation", "db_statement")
         .agg(pl.len().cast(pl.Int64).alias("calls"), *_latency(), pl.col("duration_ns").sum()
-             .alias("total_ns"), pl.col("trace_id").n_unique().alias("traces"))
+             .alias("total_ns"), traces.n_unique().alias("traces"))
         .with_columns(share("total_ns").alias("share"))
         .rename({"db_statement": "statement"})
         .select("db_system", "service", "db_operation", "statement", "calls", "p50_ns",

@@ -33,7 +33,7 @@ import polars as pl
 
 from hopscope.analysis.expr import example_traces, percentile_ns
 from hopscope.analysis.findings import Finding, Impact, JobResult
-from hopscope.analysis.ids import TraceCodes
+from hopscope.analysis.ids import TRACE_ID, TraceCodes
 from hopscope.analysis.render import ms
 from hopscope.analysis.schema import Dataset
 from hopscope.analysis.stats import CONFIDENCE, proportion_z, wilson_interval
@@ -212,7 +212,10 @@ def _trace_frame(data: Dataset) -> pl.LazyFrame:
 def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl.LazyFrame:
     """The ``(trace_id, field, value)`` a trace has, one row each, for low-cardinality fields.
 
-    Node fields are named ``"<service> node"``; database servers ``"db server"``.
+    Node fields are named ``"<service> node"``; database servers ``"db server"``. ``field``
+    and ``value`` are ``Categorical``: the uniques, group-bys, joins and sorts over the
+    candidates (millions of rows at 10M spans) hash and compare their integer codes, not
+    the text; the tables give the text back (:func:`slow_table`, :func:`failed_table`).
 
     Examples:
         >>> spans = pl.LazyFrame({
@@ -231,12 +234,19 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
 
     # Spans usually come trace by trace, so most rows repeat their predecessor's (trace,
     # field, value): dropping those with a shift comparison (no hashing) shrinks each source
-    # several times over before the hash-based unique. Exact in any row order.
+    # several times over before the hash-based unique. Exact in any row order. The text
+    # left is made categorical once, so that the unique and everything after it hash codes.
     def distinct(frame: pl.LazyFrame, *columns: str) -> pl.LazyFrame:
         repeated = pl.all_horizontal(
             (pl.col(name) == pl.col(name).shift()).fill_null(False) for name in columns
         )
-        return frame.select(columns).filter(~repeated).unique()
+        text = [c for c in columns if c != TRACE_ID]
+        return (
+            frame.select(columns)
+            .filter(~repeated)
+            .with_columns(pl.col(text).cast(pl.Categorical))
+            .unique()
+        )
 
     # A node field comes from a span's own node and from the calls to it (the caller's view,
     # so attempts that never reached a server count); both name the field "<service> node".
@@ -252,30 +262,30 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
         pl.col("peer_service").alias("service"),
         pl.col("server_address").alias("value"),
     )
-    nodes = (
-        pl.concat(
-            [
-                distinct(own_node, "trace_id", "service", "value"),
-                distinct(call_target, "trace_id", "service", "value"),
-            ],
-            how="vertical",
-        )
-        .unique()
-        .select(
-            # String concatenation, not pl.format: polars 2.1's streaming engine panics formatting
-            # a filtered column made of several chunks (what the Elasticsearch loader's pages give).
-            "trace_id",
-            (pl.col("service") + " node").alias("field"),
-            "value",
-        )
+    nodes = pl.concat(
+        [
+            distinct(own_node, "trace_id", "service", "value"),
+            distinct(call_target, "trace_id", "service", "value"),
+        ],
+        how="vertical",
     )
+    # Computed once: read by the join and by the field names (a plan read twice is computed
+    # twice where its two readers meet in one join).
+    nodes = nodes.unique().collect().lazy()
+    # Each service's field name, made once per service and joined on the service's code.
+    # String concatenation, not pl.format: polars 2.1's streaming engine panics formatting a
+    # filtered column made of several chunks (what the Elasticsearch loader's pages give).
+    fields = nodes.select(pl.col("service").unique()).with_columns(
+        (pl.col("service").cast(pl.String) + " node").cast(pl.Categorical).alias("field")
+    )
+    nodes = nodes.join(fields, on="service", how="inner").select("trace_id", "field", "value")
     db_server = distinct(
         spans.filter(
             pl.col("db_system").is_not_null() & pl.col("server_address").is_not_null()
         ).select("trace_id", pl.col("server_address").alias("value")),
         "trace_id",
         "value",
-    ).select("trace_id", pl.lit("db server").alias("field"), "value")
+    ).select("trace_id", pl.lit("db server").cast(pl.Categorical).alias("field"), "value")
     plain = [
         distinct(
             spans.filter(pl.col(name).is_not_null()).select(
@@ -283,12 +293,13 @@ def candidate_values(spans: pl.LazyFrame, *, max_values: int = MAX_VALUES) -> pl
             ),
             "trace_id",
             "value",
-        ).select("trace_id", pl.lit(name).alias("field"), "value")
+        ).select("trace_id", pl.lit(name).cast(pl.Categorical).alias("field"), "value")
         for name in _PLAIN_FIELDS
     ]
     # Each source is already unique, and no two share a field name (node fields end in
-    # " node", none of the others does): the union needs no further unique.
-    values = pl.concat([nodes, db_server, *plain], how="vertical")
+    # " node", none of the others does): the union needs no further unique. Computed once
+    # for its two readers below.
+    values = pl.concat([nodes, db_server, *plain], how="vertical").collect().lazy()
     sizes = (
         values.select("field", "value").unique().group_by("field").agg(pl.len().alias("distinct"))
     )
@@ -350,7 +361,8 @@ def ks_gaps(members: pl.LazyFrame, n: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("r_le").first(),
             pl.col("r_lt").first(),
         )
-        .sort(*candidate, "duration_ns")
+        # Candidates in any order (their codes'), durations ascending within each.
+        .sort(*(pl.col(c).to_physical() for c in candidate), "duration_ns")
         .with_columns(
             pl.col("count").cum_sum().over(candidate).alias("c_le"),
             pl.col("count").sum().over(candidate).alias("k"),
@@ -406,8 +418,8 @@ def slow_table(traces: pl.LazyFrame, per_value: pl.LazyFrame, threshold_ns: floa
     return (
         _with_p_values(counts, p_values)
         .select(
-            "field",
-            "value",
+            pl.col("field").cast(pl.String),
+            pl.col("value").cast(pl.String),
             pl.col("traces").cast(pl.Int64),
             pl.col("slow_traces").cast(pl.Int64),
             "share_of_slow",
@@ -455,8 +467,8 @@ def failed_table(traces: pl.LazyFrame, per_value: pl.LazyFrame) -> pl.DataFrame:
     return (
         _with_p_values(counts, p_values)
         .select(
-            "field",
-            "value",
+            pl.col("field").cast(pl.String),
+            pl.col("value").cast(pl.String),
             pl.col("traces").cast(pl.Int64),
             pl.col("failed_traces").cast(pl.Int64),
             "failure_rate",
