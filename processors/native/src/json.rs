@@ -152,6 +152,23 @@ pub fn value(out: &mut Vec<u8>, value: &Bound<'_, PyAny>) -> PyResult<bool> {
     nested(out, value, 0)
 }
 
+/// A list's or a tuple's items as a JSON array; false as [`nested`] says it.
+fn array<'py>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    depth: usize,
+) -> PyResult<bool> {
+    out.push(b'[');
+    for each in items {
+        item(out);
+        if !nested(out, &each, depth + 1)? {
+            return Ok(false);
+        }
+    }
+    out.push(b']');
+    Ok(true)
+}
+
 fn nested(out: &mut Vec<u8>, value: &Bound<'_, PyAny>, depth: usize) -> PyResult<bool> {
     if value.is_none() {
         out.extend_from_slice(b"null");
@@ -172,23 +189,9 @@ fn nested(out: &mut Vec<u8>, value: &Bound<'_, PyAny>, depth: usize) -> PyResult
     } else if depth >= DEPTH {
         return Ok(false);
     } else if let Ok(items) = value.downcast_exact::<PyList>() {
-        out.push(b'[');
-        for each in items.iter() {
-            item(out);
-            if !nested(out, &each, depth + 1)? {
-                return Ok(false);
-            }
-        }
-        out.push(b']');
+        return array(out, items.iter(), depth);
     } else if let Ok(items) = value.downcast_exact::<PyTuple>() {
-        out.push(b'[');
-        for each in items.iter() {
-            item(out);
-            if !nested(out, &each, depth + 1)? {
-                return Ok(false);
-            }
-        }
-        out.push(b']');
+        return array(out, items.iter(), depth);
     } else if let Ok(map) = value.downcast_exact::<PyDict>() {
         out.push(b'{');
         for (name, each) in map.iter() {
