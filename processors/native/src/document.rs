@@ -395,14 +395,6 @@ const COORDINATION: Derived = Derived {
 static HOP_NAMES: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
 static COORDINATION_NAMES: GILOnceCell<Vec<Py<PyString>>> = GILOnceCell::new();
 
-/// Whether the table writes `value` as it is (`schema._plain` leaves it alone).
-fn scalar(value: &Bound<'_, PyAny>) -> bool {
-    value.is_none()
-        || value.is_exact_instance_of::<PyString>()
-        || value.is_exact_instance_of::<PyInt>()
-        || value.is_exact_instance_of::<PyBool>()
-        || value.is_exact_instance_of::<PyFloat>()
-}
 
 /// `schema.outcome`: ECS `event.outcome` of a failed flag.
 fn outcome(failed: &Bound<'_, PyAny>) -> PyResult<&'static str> {
@@ -430,7 +422,7 @@ fn derived_document<'py>(
     let mut values = Vec::with_capacity(names.len());
     for name in names {
         let value = record.getattr(name.bind(py))?;
-        if !scalar(&value) {
+        if !json::scalar(&value) {
             return Ok(None);
         }
         values.push(value);
@@ -623,7 +615,7 @@ pub fn trace_document<'py>(
     let mut values = Vec::with_capacity(names.len());
     for (at, name) in names.iter().enumerate() {
         let value = summary.getattr(name.bind(py))?;
-        if if at == SERVICES { !sequence(&value) } else { !scalar(&value) } {
+        if if at == SERVICES { !sequence(&value) } else { !json::scalar(&value) } {
             return Ok(None);
         }
         values.push(value);
@@ -673,7 +665,7 @@ pub fn trace_document<'py>(
         json::key_in(&mut out, "hopscope.trace.critical_by_kind", kind);
         match by_kind.get_item(kind)? {
             Some(value) => {
-                if !scalar(&value) {
+                if !json::scalar(&value) {
                     return Ok(None);
                 }
                 written &= json::value(&mut out, &value)?;

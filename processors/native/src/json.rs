@@ -209,15 +209,20 @@ fn nested(out: &mut Vec<u8>, value: &Bound<'_, PyAny>, depth: usize) -> PyResult
     Ok(true)
 }
 
-/// Whether `flat_map` writes `value` under its key as it is (`decode.flatten` leaves it
-/// alone, and the dict-building core took it): a scalar, a list or None.
-fn flat_value(value: &Bound<'_, PyAny>) -> bool {
+/// Whether the tables write `value` as it is (`schema._plain` leaves it alone): None, a
+/// string, an int, a bool or a float, of exactly those types.
+pub fn scalar(value: &Bound<'_, PyAny>) -> bool {
     value.is_none()
         || value.is_exact_instance_of::<PyString>()
         || value.is_exact_instance_of::<PyInt>()
-        || value.is_exact_instance_of::<PyFloat>()
         || value.is_exact_instance_of::<PyBool>()
-        || value.is_exact_instance_of::<PyList>()
+        || value.is_exact_instance_of::<PyFloat>()
+}
+
+/// Whether `flat_map` writes `value` under its key as it is (`decode.flatten` leaves it
+/// alone, and the dict-building core took it): a scalar or a list.
+fn flat_value(value: &Bound<'_, PyAny>) -> bool {
+    scalar(value) || value.is_exact_instance_of::<PyList>()
 }
 
 /// `decode.flatten(map)` as a JSON object: nested dicts as dotted keys. False for a map that
