@@ -288,6 +288,21 @@ def test_the_most_telling_of_several_failures_is_reported() -> None:
     assert "SaslAuthenticationFailedError" in str(caught.value)
 
 
+def test_a_hang_up_says_more_than_a_timed_out_attempt() -> None:
+    """On a loaded machine the last attempt may time out; the earlier hang-ups still tell why."""
+    manager = logging.getLogger("kafka.net.manager")
+    with pytest.raises(KafkaConnectError, match="expects SASL") as caught:  # noqa: SIM117
+        with explained_connect_errors("h:1", {"security_protocol": "SSL"}, "a client"):
+            for reason in (
+                "KafkaConnectionError: socket disconnected",
+                "KafkaConnectionError: socket disconnected",
+                "KafkaTimeoutError: Timeout during ApiVersions check",
+            ):
+                manager.warning("Bootstrap attempt to b-0 failed: %s (backoff 1 secs)", reason)
+            raise KafkaTimeoutError("Unable to bootstrap from h:1")
+    assert "socket disconnected" in str(caught.value)
+
+
 def test_other_errors_pass_through_unchanged() -> None:
     with pytest.raises(ValueError, match="not ours"):  # noqa: SIM117
         with explained_connect_errors("h:1", {}, "a client"):

@@ -352,8 +352,11 @@ _FAILURE = re.compile(
 )
 
 
-# Causes that say more than a dropped connection; preferred when attempts failed differently.
+# Causes ranked by what they say about the listener, when attempts failed differently: a named
+# refusal first, then a hang-up (the listener rejected what it read), then anything else (a
+# timeout on a loaded machine says nothing about the listener).
 _TELLING = re.compile(r"sasl|certificate|ssl|handshake|refused|frame length", re.IGNORECASE)
+_HUNG_UP = re.compile(r"disconnected", re.IGNORECASE)
 
 
 class _Failures(logging.Handler):
@@ -370,9 +373,11 @@ class _Failures(logging.Handler):
 
     def best(self) -> str | None:
         """The most telling cause: the broker hangs up right after refusing a login, so an
-        attempt may see only the disconnect while another got to read the refusal."""
+        attempt may see only the disconnect while another got to read the refusal, and a
+        disconnect says more than an attempt that timed out."""
         telling = [reason for reason in self.reasons if _TELLING.search(reason)]
-        candidates = telling or self.reasons
+        hung_up = [reason for reason in self.reasons if _HUNG_UP.search(reason)]
+        candidates = telling or hung_up or self.reasons
         return candidates[-1] if candidates else None
 
 
