@@ -249,3 +249,38 @@ def test_deduplication_on_trace_and_span_ids_equals_the_rule_on_the_id() -> None
     assert _key("spans", with_tombstones.collect_schema()) == [_ID]
     assert _key("spans", frame.drop("span.id").collect_schema()) == [_ID]
     assert _key("traces", frame.collect_schema()) == [_ID]
+
+
+def test_part_files_of_different_schemas_are_read_each_with_its_own(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    """Files are grouped by the schema their footers carry: one whose column holds another
+    type (or only nulls) is read with its own, and the column gets the common type."""
+    spans, logs = records
+    (first, *_) = [d for d in documents_from_records(spans, logs) if d.kind == "spans"]
+    ParquetArchive(tmp_path).write([first])
+    (written,) = tmp_path.glob("spans/*/*/part-*.parquet")
+    frame = pl.read_parquet(written)
+    other = frame.with_columns(
+        pl.lit("f" * 16).alias("span.id"),
+        pl.lit(8443, dtype=pl.Int64).alias("attributes.server.address"),
+        pl.lit(None, dtype=pl.Null).alias("service.name"),
+    )
+    other.write_parquet(written.with_name("part-999999.parquet"))
+    loaded = load_parquet(tmp_path, progress=False).spans.collect().sort("span_id")
+    assert loaded["span_id"].to_list() == [first.body["span.id"], "f" * 16]
+    assert loaded.schema["server_address"] == pl.String
+    assert loaded["server_address"][1] == "8443"
+    assert loaded["service"].to_list() == [first.body["service.name"], None]
+
+
+def test_an_unreadable_part_file_is_named(
+    tmp_path: Path, records: tuple[list[SpanRecord], list[LogRecord]]
+) -> None:
+    spans, logs = records
+    archive(tmp_path, spans, logs)
+    (written, *_) = sorted(tmp_path.glob("hops/*/*/part-*.parquet"))
+    broken = written.with_name("part-999999.parquet")
+    broken.write_bytes(b"PAR1 not a footer")
+    with pytest.raises(LoaderError, match=f"{broken}: not a readable Parquet part file"):
+        load_parquet(tmp_path, progress=False)
