@@ -241,9 +241,10 @@ class Dataset:
                 dtypes = frame.collect_schema()
                 frame = frame.with_columns(pl.lit(None, dtype=dtypes[c]).alias(c) for c in skipped)
             frames.append(frame)
-        # The in-memory engine: the loaders' plans (hundreds of part-file scans, then the
-        # repeated-id rule, which sorts a whole column) ran 0.4-0.8 s faster at 10M spans
-        # than on the streaming engine, with the same peak memory.
+        # The in-memory engine: all kinds' plans together (hundreds of part-file scans each,
+        # then the repeated-id rule, which sorts a whole column) ran 0.3-0.8 s faster at 10M
+        # spans than on the streaming engine, with the same peak memory (docs/SCALING.md,
+        # "Raw path, sixth round").
         collected = pl.collect_all(frames, engine="in-memory")
         # Kept in the chunks the loaders give (one per part file or page), not rechunked: a
         # rechunk copies every text column's 16-byte views and buffers (at 10M spans 3-4 GB,
