@@ -273,34 +273,31 @@ def test_each_bootstrap_failure_gets_its_hint(reason: str, protocol: str, hint: 
             raise KafkaTimeoutError("Unable to bootstrap from h:1")
 
 
-def test_the_most_telling_of_several_failures_is_reported() -> None:
-    """A refused login is followed by a hang-up; some attempts see only the hang-up."""
+@pytest.mark.parametrize(
+    ("protocol", "reasons", "cause", "hint"),
+    [
+        # A refused login is followed by a hang-up; some attempts see only the hang-up.
+        ("SASL_SSL", ("KafkaConnectionError: socket disconnected",
+                      "[Error 58] SaslAuthenticationFailedError: invalid credentials",
+                      "KafkaConnectionError: socket disconnected"),
+         "SaslAuthenticationFailedError", "refused the credentials"),
+        # On a loaded machine the last attempt may time out; the earlier hang-ups tell why.
+        ("SSL", ("KafkaConnectionError: socket disconnected",
+                 "KafkaConnectionError: socket disconnected",
+                 "KafkaTimeoutError: Timeout during ApiVersions check"),
+         "socket disconnected", "expects SASL"),
+    ],
+)  # fmt: skip
+def test_the_most_telling_of_several_failures_is_reported(
+    protocol: str, reasons: tuple[str, ...], cause: str, hint: str
+) -> None:
     manager = logging.getLogger("kafka.net.manager")
-    with pytest.raises(KafkaConnectError, match="refused the credentials") as caught:  # noqa: SIM117
-        with explained_connect_errors("h:1", {"security_protocol": "SASL_SSL"}, "a client"):
-            for reason in (
-                "KafkaConnectionError: socket disconnected",
-                "[Error 58] SaslAuthenticationFailedError: invalid credentials",
-                "KafkaConnectionError: socket disconnected",
-            ):
-                manager.warning("Bootstrap connection to b-0 failed: %s (backoff 1 secs)", reason)
-            raise KafkaTimeoutError("Unable to bootstrap from h:1")
-    assert "SaslAuthenticationFailedError" in str(caught.value)
-
-
-def test_a_hang_up_says_more_than_a_timed_out_attempt() -> None:
-    """On a loaded machine the last attempt may time out; the earlier hang-ups still tell why."""
-    manager = logging.getLogger("kafka.net.manager")
-    with pytest.raises(KafkaConnectError, match="expects SASL") as caught:  # noqa: SIM117
-        with explained_connect_errors("h:1", {"security_protocol": "SSL"}, "a client"):
-            for reason in (
-                "KafkaConnectionError: socket disconnected",
-                "KafkaConnectionError: socket disconnected",
-                "KafkaTimeoutError: Timeout during ApiVersions check",
-            ):
+    with pytest.raises(KafkaConnectError, match=hint) as caught:  # noqa: SIM117
+        with explained_connect_errors("h:1", {"security_protocol": protocol}, "a client"):
+            for reason in reasons:
                 manager.warning("Bootstrap attempt to b-0 failed: %s (backoff 1 secs)", reason)
             raise KafkaTimeoutError("Unable to bootstrap from h:1")
-    assert "socket disconnected" in str(caught.value)
+    assert cause in str(caught.value)
 
 
 def test_other_errors_pass_through_unchanged() -> None:
